@@ -1,0 +1,6 @@
+"""PyTorch implementations of the UniNeXt, ConvMLP and UniNet families, behind one registry."""
+
+from ._registry import ModelSpec, create_model, get_spec, list_models
+from .stats import count_macs, count_params
+
+__all__ = ["ModelSpec", "create_model", "get_spec", "list_models", "count_macs", "count_params"]

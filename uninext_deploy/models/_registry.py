@@ -1,0 +1,148 @@
+"""The model registry: every variant is a :class:`ModelSpec`, i.e. data plus a builder.
+
+Family files (``convmlp.py``, ``uninext.py``, ``uninet.py``) call :func:`register` for each variant;
+:func:`create_model` builds one for a fixed (batch, height, width), then loads official weights through
+the variant's key mapping or applies the seeded initialisation.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+StateDict = Mapping[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything the toolchain knows about one variant, as data.
+
+    ``build(batch, height, width)`` returns the module in its static-shape form for that input.
+    ``size_error(height, width)`` returns None when the size is supported, else the rule as one line.
+    ``key_map`` turns an official state dict into ours (identity where the layouts agree).
+    """
+
+    name: str
+    family: str
+    build: Callable[[int, int, int], nn.Module]
+    native_size: int
+    official_params: int
+    official_gmacs: float
+    size_error: Callable[[int, int], str | None]
+    key_map: Callable[[StateDict], dict[str, torch.Tensor]] = dict
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    crop_pct: float = 0.9
+    interpolation: str = "bicubic"
+    num_classes: int = 1000
+    source: str = ""
+    notes: dict = field(default_factory=dict)
+
+    def preprocessing(self, height: int | None = None, width: int | None = None) -> dict:
+        """The preprocessing a deployed artifact needs, as plain data (also written to manifests)."""
+        h = height or self.native_size
+        w = width or self.native_size
+        return {
+            "resize_short_side": None if self.crop_pct >= 1.0 else int(round(min(h, w) / self.crop_pct)),
+            "resize_exact": self.crop_pct >= 1.0,
+            "crop": [h, w],
+            "interpolation": self.interpolation,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "color": "RGB",
+            "layout": "NCHW",
+            "scale": 1.0 / 255.0,
+        }
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    if spec.name in _REGISTRY:
+        raise ValueError(f"model {spec.name!r} registered twice")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def _normalise(name: str) -> str:
+    return name.strip().lower().replace("-", "_").replace(" ", "_")
+
+
+def list_models(family: str | None = None) -> list[str]:
+    """Registered model names, optionally of one family, in registration order."""
+    _load_families()
+    return [n for n, s in _REGISTRY.items() if family is None or s.family == family]
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The spec of ``name`` (case and ``-``/``_`` insensitive), or a UserError naming close matches."""
+    _load_families()
+    key = _normalise(name)
+    if key in _REGISTRY:
+        return _REGISTRY[key]
+    close = difflib.get_close_matches(key, list(_REGISTRY), n=3, cutoff=0.4)
+    hint = f"did you mean {', '.join(close)}?" if close else "run `uninext-deploy models` for the list"
+    raise UserError(f"unknown model {name!r}; {hint}")
+
+
+def resolve_size(spec: ModelSpec, input_size: int | tuple[int, int] | None) -> tuple[int, int]:
+    if input_size is None:
+        return spec.native_size, spec.native_size
+    h, w = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    problem = spec.size_error(int(h), int(w))
+    if problem:
+        raise UserError(f"{spec.name} cannot take input {h}x{w}: {problem}")
+    return int(h), int(w)
+
+
+def create_model(
+    name: str,
+    *,
+    input_size: int | tuple[int, int] | None = None,
+    batch_size: int = 1,
+    weights: str | None = None,
+    seed: int = 0,
+) -> nn.Module:
+    """Build ``name`` in static-shape form for (batch_size, 3, H, W), in eval mode.
+
+    With ``weights`` (an official state dict file) the parameters come from it through the variant's
+    key mapping; without, they come from :func:`seeded_init` with ``seed``.
+    """
+    from .weights import load_official_weights, seeded_init
+
+    spec = get_spec(name)
+    if batch_size < 1:
+        raise UserError(f"batch size must be >= 1, got {batch_size}")
+    h, w = resolve_size(spec, input_size)
+    with torch.device("meta"):
+        model = spec.build(batch_size, h, w)
+    model = model.to_empty(device="cpu")
+    if weights is not None:
+        load_official_weights(model, spec, weights)
+    else:
+        seeded_init(model, seed)
+    model.eval()
+    model.spec = spec
+    model.input_shape = (batch_size, 3, h, w)
+    return model
+
+
+_FAMILIES = ("uninext", "convmlp", "uninet")
+
+
+def _load_families() -> None:
+    # Registering is a side effect of importing the family modules, as in timm; done lazily so that
+    # importing the registry stays cheap.
+    for family in _FAMILIES:
+        importlib.import_module(f"{__package__}.{family}")

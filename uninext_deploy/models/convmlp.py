@@ -1,0 +1,154 @@
+"""ConvMLP: "ConvMLP: Hierarchical Convolutional MLPs for Vision" (Li et al., arXiv 2109.04454).
+
+Re-implemented from the architecture facts in ``shared/design/models.md`` section 2 (official code:
+SHI-Labs/Convolutional-MLPs, Apache-2.0). Module names follow the official state dict, so official
+checkpoints load with the identity key mapping.
+
+Layout: a convolutional tokenizer and conv stage in NCHW, then channels-last (B, H, W, C) stages of
+channel MLPs joined by a *non-residual* depthwise 3x3 "connect" conv, then LN, token mean and a linear
+head. Fully convolutional: any input size of at least 32 pixels a side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+from torch import Tensor, nn
+
+from ._registry import ModelSpec, register
+from .layers import Mlp
+
+
+def _conv_bn_relu(cin: int, cout: int, kernel: int, stride: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True)]
+
+
+class ConvTokenizer(nn.Module):
+    """Three conv-BN-ReLU (stride 2, 1, 1) and a 3x3/2 max pool: output stride 4."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        half = channels // 2
+        self.block = nn.Sequential(*_conv_bn_relu(3, half, 3, 2), *_conv_bn_relu(half, half, 3),
+                                   *_conv_bn_relu(half, channels, 3), nn.MaxPool2d(3, 2, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.block(x)
+
+
+class ConvStage(nn.Module):
+    """Residual 1x1-3x3-1x1 bottlenecks (ReLU inside the branch, before the add), then a 3x3/2 conv."""
+
+    def __init__(self, num_blocks: int, channels: int, hidden: int, out: int):
+        super().__init__()
+        self.conv_blocks = nn.ModuleList(
+            nn.Sequential(*_conv_bn_relu(channels, hidden, 1), *_conv_bn_relu(hidden, hidden, 3),
+                          *_conv_bn_relu(hidden, channels, 1))
+            for _ in range(num_blocks))
+        self.downsample = nn.Conv2d(channels, out, 3, 2, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for block in self.conv_blocks:
+            x = x + block(x)
+        return self.downsample(x)
+
+
+class ConvMLPBlock(nn.Module):
+    """Channel MLP, depthwise "connect" conv that *replaces* x, channel MLP (channels-last)."""
+
+    def __init__(self, dim: int, mlp_ratio: float):
+        super().__init__()
+        hidden = int(dim * mlp_ratio)
+        self.norm1 = nn.LayerNorm(dim)
+        self.channel_mlp1 = Mlp(dim, hidden)
+        self.connect_norm = nn.LayerNorm(dim)
+        self.connect = nn.Conv2d(dim, dim, 3, 1, 1, groups=dim, bias=False)
+        self.norm2 = nn.LayerNorm(dim)
+        self.channel_mlp2 = Mlp(dim, hidden)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.channel_mlp1(self.norm1(x))
+        x = self.connect(self.connect_norm(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return x + self.channel_mlp2(self.norm2(x))
+
+
+class ConvDownsample(nn.Module):
+    def __init__(self, dim: int, out: int):
+        super().__init__()
+        self.downsample = nn.Conv2d(dim, out, 3, 2, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.downsample(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+
+class BasicStage(nn.Module):
+    def __init__(self, depth: int, dim: int, out: int | None, mlp_ratio: float):
+        super().__init__()
+        self.blocks = nn.ModuleList(ConvMLPBlock(dim, mlp_ratio) for _ in range(depth))
+        self.downsample_mlp = ConvDownsample(dim, out) if out else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return self.downsample_mlp(x)
+
+
+class ConvMLP(nn.Module):
+    def __init__(self, channels: int, n_conv_blocks: int, blocks: tuple[int, ...], dims: tuple[int, ...],
+                 mlp_ratio: float, num_classes: int = 1000):
+        super().__init__()
+        self.tokenizer = ConvTokenizer(channels)
+        self.conv_stages = ConvStage(n_conv_blocks, channels, dims[0], dims[0])
+        self.stages = nn.ModuleList(
+            BasicStage(depth, dim, dims[i + 1] if i + 1 < len(dims) else None, mlp_ratio)
+            for i, (depth, dim) in enumerate(zip(blocks, dims)))
+        self.norm = nn.LayerNorm(dims[-1])
+        self.head = nn.Linear(dims[-1], num_classes)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        x = self.conv_stages(self.tokenizer(x)).permute(0, 2, 3, 1)
+        for stage in self.stages:
+            x = stage(x)
+        return self.norm(x.flatten(1, 2))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.forward_features(x).mean(dim=1))
+
+
+@dataclass(frozen=True)
+class ConvMLPConfig:
+    channels: int
+    n_conv_blocks: int
+    blocks: tuple[int, int, int]
+    dims: tuple[int, int, int]
+    mlp_ratio: float
+    params: int  # official, measured (models.md 2.2)
+    gmacs: float
+
+
+CONFIGS = {
+    "convmlp_s": ConvMLPConfig(64, 2, (2, 4, 2), (128, 256, 512), 2, 9_022_920, 2.399),
+    "convmlp_m": ConvMLPConfig(64, 3, (3, 6, 3), (128, 256, 512), 3, 17_410_504, 3.948),
+    "convmlp_l": ConvMLPConfig(96, 3, (4, 8, 3), (192, 384, 768), 3, 42_728_440, 9.904),
+}
+
+
+def _build(cfg: ConvMLPConfig, batch: int, height: int, width: int) -> ConvMLP:
+    # Fully convolutional: the static shape comes from the export input alone.
+    return ConvMLP(cfg.channels, cfg.n_conv_blocks, cfg.blocks, cfg.dims, cfg.mlp_ratio)
+
+
+def _size_error(height: int, width: int) -> str | None:
+    if min(height, width) < 32:
+        return "ConvMLP needs at least 32 pixels a side (output stride 32)"
+    return None
+
+
+for _name, _cfg in CONFIGS.items():
+    register(ModelSpec(
+        name=_name, family="convmlp", build=partial(_build, _cfg), native_size=224,
+        official_params=_cfg.params, official_gmacs=_cfg.gmacs, size_error=_size_error,
+        crop_pct=0.9, source="SHI-Labs/Convolutional-MLPs@092bf71"))
+

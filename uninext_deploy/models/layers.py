@@ -1,0 +1,37 @@
+"""Small building blocks shared by the three families.
+
+Layout helpers take the spatial size as Python integers fixed at build time, so that an exported graph
+holds constant reshapes instead of Shape/Gather arithmetic.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+def tokens_to_nchw(x: Tensor, height: int, width: int) -> Tensor:
+    """(B, H*W, C) -> (B, C, H, W)."""
+    return x.transpose(1, 2).reshape(-1, x.shape[-1], height, width)
+
+
+def nchw_to_tokens(x: Tensor) -> Tensor:
+    """(B, C, H, W) -> (B, H*W, C)."""
+    return x.flatten(2).transpose(1, 2)
+
+
+def conv_out(size: int, kernel: int = 3, stride: int = 2, padding: int = 1) -> int:
+    """Output length of a convolution or pooling window along one axis."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+class Mlp(nn.Module):
+    """Linear -> GELU (exact erf) -> Linear, the channel MLP used by all three families."""
+
+    def __init__(self, dim: int, hidden: int, out: int | None = None):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, out or dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))

@@ -1,0 +1,30 @@
+"""Parameter and MAC counts, measured on meta tensors so that even the largest variant counts in seconds."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from ._registry import get_spec, resolve_size
+
+
+def _meta_model(name: str, input_size, batch_size: int):
+    spec = get_spec(name)
+    h, w = resolve_size(spec, input_size)
+    with torch.device("meta"):
+        model = spec.build(batch_size, h, w).eval()
+    return model, (batch_size, 3, h, w)
+
+
+def count_params(name: str, input_size=None) -> int:
+    model, _ = _meta_model(name, input_size, 1)
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(name: str, input_size=None, batch_size: int = 1) -> int:
+    """Multiply-accumulates of one forward pass (convolutions, matmuls, attention), per torch's flop counter."""
+    model, shape = _meta_model(name, input_size, batch_size)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.empty(shape, device="meta"))
+    return counter.get_total_flops() // 2

@@ -1,0 +1,1 @@
+"""UniNet family (to be filled in)."""

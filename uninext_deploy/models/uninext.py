@@ -1,0 +1,1 @@
+"""UniNeXt family (to be filled in)."""

@@ -1,0 +1,96 @@
+"""Parameters for a freshly built model: official checkpoints through a key mapping, or a seeded init.
+
+The seeded initialisation is deliberately *not* the training-time one. Training inits make many blocks
+start as identities (zero-initialised last BatchNorm of a residual branch, layer scale 1e-6, unit BN
+statistics), which would let an export bug in those branches pass parity unnoticed. Here every
+parameter and BN statistic gets a non-trivial value, at a scale that keeps activations and logits
+well-spread, so parity and quantisation exercise every path of the graph.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+from ._registry import ModelSpec
+
+_NORMS = (nn.LayerNorm, nn.BatchNorm2d, nn.BatchNorm1d, nn.GroupNorm)
+
+
+@torch.no_grad()
+def seeded_init(model: nn.Module, seed: int) -> None:
+    """Fill every parameter and buffer of ``model`` deterministically from ``seed``."""
+    gen = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, _NORMS):
+            _init_norm(module, gen)
+            continue
+        for name, param in module.named_parameters(recurse=False):
+            if param.dim() >= 2:
+                fan_in = param[0].numel()
+                nn.init.trunc_normal_(param, std=1.0 / math.sqrt(fan_in), a=-2.0 / math.sqrt(fan_in),
+                                      b=2.0 / math.sqrt(fan_in), generator=gen)
+            elif "gamma" in name or "scale" in name:
+                param.copy_(0.1 + 0.05 * torch.rand(param.shape, generator=gen))
+            else:
+                param.copy_(0.02 * torch.randn(param.shape, generator=gen))
+        for name, buf in module.named_buffers(recurse=False):
+            if buf.is_floating_point():
+                raise TypeError(f"seeded_init does not know how to fill buffer {name!r} of {module}")
+            buf.zero_()
+
+
+def _init_norm(norm: nn.Module, gen: torch.Generator) -> None:
+    if norm.weight is not None:
+        norm.weight.copy_(1.0 + 0.1 * torch.randn(norm.weight.shape, generator=gen))
+        norm.bias.copy_(0.05 * torch.randn(norm.bias.shape, generator=gen))
+    if isinstance(norm, nn.modules.batchnorm._BatchNorm):
+        norm.running_mean.copy_(0.1 * torch.randn(norm.running_mean.shape, generator=gen))
+        norm.running_var.copy_(0.5 + torch.rand(norm.running_var.shape, generator=gen))
+        norm.num_batches_tracked.zero_()
+
+
+_WRAPPER_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model")
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a checkpoint file safely (``weights_only=True``) and unwrap common training wrappers."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"weights file {path} does not exist; pass the path of an official checkpoint")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt or foreign files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot read weights file {path}: not a PyTorch state dict ({first[:120]})") from None
+    for key in _WRAPPER_KEYS:
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise UserError(f"weights file {path} holds no state dict of tensors; expected an official checkpoint")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+@torch.no_grad()
+def load_official_weights(model: nn.Module, spec: ModelSpec, path: str | Path) -> None:
+    """Load an official checkpoint into ``model`` through ``spec.key_map``; every key must match."""
+    mapped = spec.key_map(read_state_dict(path))
+    ours = model.state_dict()
+    missing = [k for k in ours if k not in mapped]
+    unexpected = [k for k in mapped if k not in ours]
+    misshaped = [f"{k} {tuple(mapped[k].shape)} vs {tuple(ours[k].shape)}"
+                 for k in ours if k in mapped and mapped[k].shape != ours[k].shape]
+    problems = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
+        if items:
+            shown = ", ".join(items[:3]) + (f" (+{len(items) - 3} more)" if len(items) > 3 else "")
+            problems.append(f"{len(items)} {label}: {shown}")
+    if problems:
+        raise UserError(f"weights file {path} does not fit {spec.name}: {'; '.join(problems)}; "
+                        f"check that it is an official {spec.family} checkpoint for this variant")
+    model.load_state_dict({k: mapped[k].to(ours[k].dtype) for k in ours}, strict=True)
