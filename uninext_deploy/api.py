@@ -1,0 +1,248 @@
+"""The Python API; ``uninext-deploy`` (cli.py) is a thin layer over these functions.
+
+The data path is one way: model (registry) -> static ONNX -> backend artifact -> Runner ->
+parity / profile. Every function runs on embedded defaults (UniNeXt-T, seeded weights, shipped photos).
+"""
+
+from __future__ import annotations
+
+import platform
+import tempfile
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .artifact import GOLDEN, Artifact, atomic_folder, write_manifest
+from .backends import canonical_target, get_backend
+from .errors import UserError
+from .export.onnx import DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, export_onnx, set_metadata
+from .images import find_images, load_images, preprocess
+from .models import count_macs, count_params, create_model, get_spec, list_models
+from .parity import TOLERANCES, Metrics, compare, failures, run_batched
+from .profile import Latency, measure
+
+DEFAULT_MODEL = "uninext_t"
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+
+    return {"uninext-deploy": __version__, "torch": torch.__version__.split("+")[0], "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__, "python": platform.python_version()}
+
+
+def _check_precision(precision: str) -> str:
+    precision = precision.lower()
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision != "fp32":
+        raise UserError(f"{precision.upper()} export is not available yet; use FP32 (no --fp16/--int8)")
+    return precision
+
+
+def default_out(model: str, target: str, precision: str, batch: int, h: int, w: int) -> Path:
+    return Path("artifacts") / f"{get_spec(model).name}-{target}-{precision}-b{batch}-{h}x{w}"
+
+
+def export(model: str = DEFAULT_MODEL, target: str = "onnx", *, precision: str = "fp32", batch: int = 1,
+           input_size: int | tuple[int, int] | None = None, out: str | Path | None = None,
+           weights: str | None = None, seed: int = 0, opset: int = DEFAULT_OPSET,
+           simplify: bool = True) -> Artifact:
+    """Export ``model`` to ``target`` and write the artifact folder (atomically) at ``out``."""
+    target = canonical_target(target)
+    precision = _check_precision(precision)
+    backend = get_backend(target)
+    torch_model = create_model(model, input_size=input_size, batch_size=batch, weights=weights, seed=seed)
+    spec = torch_model.spec
+    _, _, h, w = torch_model.input_shape
+    out = Path(out) if out is not None else default_out(spec.name, target, precision, batch, h, w)
+    with atomic_folder(out) as folder:
+        exported = export_onnx(torch_model, opset=opset, simplify=simplify, seed=seed)
+        pre = spec.preprocessing(h, w)
+        set_metadata(exported.model, {
+            "model": spec.name, "family": spec.family, "input_shape": list(torch_model.input_shape),
+            "mean": list(spec.mean), "std": list(spec.std), "precision": precision,
+            "weights": weights or f"seeded:{seed}", **{f"version.{k}": v for k, v in versions().items()
+                                                         if k != "python"}})
+        onnx_path = folder / "model.onnx"
+        onnx_path.write_bytes(exported.model.SerializeToString())
+        roles = backend.compile(onnx_path, folder, precision)
+        golden_x = _images_tensor(pre, None, limit=max(batch, 4))
+        golden_y = run_batched(_torch_runner(torch_model), golden_x, batch)
+        np.savez_compressed(folder / GOLDEN, inputs=golden_x, outputs=golden_y)
+        manifest = {
+            "tool": "uninext-deploy", "tool_version": __version__,
+            "model": {"name": spec.name, "family": spec.family, "source": spec.source,
+                      "weights": str(weights) if weights else None, "seed": None if weights else seed,
+                      "params": sum(p.numel() for p in torch_model.parameters())},
+            "input": {"name": INPUT_NAME, "shape": list(torch_model.input_shape), "dtype": "float32",
+                      "layout": "NCHW"},
+            "output": {"name": OUTPUT_NAME, "shape": [batch, spec.num_classes], "dtype": "float32",
+                       "meaning": f"ImageNet-{spec.num_classes} logits (before softmax)"},
+            "preprocessing": pre, "precision": precision, "backend": backend.name, "target": target,
+            "runtime": {backend.runtime_package: backend.runtime_version()},
+            "onnx": {"opset": opset, "nodes": exported.graph.nodes, "ops": exported.graph.ops,
+                     "simplified": simplify, "simplify_max_rel_dev": exported.simplify_max_abs},
+            "export_seconds": round(exported.seconds, 2), "versions": versions(),
+        }
+        write_manifest(folder, manifest, {"model.onnx": "onnx", **roles, GOLDEN: "golden"})
+    return Artifact.open(out)
+
+
+def _torch_runner(model: torch.nn.Module):
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(np.ascontiguousarray(x))).numpy()
+    return run
+
+
+def _images_tensor(pre: dict, folder: str | Path | None, limit: int | None = None) -> np.ndarray:
+    paths = find_images(folder)
+    images, _ = load_images(paths)
+    if not images:
+        raise UserError(f"no readable images in {folder}; pass a folder of jpg/png/bmp/webp images")
+    if limit:
+        images = [images[i % len(images)] for i in range(limit)]
+    return np.stack([preprocess(im, pre) for im in images])
+
+
+@dataclass
+class ParityRun:
+    batch: int
+    artifact: str
+    images: Metrics
+    random: Metrics
+    failed: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed
+
+
+@dataclass
+class ParityReport:
+    model: str
+    target: str
+    precision: str
+    tolerance: dict
+    runs: list[ParityRun] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.runs)
+
+    def as_dict(self) -> dict:
+        return {"model": self.model, "target": self.target, "precision": self.precision,
+                "passed": self.passed, "tolerance": {k: {"bound": b, "kind": t} for k, (b, t) in
+                                                     self.tolerance.items()},
+                "runs": [{"batch": r.batch, "artifact": r.artifact, "passed": r.passed, "failed": r.failed,
+                          "images": r.images.as_dict(), "random": r.random.as_dict()} for r in self.runs]}
+
+
+def parity(model: str = DEFAULT_MODEL, target: str = "ort", *, precision: str = "fp32",
+           batches: tuple[int, ...] = (1, 2), input_size=None, images: str | Path | None = None,
+           random_inputs: int = 4, weights: str | None = None, seed: int = 0,
+           out: str | Path | None = None, threads: int | None = None) -> ParityReport:
+    """Export ``model`` at each batch size and compare the artifact with PyTorch on the same inputs.
+
+    Inputs are the photos of ``images`` (default: the shipped photos) plus ``random_inputs`` seeded
+    standard-normal tensors. Artifacts go to ``out`` (one sub-folder per batch) or a temporary folder.
+    """
+    target = canonical_target(target)
+    precision = _check_precision(precision)
+    spec = get_spec(model)
+    torch_model = create_model(spec.name, input_size=input_size, batch_size=1, weights=weights, seed=seed)
+    _, _, h, w = torch_model.input_shape
+    x_images = _images_tensor(spec.preprocessing(h, w), images)
+    x_random = np.random.default_rng(seed).standard_normal((random_inputs, 3, h, w), dtype=np.float32)
+    ref_images = run_batched(_torch_runner(torch_model), x_images, 1)
+    ref_random = run_batched(_torch_runner(torch_model), x_random, 1)
+    tolerance = TOLERANCES[precision]
+    report = ParityReport(spec.name, target, precision, tolerance)
+    with (nullcontext(out) if out is not None else tempfile.TemporaryDirectory(prefix="uninext-parity-")) as root:
+        for batch in batches:
+            artifact = export(spec.name, target, precision=precision, batch=batch, input_size=(h, w),
+                              out=Path(root) / f"b{batch}", weights=weights, seed=seed)
+            runner = get_backend(target).load(artifact, threads=threads)
+            m_images = compare(ref_images, run_batched(runner.run, x_images, batch))
+            m_random = compare(ref_random, run_batched(runner.run, x_random, batch))
+            failed = [f"{kind}: {r}" for kind, m in (("images", m_images), ("random", m_random))
+                      for r in failures(m, tolerance)]
+            report.runs.append(ParityRun(batch, str(artifact.path), m_images, m_random, failed))
+    return report
+
+
+@dataclass
+class ProfileReport:
+    model: str
+    target: str
+    precision: str
+    batch: int
+    threads: int
+    runner: dict
+    backend: Latency
+    eager: Latency | None
+    layers: list[dict]
+
+    @property
+    def speedup(self) -> float | None:
+        return self.eager.p50_ms / self.backend.p50_ms if self.eager else None
+
+    def as_dict(self) -> dict:
+        return {"model": self.model, "target": self.target, "precision": self.precision, "batch": self.batch,
+                "threads": self.threads, "runner": self.runner, "backend": self.backend.as_dict(),
+                "eager": self.eager.as_dict() if self.eager else None, "speedup_vs_eager": self.speedup,
+                "layers": self.layers}
+
+
+def profile(model: str = DEFAULT_MODEL, target: str = "ort", *, precision: str = "fp32", batch: int = 1,
+            input_size=None, threads: int | None = None, warmup: int = 10, iters: int | None = None,
+            seconds: float | None = None, per_layer: bool = False, eager: bool = True,
+            weights: str | None = None, seed: int = 0, out: str | Path | None = None) -> ProfileReport:
+    """Latency of the ``target`` artifact and of PyTorch eager, measured in the same run and thread count."""
+    import os
+
+    target = canonical_target(target)
+    threads = threads or os.cpu_count() or 1
+    with (nullcontext(out) if out is not None else tempfile.TemporaryDirectory(prefix="uninext-profile-")) as root:
+        artifact = export(model, target, precision=precision, batch=batch, input_size=input_size,
+                          out=Path(root) / "artifact", weights=weights, seed=seed)
+        runner = get_backend(target).load(artifact, threads=threads)
+        x = np.random.default_rng(seed).standard_normal(artifact.input_shape, dtype=np.float32)
+        backend_latency = measure(lambda: runner.run(x), batch=batch, warmup=warmup, iters=iters, seconds=seconds)
+        layers = runner.per_layer_profile(x) if per_layer else []
+        info = runner.info()
+    eager_latency = None
+    if eager:
+        torch_model = create_model(model, input_size=input_size, batch_size=batch, weights=weights, seed=seed)
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            xt = torch.from_numpy(x)
+            with torch.inference_mode():
+                eager_latency = measure(lambda: torch_model(xt), batch=batch, warmup=warmup, iters=iters,
+                                        seconds=seconds)
+        finally:
+            torch.set_num_threads(previous)
+    return ProfileReport(get_spec(model).name, target, artifact.precision, batch, threads, info,
+                         backend_latency, eager_latency, layers)
+
+
+def models_table(family: str | None = None) -> list[dict]:
+    """One row per registered variant: measured params and GMACs next to the official values."""
+    rows = []
+    for name in list_models(family):
+        spec = get_spec(name)
+        params, macs = count_params(name), count_macs(name)
+        rows.append({"name": name, "family": spec.family, "input_size": spec.native_size,
+                     "params_m": params / 1e6, "gmacs": macs / 1e9,
+                     "official_params_m": spec.official_params / 1e6, "official_gmacs": spec.official_gmacs,
+                     "params_delta_pct": 100 * (params / spec.official_params - 1),
+                     "gmacs_delta_pct": 100 * (macs / 1e9 / spec.official_gmacs - 1)})
+    return rows

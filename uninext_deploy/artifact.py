@@ -1,0 +1,116 @@
+"""Artifact folders: model file(s) + ``manifest.json`` (+ golden I/O), always written atomically.
+
+Everything downstream (runners, parity, bundles) reads the manifest, not the command that made it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from .errors import UserError
+
+MANIFEST = "manifest.json"
+GOLDEN = "golden.npz"
+SCHEMA_VERSION = 1
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class Artifact:
+    """A finished artifact folder and its manifest."""
+
+    path: Path
+    manifest: dict
+
+    @property
+    def backend(self) -> str:
+        return self.manifest["backend"]
+
+    @property
+    def precision(self) -> str:
+        return self.manifest["precision"]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.manifest["input"]["shape"])
+
+    def file(self, role: str) -> Path:
+        """The path of the file with ``role`` ("model", "weights", ...) in this artifact."""
+        for name, entry in self.manifest["files"].items():
+            if entry.get("role") == role:
+                return self.path / name
+        raise UserError(f"artifact {self.path} has no {role} file in its manifest")
+
+    @classmethod
+    def open(cls, path: str | Path) -> "Artifact":
+        path = Path(path)
+        manifest_path = path / MANIFEST
+        if not manifest_path.is_file():
+            raise UserError(f"{path} is not an artifact folder (no {MANIFEST}); pass a folder written by "
+                            "`uninext-deploy export`")
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, ValueError):
+            raise UserError(f"{manifest_path} is not valid JSON; re-export the artifact") from None
+        return cls(path, manifest)
+
+
+def write_manifest(folder: Path, manifest: dict, roles: dict[str, str]) -> dict:
+    """Add checksums and sizes of the files named in ``roles`` ({file name: role}) and write the manifest."""
+    manifest = dict(manifest, schema=SCHEMA_VERSION)
+    manifest["files"] = {name: {"role": role, "bytes": (folder / name).stat().st_size,
+                                "sha256": sha256(folder / name)} for name, role in roles.items()}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    return manifest
+
+
+def check_output_path(path: Path) -> None:
+    """Refuse, with one line, an output path we must not write: a file, or a foreign non-empty folder."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"output path {path} is an existing file; pass a folder path with --out")
+    if path.is_dir() and any(path.iterdir()) and not (path / MANIFEST).exists():
+        raise UserError(f"output folder {path} exists and is not an artifact; choose another --out or empty it")
+    parent = path.parent if path.parent != Path("") else Path(".")
+    probe = parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK):
+        raise UserError(f"cannot write to {path}: {probe} is not a writable folder; choose another --out")
+
+
+@contextlib.contextmanager
+def atomic_folder(target: Path) -> Iterator[Path]:
+    """Yield a staging folder beside ``target``; on success it replaces ``target`` in one rename.
+
+    On any error (or Ctrl-C) the staging folder is removed and ``target`` is left as it was.
+    """
+    check_output_path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield staging
+        if target.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            os.replace(target, retired / "old")
+            os.replace(staging, target)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)

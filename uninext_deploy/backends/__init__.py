@@ -1,0 +1,40 @@
+"""Backends by target name. Each runtime module is imported only when its target is used."""
+
+from __future__ import annotations
+
+import importlib
+
+from ..errors import UserError
+from .base import Backend, Runner
+
+# target name -> (module, class). "onnx" is the portable ONNX itself, checked with ONNX Runtime.
+_TARGETS = {
+    "onnx": ("ort", "OrtBackend"),
+    "ort": ("ort", "OrtBackend"),
+}
+ALIASES = {"onnxruntime": "ort", "ov": "openvino", "tensorrt": "trt", "engine": "trt"}
+ALL_TARGETS = ("onnx", "ort", "openvino", "trt")
+
+
+def canonical_target(name: str) -> str:
+    key = name.strip().lower()
+    key = ALIASES.get(key, key)
+    if key not in ALL_TARGETS:
+        raise UserError(f"unknown target {name!r}; choose one of {', '.join(ALL_TARGETS)} "
+                        f"(aliases: {', '.join(ALIASES)})")
+    return key
+
+
+def get_backend(target: str) -> Backend:
+    key = canonical_target(target)
+    if key not in _TARGETS:
+        raise UserError(f"target {key!r} is not available in this version of uninext-deploy")
+    module, cls = _TARGETS[key]
+    backend = getattr(importlib.import_module(f"{__name__}.{module}"), cls)()
+    problem = backend.available()
+    if problem:
+        raise UserError(problem)
+    return backend
+
+
+__all__ = ["Backend", "Runner", "get_backend", "canonical_target", "ALL_TARGETS"]

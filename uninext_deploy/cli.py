@@ -1,0 +1,222 @@
+"""``uninext-deploy``: a thin typer layer over :mod:`uninext_deploy.api`.
+
+User errors print one line and exit 2; a failed parity check exits 1; nothing prints a traceback for
+a mistake the user can fix.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import api
+from .errors import ParityFailure, UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Export UniNeXt / ConvMLP / UniNet backbones to ONNX Runtime, OpenVINO and TensorRT, "
+                       "and prove the artifacts match PyTorch.")
+out = Console()
+err = Console(stderr=True)
+
+Model = Annotated[str, typer.Option("--model", "-m", help="Registered model name (see `models`).")]
+Target = Annotated[str, typer.Option("--target", "-t", help="onnx, ort, openvino or trt (aliases: "
+                                                            "onnxruntime, ov, tensorrt, engine).")]
+Fp16 = Annotated[bool, typer.Option("--fp16", help="FP16 precision.")]
+Int8 = Annotated[bool, typer.Option("--int8", help="INT8 post-training quantization.")]
+InputSize = Annotated[Optional[tuple[int, int]], typer.Option("--input-size", help="Input height and width "
+                                                              "(default: the model's native size).")]
+Weights = Annotated[Optional[Path], typer.Option("--weights", help="Official checkpoint (state dict) to load.")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of the deterministic weights used without --weights.")]
+Threads = Annotated[Optional[int], typer.Option("--threads", help="CPU threads (default: all cores).")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of tables.")]
+
+
+def _handle_errors(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (UserError, ParityFailure) as exc:
+            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("interrupted; nothing half-written was left behind")
+            raise typer.Exit(130) from None
+    return wrapper
+
+
+def _precision(fp16: bool, int8: bool) -> str:
+    if fp16 and int8:
+        raise UserError("--fp16 and --int8 exclude each other; pick one")
+    return "fp16" if fp16 else "int8" if int8 else "fp32"
+
+
+def _print_json(data) -> None:
+    out.print_json(json.dumps(data, default=str))
+
+
+@app.command()
+@_handle_errors
+def models(family: Annotated[Optional[str], typer.Option(help="Only this family.")] = None,
+           as_json: Json = False) -> None:
+    """List every model with measured params / GMACs next to the official values."""
+    rows = api.models_table(family)
+    if as_json:
+        return _print_json(rows)
+    table = Table(title="Registered models (MACs at the native size, batch 1)")
+    for col in ("model", "family", "input", "params (M)", "official", "GMACs", "official"):
+        table.add_column(col, justify="left" if col in ("model", "family") else "right")
+    for r in rows:
+        table.add_row(r["name"], r["family"], str(r["input_size"]), f"{r['params_m']:.2f}",
+                      f"{r['official_params_m']:.2f}", f"{r['gmacs']:.3f}", f"{r['official_gmacs']:.3f}")
+    out.print(table)
+
+
+@app.command()
+@_handle_errors
+def export(model: Model = api.DEFAULT_MODEL, target: Target = "onnx", fp16: Fp16 = False, int8: Int8 = False,
+           batch: Annotated[int, typer.Option("--batch", "-b", help="Static batch size.")] = 1,
+           input_size: InputSize = None,
+           out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Artifact folder to write.")] = None,
+           weights: Weights = None, seed: Seed = 0,
+           opset: Annotated[int, typer.Option(help="ONNX opset (>= 17).")] = api.DEFAULT_OPSET,
+           simplify: Annotated[bool, typer.Option(help="Simplify with onnxsim.")] = True,
+           as_json: Json = False) -> None:
+    """Export a model to a static-shape artifact for one runtime and precision."""
+    if opset < 17:
+        raise UserError(f"opset {opset} is too old: LayerNormalization needs opset >= 17")
+    with err.status(f"exporting {model} to {target}..."):
+        artifact = api.export(model, target, precision=_precision(fp16, int8), batch=batch, input_size=input_size,
+                              out=out_dir, weights=str(weights) if weights else None, seed=seed, opset=opset,
+                              simplify=simplify)
+    m = artifact.manifest
+    if as_json:
+        return _print_json({"artifact": str(artifact.path), "manifest": m})
+    out.print(f"[green]wrote[/green] {artifact.path}  ({m['model']['name']}, {m['target']}, {m['precision']}, "
+              f"input {tuple(m['input']['shape'])}, {m['onnx']['nodes']} ONNX nodes, {m['export_seconds']} s)")
+    for name, entry in m["files"].items():
+        out.print(f"  {name:<16} {entry['bytes'] / 1e6:8.2f} MB  {entry['role']}")
+
+
+@app.command()
+@_handle_errors
+def parity(model: Model = api.DEFAULT_MODEL, target: Target = "ort", fp16: Fp16 = False, int8: Int8 = False,
+           batch: Annotated[Optional[list[int]], typer.Option("--batch", "-b", help="Batch size(s) to export "
+                                                               "and check; repeat for several.")] = None,
+           input_size: InputSize = None,
+           images: Annotated[Optional[Path], typer.Option(help="Folder of real images (default: shipped "
+                                                                 "photos).")] = None,
+           random_inputs: Annotated[int, typer.Option("--random", help="Seeded random inputs too.")] = 4,
+           weights: Weights = None, seed: Seed = 0, threads: Threads = None,
+           out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Keep the artifacts here.")] = None,
+           as_json: Json = False) -> None:
+    """Check an artifact against PyTorch: max/mean abs error, cosine, SQNR, top-1/top-5 agreement."""
+    with err.status(f"exporting {model} to {target} and comparing with PyTorch..."):
+        report = api.parity(model, target, precision=_precision(fp16, int8), batches=tuple(batch or (1, 2)),
+                            input_size=input_size, images=images, random_inputs=random_inputs,
+                            weights=str(weights) if weights else None, seed=seed, out=out_dir, threads=threads)
+    if as_json:
+        _print_json(report.as_dict())
+    else:
+        _print_parity(report)
+    if not report.passed:
+        raise ParityFailure("parity failed: " + "; ".join(f"batch {r.batch}: {', '.join(r.failed)}"
+                                                          for r in report.runs if r.failed))
+
+
+def _print_parity(report) -> None:
+    bounds = ", ".join(f"{k} {'>=' if kind == 'min' else '<='} {b:g}" for k, (b, kind) in report.tolerance.items())
+    table = Table(title=f"Parity {report.model} -> {report.target} {report.precision} vs PyTorch ({bounds})")
+    for col in ("batch", "inputs", "n", "max abs", "mean abs", "rel max", "cosine", "SQNR dB", "top-1", "top-5",
+                "verdict"):
+        table.add_column(col, justify="right")
+    for r in report.runs:
+        for kind, m in (("images", r.images), ("random", r.random)):
+            bad = [f.split(":")[1].split()[0] for f in r.failed if f.startswith(kind)]
+            verdict = "[green]pass[/green]" if not bad else f"[red]FAIL {','.join(bad)}[/red]"
+            table.add_row(str(r.batch), kind, str(m.samples), f"{m.max_abs:.2e}", f"{m.mean_abs:.2e}",
+                          f"{m.rel_max_abs:.2e}", f"{m.cosine:.7f}", f"{m.sqnr_db:.1f}", f"{m.top1:.2f}",
+                          f"{m.top5:.2f}", verdict)
+    out.print(table)
+
+
+@app.command()
+@_handle_errors
+def profile(model: Model = api.DEFAULT_MODEL, target: Target = "ort", fp16: Fp16 = False, int8: Int8 = False,
+            batch: Annotated[int, typer.Option("--batch", "-b")] = 1, input_size: InputSize = None,
+            threads: Threads = None, warmup: Annotated[int, typer.Option(help="Untimed runs first.")] = 10,
+            iters: Annotated[Optional[int], typer.Option(help="Timed runs (default 50).")] = None,
+            seconds: Annotated[Optional[float], typer.Option(help="Time budget instead of --iters.")] = None,
+            per_layer: Annotated[bool, typer.Option("--per-layer", help="Per-layer time breakdown.")] = False,
+            eager: Annotated[bool, typer.Option(help="Also time PyTorch eager.")] = True,
+            weights: Weights = None, seed: Seed = 0, as_json: Json = False) -> None:
+    """Latency percentiles and throughput of an artifact, next to PyTorch eager."""
+    if iters is not None and seconds is not None:
+        raise UserError("--iters and --seconds exclude each other; pick one")
+    with err.status(f"profiling {model} on {target}..."):
+        report = api.profile(model, target, precision=_precision(fp16, int8), batch=batch, input_size=input_size,
+                             threads=threads, warmup=warmup, iters=iters, seconds=seconds, per_layer=per_layer,
+                             eager=eager, weights=str(weights) if weights else None, seed=seed)
+    if as_json:
+        return _print_json(report.as_dict())
+    table = Table(title=f"Latency {report.model} batch {report.batch}, {report.threads} threads (ms)")
+    for col in ("runner", "runs", "mean", "std", "min", "p50", "p90", "p99", "samples/s", "vs eager"):
+        table.add_column(col, justify="right")
+    rows = [(f"{report.target} {report.precision}", report.backend, report.speedup)]
+    if report.eager:
+        rows.append(("pytorch eager", report.eager, 1.0))
+    for name, lat, ratio in rows:
+        table.add_row(name, str(lat.runs), f"{lat.mean_ms:.2f}", f"{lat.std_ms:.2f}", f"{lat.min_ms:.2f}",
+                      f"{lat.p50_ms:.2f}", f"{lat.p90_ms:.2f}", f"{lat.p99_ms:.2f}", f"{lat.throughput:.1f}",
+                      "" if ratio is None else f"{ratio:.2f}x")
+    out.print(table)
+    if report.layers:
+        layer_table = Table(title="Slowest layers")
+        for col in ("layer", "op", "ms", "%"):
+            layer_table.add_column(col, justify="left" if col == "layer" else "right")
+        total = sum(layer["ms"] for layer in report.layers)
+        for layer in report.layers[:15]:
+            layer_table.add_row(layer["name"], layer["op"], f"{layer['ms']:.3f}", f"{100 * layer['ms'] / total:.1f}")
+        out.print(layer_table)
+
+
+@app.command()
+@_handle_errors
+def doctor(as_json: Json = False) -> None:
+    """Runtime versions (with install hints), CPU features and GPUs of this machine."""
+    from .doctor import report
+
+    info = report()
+    if as_json:
+        return _print_json(info)
+    out.print(f"{info['platform']}, Python {info['python']}, {info['cpu']} ({info['cores']} cores)")
+    out.print(f"CPU features: {', '.join(info['cpu_flags']) or 'none detected'}")
+    out.print(f"GPUs: {', '.join(info['gpus']) or 'none'}")
+    table = Table()
+    table.add_column("package")
+    table.add_column("version")
+    table.add_column("install")
+    for name, p in info["packages"].items():
+        table.add_row(name, p["version"] or "[yellow]missing[/yellow]", p["hint"] or "")
+    out.print(table)
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
+def main() -> None:
+    warnings.formatwarning = _one_line_warning
+    app(prog_name="uninext-deploy")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

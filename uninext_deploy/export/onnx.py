@@ -1,0 +1,108 @@
+"""PyTorch -> static-shape ONNX: export, simplify, check the simplified graph against the original.
+
+Uses the TorchScript exporter (``dynamo=False``): with a fixed input shape it gives a graph whose shape
+arithmetic onnxsim folds away completely, and it is the exporter the official-code measurements in
+``shared/design/models.md`` validated on all three families.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from ..errors import UserError
+from .graph import GraphReport, check_graph
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+DEFAULT_OPSET = 17  # first opset with a single LayerNormalization node
+
+
+@dataclass
+class OnnxExport:
+    model: onnx.ModelProto
+    graph: GraphReport
+    simplify_max_abs: float
+    seconds: float
+
+
+def export_onnx(model: nn.Module, *, opset: int = DEFAULT_OPSET, simplify: bool = True,
+                check_inputs: int = 2, seed: int = 0) -> OnnxExport:
+    """Export ``model`` (built by ``create_model``) at its static ``input_shape``.
+
+    Returns the ONNX model in memory; writing it (atomically) is the caller's job. The simplified graph
+    is run next to the raw export on ``check_inputs`` seeded random inputs and its largest deviation is
+    returned; a deviation above 1e-4 relative to the output scale, or any static-shape problem, raises.
+    """
+    start = time.perf_counter()
+    model = copy.deepcopy(model).eval()
+    if hasattr(model, "fuse_for_export"):
+        model.fuse_for_export()
+    shape = model.input_shape
+    buffer = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notices
+        torch.onnx.export(model, (torch.zeros(shape),), buffer, dynamo=False, opset_version=opset,
+                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], do_constant_folding=True)
+    raw = onnx.load_from_string(buffer.getvalue())
+    result = raw
+    deviation = 0.0
+    if simplify:
+        result = _simplify(raw)
+        deviation = _max_rel_deviation(raw, result, shape, check_inputs, seed)
+        if deviation > 1e-4:
+            raise RuntimeError(f"onnxsim changed the outputs by {deviation:.2e} relative; export with "
+                               "--no-simplify and report the model")
+    result.ir_version = onnx.helper.find_min_ir_version_for(list(result.opset_import))
+    onnx.checker.check_model(result)
+    report = check_graph(result)
+    if report.problems:
+        raise RuntimeError(f"exported graph is not static: {'; '.join(report.problems[:3])}")
+    return OnnxExport(result, report, deviation, time.perf_counter() - start)
+
+
+def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:
+    import onnxsim
+
+    simplified, ok = onnxsim.simplify(model)
+    if not ok:
+        raise RuntimeError("onnxsim could not validate the simplified model")
+    return simplified
+
+
+def _max_rel_deviation(a: onnx.ModelProto, b: onnx.ModelProto, shape, n: int, seed: int) -> float:
+    rng = np.random.default_rng(seed)
+    sessions = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]) for m in (a, b)]
+    worst = 0.0
+    for _ in range(n):
+        x = rng.standard_normal(shape, dtype=np.float32)
+        ref, out = (s.run(None, {INPUT_NAME: x})[0] for s in sessions)
+        worst = max(worst, float(np.abs(ref - out).max() / max(np.abs(ref).max(), 1e-12)))
+    return worst
+
+
+def set_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
+    """Replace the model's metadata_props with ``metadata`` (values as strings)."""
+    del model.metadata_props[:]
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=str(value))
+
+
+def read_onnx(path: str | Path) -> onnx.ModelProto:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"ONNX file {path} does not exist")
+    try:
+        return onnx.load(str(path))
+    except Exception:
+        raise UserError(f"{path} is not a readable ONNX model") from None

@@ -1,0 +1,84 @@
+"""Compare an artifact's outputs with PyTorch's: metrics, per-precision tolerances, verdicts.
+
+numpy only, so the same comparison runs on the host, under ARM emulation and on the device.
+Tolerances follow the practice surveyed in ``shared/design/anchors.md`` 4.3: tight elementwise for FP32,
+statistical (cosine) for FP16, task-level (cosine, top-1 agreement) for INT8.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+# metric -> (bound, "min" | "max"); the metric must be >= a "min" bound and <= a "max" bound.
+TOLERANCES: dict[str, dict[str, tuple[float, str]]] = {
+    "fp32": {"rel_max_abs": (1e-4, "max"), "cosine": (0.99999, "min")},
+    "fp16": {"cosine": (0.999, "min")},
+    "int8": {"cosine": (0.99, "min")},
+}
+
+
+@dataclass
+class Metrics:
+    samples: int
+    max_abs: float
+    mean_abs: float
+    rel_max_abs: float  # max_abs / max |reference|: comparable across models with different logit scales
+    cosine: float  # the worst per-sample cosine similarity
+    sqnr_db: float
+    top1: float  # fraction of samples whose arg-max agrees
+    top5: float  # mean overlap of the top-5 sets, in [0, 1]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def compare(reference: np.ndarray, output: np.ndarray) -> Metrics:
+    """Metrics of ``output`` against ``reference``, both (samples, classes)."""
+    ref = reference.astype(np.float64).reshape(len(reference), -1)
+    out = output.astype(np.float64).reshape(len(output), -1)
+    if ref.shape != out.shape:
+        raise ValueError(f"output shape {output.shape} differs from reference {reference.shape}")
+    err = out - ref
+    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1)
+    cosine = np.where(norms > 0, (ref * out).sum(axis=1) / np.maximum(norms, 1e-300), 0.0)
+    noise = float((err**2).sum())
+    k = min(5, ref.shape[1])
+    top_ref, top_out = np.argsort(-ref, axis=1)[:, :k], np.argsort(-out, axis=1)[:, :k]
+    overlap = [len(set(a) & set(b)) / k for a, b in zip(top_ref, top_out)]
+    if not np.isfinite(out).all():
+        return Metrics(len(ref), float("inf"), float("inf"), float("inf"), -1.0, float("-inf"), 0.0, 0.0)
+    return Metrics(
+        samples=len(ref),
+        max_abs=float(np.abs(err).max()),
+        mean_abs=float(np.abs(err).mean()),
+        rel_max_abs=float(np.abs(err).max() / max(np.abs(ref).max(), 1e-300)),
+        cosine=float(cosine.min()),
+        sqnr_db=float("inf") if noise == 0 else float(10 * np.log10((ref**2).sum() / noise)),
+        top1=float((top_ref[:, 0] == top_out[:, 0]).mean()),
+        top5=float(np.mean(overlap)),
+    )
+
+
+def failures(metrics: Metrics, tolerance: dict[str, tuple[float, str]]) -> list[str]:
+    """Human-readable reasons ``metrics`` misses ``tolerance`` (empty when it passes)."""
+    reasons = []
+    for name, (bound, kind) in tolerance.items():
+        value = getattr(metrics, name)
+        if (kind == "min" and not value >= bound) or (kind == "max" and not value <= bound):
+            reasons.append(f"{name} {value:.6g} {'<' if kind == 'min' else '>'} {bound:g}")
+    return reasons
+
+
+def batched(x: np.ndarray, batch: int) -> list[np.ndarray]:
+    """Split samples into full batches of ``batch``, repeating the last sample to fill the final one."""
+    pad = (-len(x)) % batch
+    if pad:
+        x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
+    return [x[i:i + batch] for i in range(0, len(x), batch)]
+
+
+def run_batched(run, x: np.ndarray, batch: int) -> np.ndarray:
+    """Apply ``run`` (batch -> batch) to every sample of ``x`` at the fixed ``batch`` size."""
+    return np.concatenate([run(b) for b in batched(x, batch)])[: len(x)]
