@@ -49,3 +49,42 @@ def test_convmlp_s_passes_ort_fp32_parity_at_batch_1_and_2(tmp_path):
         assert run.images.samples >= 8 and run.random.samples == 4
         assert run.images.rel_max_abs < 1e-5 and run.images.top1 == 1.0
     assert (tmp_path / "b2" / "model.onnx").exists()
+
+
+def test_a_broken_artifact_fails_and_names_the_layer_where_it_diverges(tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    from uninext_deploy.artifact import Artifact, write_manifest
+    from uninext_deploy.models import create_model
+
+    artifact = api.export("convmlp_s", "ort", input_size=64, out=tmp_path / "a")
+    model = onnx.load(str(artifact.file("model")))
+    for init in model.graph.initializer:  # plant a bug: one weight of stage 1, block 1 is off by 5 %
+        if init.name == "stages.1.blocks.1.connect.weight":
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * 1.05, init.name))
+    onnx.save(model, str(artifact.file("model")))
+    write_manifest(artifact.path, artifact.manifest, {n: e["role"] for n, e in artifact.manifest["files"].items()})
+
+    torch_model = create_model("convmlp_s", input_size=64)
+    x = np.random.default_rng(0).standard_normal((2, 3, 64, 64), dtype=np.float32)
+    run = api.check_artifact(Artifact.open(artifact.path), torch_model, x, x)
+    assert not run.passed and any("cosine" in f for f in run.failed)
+    assert "first diverges at module stages.1.blocks.1.connect " in run.divergence
+
+
+def test_a_correct_graph_has_no_divergence(convmlp_s_artifact):
+    from uninext_deploy.divergence import locate_divergence
+    from uninext_deploy.models import create_model
+
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224), dtype=np.float32)
+    assert locate_divergence(create_model("convmlp_s"), convmlp_s_artifact.onnx_file(), x,
+                             TOLERANCES["fp32"]) is None
+
+
+def test_module_paths_follow_the_exporter_scopes():
+    from uninext_deploy.divergence import module_path
+
+    assert module_path("/conv_stages/conv_blocks.0/conv_blocks.0.2/Relu_output_0") == "conv_stages.conv_blocks.0.2"
+    assert module_path("/stages.0/blocks.1/channel_mlp1/fc2/Add_output_0") == "stages.0.blocks.1.channel_mlp1.fc2"
+    assert module_path("_v_740") is None and module_path("/ReduceMean_output_0") is None

@@ -119,6 +119,7 @@ class ParityRun:
     images: Metrics
     random: Metrics
     failed: list[str]
+    divergence: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -142,7 +143,28 @@ class ParityReport:
                 "passed": self.passed, "tolerance": {k: {"bound": b, "kind": t} for k, (b, t) in
                                                      self.tolerance.items()},
                 "runs": [{"batch": r.batch, "artifact": r.artifact, "passed": r.passed, "failed": r.failed,
-                          "images": r.images.as_dict(), "random": r.random.as_dict()} for r in self.runs]}
+                          "divergence": r.divergence, "images": r.images.as_dict(), "random": r.random.as_dict()}
+                         for r in self.runs]}
+
+
+def check_artifact(artifact: Artifact, torch_model: torch.nn.Module, x_images: np.ndarray,
+                   x_random: np.ndarray, *, threads: int | None = None) -> ParityRun:
+    """Compare ``artifact`` with ``torch_model`` on both input sets; on failure, locate the divergence."""
+    from .divergence import locate_divergence
+
+    tolerance = TOLERANCES[artifact.precision]
+    batch = artifact.input_shape[0]
+    runner = get_backend(artifact.manifest["target"]).load(artifact, threads=threads)
+    reference = _torch_runner(torch_model)
+    metrics = {kind: compare(run_batched(reference, x, 1), run_batched(runner.run, x, batch))
+               for kind, x in (("images", x_images), ("random", x_random))}
+    failed = [f"{kind}: {reason}" for kind, m in metrics.items() for reason in failures(m, tolerance)]
+    divergence = None
+    if failed:
+        probe = x_images[:batch] if len(x_images) >= batch else x_random[:batch]
+        found = locate_divergence(torch_model, artifact.onnx_file(), probe, tolerance)
+        divergence = str(found) if found else "no single module output misses the tolerance"
+    return ParityRun(batch, str(artifact.path), metrics["images"], metrics["random"], failed, divergence)
 
 
 def parity(model: str = DEFAULT_MODEL, target: str = "ort", *, precision: str = "fp32",
@@ -161,20 +183,12 @@ def parity(model: str = DEFAULT_MODEL, target: str = "ort", *, precision: str = 
     _, _, h, w = torch_model.input_shape
     x_images = _images_tensor(spec.preprocessing(h, w), images)
     x_random = np.random.default_rng(seed).standard_normal((random_inputs, 3, h, w), dtype=np.float32)
-    ref_images = run_batched(_torch_runner(torch_model), x_images, 1)
-    ref_random = run_batched(_torch_runner(torch_model), x_random, 1)
-    tolerance = TOLERANCES[precision]
-    report = ParityReport(spec.name, target, precision, tolerance)
+    report = ParityReport(spec.name, target, precision, TOLERANCES[precision])
     with (nullcontext(out) if out is not None else tempfile.TemporaryDirectory(prefix="uninext-parity-")) as root:
         for batch in batches:
             artifact = export(spec.name, target, precision=precision, batch=batch, input_size=(h, w),
                               out=Path(root) / f"b{batch}", weights=weights, seed=seed)
-            runner = get_backend(target).load(artifact, threads=threads)
-            m_images = compare(ref_images, run_batched(runner.run, x_images, batch))
-            m_random = compare(ref_random, run_batched(runner.run, x_random, batch))
-            failed = [f"{kind}: {r}" for kind, m in (("images", m_images), ("random", m_random))
-                      for r in failures(m, tolerance)]
-            report.runs.append(ParityRun(batch, str(artifact.path), m_images, m_random, failed))
+            report.runs.append(check_artifact(artifact, torch_model, x_images, x_random, threads=threads))
     return report
 
 

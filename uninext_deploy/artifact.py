@@ -56,6 +56,11 @@ class Artifact:
                 return self.path / name
         raise UserError(f"artifact {self.path} has no {role} file in its manifest")
 
+    def onnx_file(self) -> Path:
+        """The ONNX graph this artifact was built from (for ORT artifacts, the model itself)."""
+        roles = {entry["role"] for entry in self.manifest["files"].values()}
+        return self.file("onnx") if "onnx" in roles else self.file("model")
+
     @classmethod
     def open(cls, path: str | Path) -> "Artifact":
         path = Path(path)

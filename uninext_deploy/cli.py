@@ -146,6 +146,9 @@ def _print_parity(report) -> None:
                           f"{m.rel_max_abs:.2e}", f"{m.cosine:.7f}", f"{m.sqnr_db:.1f}", f"{m.top1:.2f}",
                           f"{m.top5:.2f}", verdict)
     out.print(table)
+    for r in report.runs:
+        if r.divergence:
+            out.print(f"batch {r.batch}: {r.divergence}", highlight=False)
 
 
 @app.command()
