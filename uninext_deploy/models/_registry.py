@@ -12,6 +12,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -21,6 +22,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 StateDict = Mapping[str, torch.Tensor]
+BN_PHOTOS = 4  # shipped photos whose statistics the seeded BatchNorms take
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ class ModelSpec:
         h = height or self.native_size
         w = width or self.native_size
         return {
-            "resize_short_side": None if self.crop_pct >= 1.0 else int(round(min(h, w) / self.crop_pct)),
+            "resize_short_side": None if self.crop_pct >= 1.0 else int(min(h, w) / self.crop_pct),
             "resize_exact": self.crop_pct >= 1.0,
             "crop": [h, w],
             "interpolation": self.interpolation,
@@ -119,7 +121,8 @@ def create_model(
     With ``weights`` (an official state dict file) the parameters come from it through the variant's
     key mapping; without, they come from :func:`seeded_init` with ``seed``.
     """
-    from .weights import load_official_weights, seeded_init
+    from ..images import find_images, load_images, preprocess
+    from .weights import calibrate_batchnorm, load_official_weights, seeded_init
 
     spec = get_spec(name)
     if batch_size < 1:
@@ -132,6 +135,9 @@ def create_model(
         load_official_weights(model, spec, weights)
     else:
         seeded_init(model, seed)
+        photos, _ = load_images(find_images()[:BN_PHOTOS])
+        samples = torch.from_numpy(np.stack([preprocess(p, spec.preprocessing(h, w)) for p in photos]))
+        calibrate_batchnorm(model.eval(), samples)
     model.eval()
     model.spec = spec
     model.input_shape = (batch_size, 3, h, w)

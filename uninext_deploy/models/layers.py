@@ -1,7 +1,7 @@
 """Small building blocks shared by the three families.
 
-Layout helpers take the spatial size as Python integers fixed at build time, so that an exported graph
-holds constant reshapes instead of Shape/Gather arithmetic.
+Layout helpers take channels and spatial size as Python integers fixed at build time, so that an
+exported graph holds constant reshapes instead of Shape/Gather arithmetic.
 """
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 
-def tokens_to_nchw(x: Tensor, height: int, width: int) -> Tensor:
-    """(B, H*W, C) -> (B, C, H, W)."""
-    return x.transpose(1, 2).reshape(-1, x.shape[-1], height, width)
+def tokens_to_nchw(x: Tensor, channels: int, height: int, width: int) -> Tensor:
+    """(B, H*W, C) -> (B, C, H, W), reshaping to a constant shape."""
+    return x.transpose(1, 2).reshape(-1, channels, height, width)
 
 
-def nchw_to_tokens(x: Tensor) -> Tensor:
-    """(B, C, H, W) -> (B, H*W, C)."""
-    return x.flatten(2).transpose(1, 2)
+def nchw_to_tokens(x: Tensor, channels: int, tokens: int) -> Tensor:
+    """(B, C, H, W) -> (B, H*W, C) with a constant target shape (``flatten`` traces to Shape arithmetic)."""
+    return x.reshape(-1, channels, tokens).transpose(1, 2)
 
 
 def conv_out(size: int, kernel: int = 3, stride: int = 2, padding: int = 1) -> int:

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._registry import ModelSpec, register
-from .layers import Mlp, conv_out, tokens_to_nchw
+from .layers import Mlp, conv_out, nchw_to_tokens, tokens_to_nchw
 
 HEAD_DIM = 32  # every attention in the family uses 32-channel heads
 EXPANSION = (1, 4, 6, 3, 2, 5)  # per stage, the same for every variant
@@ -64,11 +64,6 @@ def softmax_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """
     scores = (q * HEAD_DIM ** -0.5) @ k.transpose(-2, -1)
     return scores.softmax(dim=-1) @ v
-
-
-def nchw_to_tokens(x: Tensor, channels: int, tokens: int) -> Tensor:
-    """(B, C, H, W) -> (B, H*W, C) with a constant target shape (``flatten`` traces to Shape arithmetic)."""
-    return x.reshape(-1, channels, tokens).transpose(1, 2)
 
 
 def _strided_shortcut(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -189,7 +184,7 @@ class LocalGlobalDSM(nn.Module):
         kv = self.kv(self.kv_norm(nchw_to_tokens(x, self.in_width, self.in_tokens)))
         k, v = kv.reshape(-1, self.in_tokens, 2, self.heads, HEAD_DIM).permute(2, 0, 3, 1, 4).unbind(0)
         out = softmax_attention(q, k, v).transpose(1, 2).reshape(-1, self.out_tokens, self.width)
-        return tokens_to_nchw(self.proj(out), *self.out_grid) + self.residual(x)
+        return tokens_to_nchw(self.proj(out), self.width, *self.out_grid) + self.residual(x)
 
 
 class Attention(nn.Module):
@@ -233,7 +228,7 @@ class AttentionBlock(nn.Module):
         x = nchw_to_tokens(x + self.pos_embed(x), self.dim, self.attn.tokens)
         x = x + self.gamma_1 * self.attn(self.norm1(x))
         x = x + self.gamma_2 * self.mlp(self.norm2(x))
-        return tokens_to_nchw(x, *self.grid)
+        return tokens_to_nchw(x, self.dim, *self.grid)
 
 
 class UniNet(nn.Module):
