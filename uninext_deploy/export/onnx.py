@@ -25,7 +25,7 @@ from .graph import GraphReport, check_graph
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
-DEFAULT_OPSET = 17  # first opset with a single LayerNormalization node
+DEFAULT_OPSET = 20  # single LayerNormalization (17+) and Gelu (20+) nodes; ORT and OpenVINO take both
 
 
 @dataclass

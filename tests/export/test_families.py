@@ -1,0 +1,40 @@
+"""One model per mixer / family exports to a static graph and passes ORT FP32 parity at batch 1 and 2."""
+
+import onnx
+import pytest
+
+from uninext_deploy import api
+from uninext_deploy.models import list_models
+
+ONE_PER_MIXER = [n for n in list_models("uninext") if n.startswith("uninext_t")]
+IN_CI = ONE_PER_MIXER + ["uninet_b0", "uninet_b1"]
+
+
+@pytest.mark.parametrize("name", IN_CI)
+def test_exports_and_passes_ort_fp32_parity_at_batch_1_and_2(tmp_path, name):
+    report = api.parity(name, "ort", batches=(1, 2), out=tmp_path, random_inputs=2)
+    assert report.passed, report.as_dict()
+    for run in report.runs:
+        assert run.images.cosine > 0.99999 and run.images.top1 == 1.0
+    manifest = api.Artifact.open(tmp_path / "b2").manifest
+    assert manifest["input"]["shape"][0] == 2 and manifest["onnx"]["nodes"] > 100
+    ops = manifest["onnx"]["ops"]
+    assert ops.get("Gelu", 0) > 0 and "Erf" not in ops  # exact GELU as one node (opset 20)
+    assert ops.get("LayerNormalization", 0) > 0 and not {"Shape", "ConstantOfShape"} & set(ops)
+
+
+def test_uninet_graph_has_bn_folded_and_keeps_se_and_layer_scale_recognisable(tmp_path):
+    artifact = api.export("uninet_b0", "onnx", out=tmp_path / "b0")
+    graph = onnx.load(str(artifact.file("model"))).graph
+    assert not [n for n in graph.node if n.op_type == "BatchNormalization"]
+    names = [n.name for n in graph.node]
+    assert sum("hard_sigmoid" in n and n.endswith("Clip") for n in names) == 11  # one SE gate per conv block
+    gammas = {i for n in graph.node if n.op_type == "Mul" for i in n.input if "gamma_" in i}
+    assert len(gammas) == 2 * (4 + 8)  # gamma_1 and gamma_2 of every attention block
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in list_models() if n not in IN_CI])
+def test_every_other_variant_passes_ort_fp32_parity(tmp_path, name):
+    report = api.parity(name, "ort", batches=(1,), out=tmp_path, random_inputs=1)
+    assert report.passed, report.as_dict()
