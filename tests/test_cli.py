@@ -42,6 +42,7 @@ def test_parity_runs_on_its_defaults():
     result = run_cli("parity")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "uninext_t -> ort fp32" in result.stdout and result.stdout.count("pass") == 4
+    assert "photos" in result.stdout and "random" in result.stdout
 
 
 def test_profile_runs_on_its_defaults():

@@ -19,7 +19,9 @@ from . import __version__
 from .artifact import GOLDEN, Artifact, atomic_folder, write_manifest
 from .backends import canonical_target, get_backend
 from .errors import UserError
+from .export.calibration import calibration_set
 from .export.onnx import DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, export_onnx, set_metadata
+from .export.precision import Int8Options, quantize_int8, to_fp16
 from .images import find_images, load_images, preprocess
 from .models import count_macs, count_params, create_model, get_spec, list_models
 from .parity import TOLERANCES, Metrics, compare, failures, run_batched
@@ -41,9 +43,26 @@ def _check_precision(precision: str) -> str:
     precision = precision.lower()
     if precision not in PRECISIONS:
         raise UserError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if precision != "fp32":
-        raise UserError(f"{precision.upper()} export is not available yet; use FP32 (no --fp16/--int8)")
     return precision
+
+
+def precision_graph(float_model, torch_model: torch.nn.Module, precision: str,
+                    int8: Int8Options | None) -> tuple["onnx.ModelProto", dict]:
+    """The graph that carries ``precision``: the float graph itself, its FP16-typed or its QDQ form."""
+    if precision == "fp32":
+        return float_model, {}
+    if precision == "fp16":
+        return to_fp16(float_model)
+    spec, options = torch_model.spec, int8 or Int8Options()
+    batch, _, h, w = torch_model.input_shape
+    pre = spec.preprocessing(h, w)
+    samples = calibration_set(pre, options.calib, options.calib_size, seed=options.seed)
+    result = quantize_int8(float_model, samples, batch, options, classifier=spec.classifier,
+                           float_scope_patterns=spec.int8_float_scopes, block_depth=spec.block_depth,
+                           check_inputs=_images_tensor(pre, None))
+    report = dict(result.report)
+    report["sensitivity"] = [{k: v for k, v in e.items() if k != "nodes"} for e in report["sensitivity"]]
+    return result.model, report
 
 
 def default_out(model: str, target: str, precision: str, batch: int, h: int, w: int) -> Path:
@@ -53,8 +72,11 @@ def default_out(model: str, target: str, precision: str, batch: int, h: int, w: 
 def export(model: str = DEFAULT_MODEL, target: str = "onnx", *, precision: str = "fp32", batch: int = 1,
            input_size: int | tuple[int, int] | None = None, out: str | Path | None = None,
            weights: str | None = None, seed: int = 0, opset: int = DEFAULT_OPSET,
-           simplify: bool = True) -> Artifact:
-    """Export ``model`` to ``target`` and write the artifact folder (atomically) at ``out``."""
+           simplify: bool = True, int8: Int8Options | None = None) -> Artifact:
+    """Export ``model`` to ``target`` and write the artifact folder (atomically) at ``out``.
+
+    ``precision`` "fp16" writes an FP16-typed graph, "int8" a QDQ graph calibrated per ``int8``.
+    """
     target = canonical_target(target)
     precision = _check_precision(precision)
     backend = get_backend(target)
@@ -70,8 +92,9 @@ def export(model: str = DEFAULT_MODEL, target: str = "onnx", *, precision: str =
             "mean": list(spec.mean), "std": list(spec.std), "precision": precision,
             "weights": weights or f"seeded:{seed}", **{f"version.{k}": v for k, v in versions().items()
                                                          if k != "python"}})
+        graph, precision_report = precision_graph(exported.model, torch_model, precision, int8)
         onnx_path = folder / "model.onnx"
-        onnx_path.write_bytes(exported.model.SerializeToString())
+        onnx_path.write_bytes(graph.SerializeToString())
         roles = backend.compile(onnx_path, folder, precision)
         golden_x = _images_tensor(pre, None, limit=max(batch, 4))
         golden_y = run_batched(_torch_runner(torch_model), golden_x, batch)
@@ -89,6 +112,7 @@ def export(model: str = DEFAULT_MODEL, target: str = "onnx", *, precision: str =
             "runtime": {backend.runtime_package: backend.runtime_version()},
             "onnx": {"opset": opset, "nodes": exported.graph.nodes, "ops": exported.graph.ops,
                      "simplified": simplify, "simplify_max_rel_dev": exported.simplify_max_abs},
+            "precision_graph": precision_report,
             "export_seconds": round(exported.seconds, 2), "versions": versions(),
         }
         write_manifest(folder, manifest, {"model.onnx": "onnx", **roles, GOLDEN: "golden"})
@@ -170,7 +194,8 @@ def check_artifact(artifact: Artifact, torch_model: torch.nn.Module, x_images: n
 def parity(model: str = DEFAULT_MODEL, target: str = "ort", *, precision: str = "fp32",
            batches: tuple[int, ...] = (1, 2), input_size=None, images: str | Path | None = None,
            random_inputs: int = 4, weights: str | None = None, seed: int = 0,
-           out: str | Path | None = None, threads: int | None = None) -> ParityReport:
+           out: str | Path | None = None, threads: int | None = None,
+           int8: Int8Options | None = None) -> ParityReport:
     """Export ``model`` at each batch size and compare the artifact with PyTorch on the same inputs.
 
     Inputs are the photos of ``images`` (default: the shipped photos) plus ``random_inputs`` seeded
@@ -187,7 +212,7 @@ def parity(model: str = DEFAULT_MODEL, target: str = "ort", *, precision: str = 
     with (nullcontext(out) if out is not None else tempfile.TemporaryDirectory(prefix="uninext-parity-")) as root:
         for batch in batches:
             artifact = export(spec.name, target, precision=precision, batch=batch, input_size=(h, w),
-                              out=Path(root) / f"b{batch}", weights=weights, seed=seed)
+                              out=Path(root) / f"b{batch}", weights=weights, seed=seed, int8=int8)
             report.runs.append(check_artifact(artifact, torch_model, x_images, x_random, threads=threads))
     return report
 
@@ -218,7 +243,8 @@ class ProfileReport:
 def profile(model: str = DEFAULT_MODEL, target: str = "ort", *, precision: str = "fp32", batch: int = 1,
             input_size=None, threads: int | None = None, warmup: int = 10, iters: int | None = None,
             seconds: float | None = None, per_layer: bool = False, eager: bool = True,
-            weights: str | None = None, seed: int = 0, out: str | Path | None = None) -> ProfileReport:
+            weights: str | None = None, seed: int = 0, out: str | Path | None = None,
+            int8: Int8Options | None = None) -> ProfileReport:
     """Latency of the ``target`` artifact and of PyTorch eager, measured in the same run and thread count."""
     import os
 
@@ -226,7 +252,7 @@ def profile(model: str = DEFAULT_MODEL, target: str = "ort", *, precision: str =
     threads = threads or os.cpu_count() or 1
     with (nullcontext(out) if out is not None else tempfile.TemporaryDirectory(prefix="uninext-profile-")) as root:
         artifact = export(model, target, precision=precision, batch=batch, input_size=input_size,
-                          out=Path(root) / "artifact", weights=weights, seed=seed)
+                          out=Path(root) / "artifact", weights=weights, seed=seed, int8=int8)
         runner = get_backend(target).load(artifact, threads=threads)
         x = np.random.default_rng(seed).standard_normal(artifact.input_shape, dtype=np.float32)
         backend_latency = measure(lambda: runner.run(x), batch=batch, warmup=warmup, iters=iters, seconds=seconds)

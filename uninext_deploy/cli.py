@@ -14,17 +14,20 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from . import api
 from .errors import ParityFailure, UserError
+from .export.precision import Int8Options
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Export UniNeXt / ConvMLP / UniNet backbones to ONNX Runtime, OpenVINO and TensorRT, "
                        "and prove the artifacts match PyTorch.")
-out = Console()
-err = Console(stderr=True)
+# Rich assumes 80 columns when not writing to a terminal; piped output should not be cut short.
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 Model = Annotated[str, typer.Option("--model", "-m", help="Registered model name (see `models`).")]
 Target = Annotated[str, typer.Option("--target", "-t", help="onnx, ort, openvino or trt (aliases: "
@@ -37,6 +40,15 @@ Weights = Annotated[Optional[Path], typer.Option("--weights", help="Official che
 Seed = Annotated[int, typer.Option("--seed", help="Seed of the deterministic weights used without --weights.")]
 Threads = Annotated[Optional[int], typer.Option("--threads", help="CPU threads (default: all cores).")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of tables.")]
+Calib = Annotated[Optional[Path], typer.Option("--calib", help="INT8: folder of calibration images (default: "
+                                                                "the shipped photos, augmented).")]
+CalibSize = Annotated[int, typer.Option("--calib-size", help="INT8: number of calibration samples.")]
+CalibMethod = Annotated[str, typer.Option("--calib-method", help="INT8: minmax, entropy or percentile.")]
+MinCosine = Annotated[Optional[float], typer.Option("--min-cosine", help="INT8: fall back to float, most "
+                                                                         "sensitive block first, until the cosine "
+                                                                         "to the float graph reaches this.")]
+QuantizeClassifier = Annotated[bool, typer.Option("--quantize-classifier", help="INT8: quantize the final "
+                                                                                "classifier too.")]
 
 
 def _handle_errors(fn):
@@ -57,6 +69,11 @@ def _precision(fp16: bool, int8: bool) -> str:
     if fp16 and int8:
         raise UserError("--fp16 and --int8 exclude each other; pick one")
     return "fp16" if fp16 else "int8" if int8 else "fp32"
+
+
+def _int8_options(calib, calib_size, calib_method, min_cosine, quantize_classifier, seed) -> Int8Options:
+    return Int8Options(calib=calib, calib_size=calib_size, method=calib_method, min_cosine=min_cosine,
+                       quantize_classifier=quantize_classifier, seed=seed)
 
 
 def _print_json(data) -> None:
@@ -89,6 +106,8 @@ def export(model: Model = api.DEFAULT_MODEL, target: Target = "onnx", fp16: Fp16
            weights: Weights = None, seed: Seed = 0,
            opset: Annotated[int, typer.Option(help="ONNX opset (>= 17).")] = api.DEFAULT_OPSET,
            simplify: Annotated[bool, typer.Option(help="Simplify with onnxsim.")] = True,
+           calib: Calib = None, calib_size: CalibSize = 32, calib_method: CalibMethod = "percentile",
+           min_cosine: MinCosine = None, quantize_classifier: QuantizeClassifier = False,
            as_json: Json = False) -> None:
     """Export a model to a static-shape artifact for one runtime and precision."""
     if opset < 17:
@@ -96,7 +115,8 @@ def export(model: Model = api.DEFAULT_MODEL, target: Target = "onnx", fp16: Fp16
     with err.status(f"exporting {model} to {target}..."):
         artifact = api.export(model, target, precision=_precision(fp16, int8), batch=batch, input_size=input_size,
                               out=out_dir, weights=str(weights) if weights else None, seed=seed, opset=opset,
-                              simplify=simplify)
+                              simplify=simplify, int8=_int8_options(calib, calib_size, calib_method, min_cosine,
+                                                                    quantize_classifier, seed))
     m = artifact.manifest
     if as_json:
         return _print_json({"artifact": str(artifact.path), "manifest": m})
@@ -104,6 +124,15 @@ def export(model: Model = api.DEFAULT_MODEL, target: Target = "onnx", fp16: Fp16
               f"input {tuple(m['input']['shape'])}, {m['onnx']['nodes']} ONNX nodes, {m['export_seconds']} s)")
     for name, entry in m["files"].items():
         out.print(f"  {name:<16} {entry['bytes'] / 1e6:8.2f} MB  {entry['role']}")
+    graph = m.get("precision_graph") or {}
+    if "fp32_ops" in graph:
+        out.print(f"FP16 graph; kept in FP32: {', '.join(graph['fp32_ops'])}")
+    if "method" in graph:
+        out.print(f"INT8 QDQ ({graph['method']} calibration on {graph['calib_size']} samples): cosine to the float "
+                  f"graph {graph['cosine_vs_float']:.5f}; {len(graph['kept_float'])} quantizable nodes kept float")
+        for entry in graph["sensitivity"][:10]:
+            mark = "fell back to float" if entry["block"] in graph["fallback"] else ""
+            out.print(f"  {entry['block']:<28} error {entry['error']:.2e}  {mark}")
 
 
 @app.command()
@@ -117,12 +146,15 @@ def parity(model: Model = api.DEFAULT_MODEL, target: Target = "ort", fp16: Fp16 
            random_inputs: Annotated[int, typer.Option("--random", help="Seeded random inputs too.")] = 4,
            weights: Weights = None, seed: Seed = 0, threads: Threads = None,
            out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Keep the artifacts here.")] = None,
+           calib: Calib = None, calib_size: CalibSize = 32, calib_method: CalibMethod = "percentile",
+           min_cosine: MinCosine = None, quantize_classifier: QuantizeClassifier = False,
            as_json: Json = False) -> None:
     """Check an artifact against PyTorch: max/mean abs error, cosine, SQNR, top-1/top-5 agreement."""
     with err.status(f"exporting {model} to {target} and comparing with PyTorch..."):
         report = api.parity(model, target, precision=_precision(fp16, int8), batches=tuple(batch or (1, 2)),
                             input_size=input_size, images=images, random_inputs=random_inputs,
-                            weights=str(weights) if weights else None, seed=seed, out=out_dir, threads=threads)
+                            weights=str(weights) if weights else None, seed=seed, out=out_dir, threads=threads,
+                            int8=_int8_options(calib, calib_size, calib_method, min_cosine, quantize_classifier, seed))
     if as_json:
         _print_json(report.as_dict())
     else:
@@ -134,16 +166,16 @@ def parity(model: Model = api.DEFAULT_MODEL, target: Target = "ort", fp16: Fp16 
 
 def _print_parity(report) -> None:
     bounds = ", ".join(f"{k} {'>=' if kind == 'min' else '<='} {b:g}" for k, (b, kind) in report.tolerance.items())
-    table = Table(title=f"Parity {report.model} -> {report.target} {report.precision} vs PyTorch ({bounds})")
-    for col in ("batch", "inputs", "n", "max abs", "mean abs", "rel max", "cosine", "SQNR dB", "top-1", "top-5",
-                "verdict"):
-        table.add_column(col, justify="right")
+    table = Table(title=f"Parity {report.model} -> {report.target} {report.precision} vs PyTorch ({bounds})",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for col in ("bs", "inputs", "n", "max abs", "mean abs", "rel max", "cosine", "SQNR", "top1", "top5", ""):
+        table.add_column(col, justify="right", no_wrap=True)
     for r in report.runs:
-        for kind, m in (("images", r.images), ("random", r.random)):
-            bad = [f.split(":")[1].split()[0] for f in r.failed if f.startswith(kind)]
+        for kind, m in (("photos", r.images), ("random", r.random)):
+            bad = [f.split(":")[1].split()[0] for f in r.failed if f.startswith("images" if kind == "photos" else kind)]
             verdict = "[green]pass[/green]" if not bad else f"[red]FAIL {','.join(bad)}[/red]"
-            table.add_row(str(r.batch), kind, str(m.samples), f"{m.max_abs:.2e}", f"{m.mean_abs:.2e}",
-                          f"{m.rel_max_abs:.2e}", f"{m.cosine:.7f}", f"{m.sqnr_db:.1f}", f"{m.top1:.2f}",
+            table.add_row(str(r.batch), kind, str(m.samples), f"{m.max_abs:.1e}", f"{m.mean_abs:.1e}",
+                          f"{m.rel_max_abs:.1e}", f"{m.cosine:.6f}", f"{m.sqnr_db:.1f}", f"{m.top1:.2f}",
                           f"{m.top5:.2f}", verdict)
     out.print(table)
     for r in report.runs:
@@ -160,14 +192,19 @@ def profile(model: Model = api.DEFAULT_MODEL, target: Target = "ort", fp16: Fp16
             seconds: Annotated[Optional[float], typer.Option(help="Time budget instead of --iters.")] = None,
             per_layer: Annotated[bool, typer.Option("--per-layer", help="Per-layer time breakdown.")] = False,
             eager: Annotated[bool, typer.Option(help="Also time PyTorch eager.")] = True,
-            weights: Weights = None, seed: Seed = 0, as_json: Json = False) -> None:
+            weights: Weights = None, seed: Seed = 0,
+            calib: Calib = None, calib_size: CalibSize = 32, calib_method: CalibMethod = "percentile",
+            min_cosine: MinCosine = None, quantize_classifier: QuantizeClassifier = False,
+            as_json: Json = False) -> None:
     """Latency percentiles and throughput of an artifact, next to PyTorch eager."""
     if iters is not None and seconds is not None:
         raise UserError("--iters and --seconds exclude each other; pick one")
     with err.status(f"profiling {model} on {target}..."):
         report = api.profile(model, target, precision=_precision(fp16, int8), batch=batch, input_size=input_size,
                              threads=threads, warmup=warmup, iters=iters, seconds=seconds, per_layer=per_layer,
-                             eager=eager, weights=str(weights) if weights else None, seed=seed)
+                             eager=eager, weights=str(weights) if weights else None, seed=seed,
+                             int8=_int8_options(calib, calib_size, calib_method, min_cosine, quantize_classifier,
+                                                seed))
     if as_json:
         return _print_json(report.as_dict())
     table = Table(title=f"Latency {report.model} batch {report.batch}, {report.threads} threads (ms)")

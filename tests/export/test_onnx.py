@@ -62,3 +62,9 @@ def test_same_seed_gives_the_same_onnx_bytes(tmp_path, convmlp_s_artifact):
 
     again = api.export("convmlp_s", "onnx", out=tmp_path / "again")
     assert again.manifest["files"]["model.onnx"]["sha256"] == convmlp_s_artifact.manifest["files"]["model.onnx"]["sha256"]
+
+
+def test_every_node_keeps_its_module_scope(onnx_model):
+    # divergence location and INT8 exclusions match on these scopes
+    assert all(n.name.startswith("/") for n in onnx_model.graph.node)
+    assert sum(n.op_type == "MatMul" for n in onnx_model.graph.node) == 32

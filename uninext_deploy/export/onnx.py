@@ -71,10 +71,16 @@ def export_onnx(model: nn.Module, *, opset: int = DEFAULT_OPSET, simplify: bool 
     return OnnxExport(result, report, deviation, time.perf_counter() - start)
 
 
+# onnxsim's batched MatMul+Add -> Reshape/Gemm/Reshape rewrite renames the nodes it touches, losing the
+# module scopes that divergence location and INT8 exclusions match on; runtimes fuse MatMul+Add anyway,
+# and QDQ placement should see these channels-last linears as MatMul.
+_SKIPPED_SIMPLIFIER_PASSES = ["fuse_matmul_add_bias_into_gemm", "fuse_matmul_add_bias_into_gemm_batched"]
+
+
 def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:
     import onnxsim
 
-    simplified, ok = onnxsim.simplify(model)
+    simplified, ok = onnxsim.simplify(model, skipped_optimizers=list(_SKIPPED_SIMPLIFIER_PASSES))
     if not ok:
         raise RuntimeError("onnxsim could not validate the simplified model")
     return simplified

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Mapping
 
 import numpy as np
@@ -32,6 +32,10 @@ class ModelSpec:
     ``build(batch, height, width)`` returns the module in its static-shape form for that input.
     ``size_error(height, width)`` returns None when the size is supported, else the rule as one line.
     ``key_map`` turns an official state dict into ours (identity where the layouts agree).
+
+    INT8 hints, as module paths of the exported graph's scopes: ``classifier`` (kept float unless asked),
+    ``int8_float_scopes`` (glob patterns kept float, e.g. SE gates) and ``block_depth`` (how many leading
+    path components name one block, the unit of sensitivity analysis and float fallback).
     """
 
     name: str
@@ -48,7 +52,9 @@ class ModelSpec:
     interpolation: str = "bicubic"
     num_classes: int = 1000
     source: str = ""
-    notes: dict = field(default_factory=dict)
+    classifier: str = "head"
+    int8_float_scopes: tuple[str, ...] = ()
+    block_depth: int = 2
 
     def preprocessing(self, height: int | None = None, width: int | None = None) -> dict:
         """The preprocessing a deployed artifact needs, as plain data (also written to manifests)."""

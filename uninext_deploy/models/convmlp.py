@@ -150,5 +150,5 @@ for _name, _cfg in CONFIGS.items():
     register(ModelSpec(
         name=_name, family="convmlp", build=partial(_build, _cfg), native_size=224,
         official_params=_cfg.params, official_gmacs=_cfg.gmacs, size_error=_size_error,
-        crop_pct=0.9, source="SHI-Labs/Convolutional-MLPs@092bf71"))
+        crop_pct=0.9, source="SHI-Labs/Convolutional-MLPs@092bf71", block_depth=4))
 

@@ -309,4 +309,5 @@ for _name, _cfg in CONFIGS.items():
         name=_name, family="uninet", build=partial(_build, _cfg), native_size=_cfg.native_size,
         official_params=_cfg.params, official_gmacs=_cfg.gmacs, size_error=_size_error,
         # Official eval: resize the short side to S*256/224 and centre-crop below 320; resize to SxS at/above.
-        crop_pct=0.875 if _cfg.native_size < 320 else 1.0, source="Sense-X/UniNet@81ef332"))
+        crop_pct=0.875 if _cfg.native_size < 320 else 1.0, source="Sense-X/UniNet@81ef332",
+        classifier="classifier", int8_float_scopes=("blocks.*.b2.3.*",), block_depth=2))

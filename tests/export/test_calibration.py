@@ -1,0 +1,67 @@
+"""Calibration data: real images in every common format, seeded, and clear errors for bad folders."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from uninext_deploy.errors import UserError
+from uninext_deploy.export.calibration import calibration_set
+from uninext_deploy.models import get_spec
+
+PRE = get_spec("convmlp_s").preprocessing(64, 64)
+
+
+def _photo(seed: int) -> Image.Image:
+    # a smooth "photo": a colour gradient with a seeded tint
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:80, 0:100]
+    rgb = np.stack([x * 2.5, y * 3.0, (x + y) * 1.4], axis=-1) * rng.uniform(0.5, 1.0, 3)
+    return Image.fromarray(rgb.clip(0, 255).astype(np.uint8))
+
+
+@pytest.fixture
+def folder(tmp_path):
+    _photo(0).save(tmp_path / "a.jpg")
+    _photo(1).save(tmp_path / "b.png")
+    _photo(2).convert("L").save(tmp_path / "gray.bmp")
+    _photo(3).convert("RGBA").save(tmp_path / "alpha.webp")
+    _photo(4).convert("P").save(tmp_path / "palette.png")
+    Image.fromarray((np.asarray(_photo(5).convert("L"), np.uint16) * 257)).save(tmp_path / "deep16.png")
+    return tmp_path
+
+
+def test_a_folder_of_mixed_formats_calibrates(folder):
+    x = calibration_set(PRE, folder, size=6)
+    assert x.shape == (6, 3, 64, 64) and x.dtype == np.float32 and np.isfinite(x).all()
+
+
+def test_sampling_is_seeded(folder):
+    np.testing.assert_array_equal(calibration_set(PRE, folder, 3, seed=1), calibration_set(PRE, folder, 3, seed=1))
+    assert not np.array_equal(calibration_set(PRE, folder, 3, seed=1), calibration_set(PRE, folder, 3, seed=2))
+
+
+def test_unreadable_files_are_skipped_with_their_names(folder):
+    (folder / "truncated.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken")
+    with pytest.warns(UserWarning, match="truncated.jpg"):
+        assert len(calibration_set(PRE, folder, size=6)) == 6
+
+
+def test_fewer_usable_images_than_needed_is_one_clear_error(folder):
+    with pytest.raises(UserError, match="has 6 usable image.* --calib-size is 10; add images or lower --calib-size"):
+        calibration_set(PRE, folder, size=10)
+
+
+def test_empty_and_missing_folders(tmp_path):
+    with pytest.raises(UserError, match="holds no images"):
+        calibration_set(PRE, tmp_path, size=4)
+    with pytest.raises(UserError, match="does not exist"):
+        calibration_set(PRE, tmp_path / "nope", size=4)
+
+
+def test_default_is_the_shipped_photos_augmented_to_any_count():
+    x = calibration_set(PRE, None, size=25)
+    assert len({sample.tobytes() for sample in x}) == 25  # every augmented view differs
+    np.testing.assert_array_equal(x, calibration_set(PRE, None, size=25))
+    # photos, not noise: neighbouring pixels correlate strongly in every sample
+    corr = [np.corrcoef(s[0, :, :-1].ravel(), s[0, :, 1:].ravel())[0, 1] for s in x]
+    assert np.median(corr) > 0.8 and min(corr) > 0.1  # white noise would sit near 0

@@ -1,0 +1,130 @@
+"""FP16-typed and QDQ INT8 graphs: their structure, and parity on ONNX Runtime for ConvMLP-S and UniNeXt-T."""
+
+import importlib.metadata
+from collections import Counter
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, numpy_helper
+
+from uninext_deploy import api
+from uninext_deploy.errors import UserError
+from uninext_deploy.export.precision import Int8Options
+
+
+def test_the_imported_onnxruntime_is_the_pinned_cpu_build():
+    assert ort.get_available_providers() == ["AzureExecutionProvider", "CPUExecutionProvider"] or \
+        ort.get_available_providers() == ["CPUExecutionProvider"]
+    assert importlib.metadata.version("onnxruntime") == ort.__version__
+    with pytest.raises(importlib.metadata.PackageNotFoundError):
+        importlib.metadata.version("onnxruntime-gpu")
+
+
+@pytest.mark.parametrize("name", ["convmlp_s", "uninext_t"])
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_passes_its_tolerance_on_ort(tmp_path, name, precision):
+    report = api.parity(name, "ort", precision=precision, batches=(1,), random_inputs=2, out=tmp_path)
+    assert report.passed, report.as_dict()
+    run = report.runs[0]
+    assert run.images.cosine >= (0.999 if precision == "fp16" else 0.99)
+
+
+@pytest.fixture(scope="module")
+def fp16_graph(tmp_path_factory):
+    artifact = api.export("convmlp_s", "ort", precision="fp16", input_size=64,
+                          out=tmp_path_factory.mktemp("fp16") / "a")
+    return artifact, onnx.load(str(artifact.file("model")))
+
+
+def test_fp16_graph_keeps_io_and_normalisation_in_fp32(fp16_graph):
+    artifact, model = fp16_graph
+    for value in list(model.graph.input) + list(model.graph.output):
+        assert value.type.tensor_type.elem_type == TensorProto.FLOAT
+    types = {init.name: init.data_type for init in model.graph.initializer}
+    layer_norms = [n for n in model.graph.node if n.op_type == "LayerNormalization"]
+    assert layer_norms and all(types[n.input[1]] == TensorProto.FLOAT for n in layer_norms)
+    matmul_weights = [types[i] for n in model.graph.node if n.op_type in ("MatMul", "Conv") for i in n.input if i in types]
+    assert matmul_weights and all(t == TensorProto.FLOAT16 for t in matmul_weights)
+    assert "LayerNormalization" in artifact.manifest["precision_graph"]["fp32_ops"]
+
+
+@pytest.fixture(scope="module")
+def int8_graph(tmp_path_factory):
+    artifact = api.export("uninet_b0", "ort", precision="int8", input_size=64, int8=Int8Options(calib_size=8),
+                          out=tmp_path_factory.mktemp("int8") / "a")
+    return artifact, onnx.load(str(artifact.file("model")))
+
+
+def _dequantized_inputs(model):
+    """Names of tensors produced by a DequantizeLinear node."""
+    return {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+
+
+def test_int8_graph_is_symmetric_int8_with_zero_points_0(int8_graph):
+    _, model = int8_graph
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert len(qdq) > 50
+    for node in qdq:
+        zero_point = inits[node.input[2]]
+        assert zero_point.dtype == np.int8 and not zero_point.any()
+    per_channel = [inits[n.input[1]] for n in qdq if n.op_type == "DequantizeLinear" and n.input[0] in inits
+                   and inits[n.input[0]].dtype == np.int8]
+    assert per_channel and all(s.ndim == 1 and s.size > 1 for s in per_channel if s.ndim)
+
+
+def test_int8_quantizes_weights_except_se_gates_classifier_and_attention(int8_graph):
+    _, model = int8_graph
+    dq = _dequantized_inputs(model)
+    weights = {i.name for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "LayerNormalization":
+            assert set(node.input[1:]) <= weights  # float scale and bias, not dequantized ones
+        if node.op_type == "Mul" and any("gamma_" in i for i in node.input):
+            assert any(i in weights and "gamma_" in i for i in node.input)  # layer scale stays a float weight
+        if node.op_type in ("Conv", "MatMul", "Gemm"):
+            weight_quantized = node.input[1] in dq
+            in_se = "/b2/b2.3/" in node.name
+            is_classifier = node.name.startswith("/classifier/")
+            attention = node.op_type == "MatMul" and node.input[1] not in weights and not weight_quantized
+            assert weight_quantized == (not (in_se or is_classifier or attention)), node.name
+
+
+def test_only_conv_and_matmul_run_as_int8_kernels(int8_graph, tmp_path):
+    artifact, _ = int8_graph
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(artifact.file("model")), options, providers=["CPUExecutionProvider"])
+    ops = Counter(n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node)
+    assert ops["QLinearConv"] > 10 and ops["QLinearMatMul"] > 10
+    int8_kernels = {op for op in ops if op.startswith("QLinear") or "Integer" in op}
+    assert int8_kernels == {"QLinearConv", "QLinearMatMul"}
+    for float_op in ("Softmax", "LayerNormalization", "Gelu", "Clip", "Div", "Mul"):
+        assert ops[float_op] > 0, float_op  # SE hard-sigmoid (Clip, Div), layer scale (Mul) and the rest
+
+
+def test_classifier_can_be_quantized(tmp_path):
+    artifact = api.export("convmlp_s", "ort", precision="int8", input_size=64, out=tmp_path / "a",
+                          int8=Int8Options(calib_size=4, quantize_classifier=True))
+    model = onnx.load(str(artifact.file("model")))
+    head = next(n for n in model.graph.node if n.name == "/head/Gemm")
+    assert _dequantized_inputs(model) & set(head.input)
+
+
+def test_min_cosine_falls_back_worst_blocks_first_and_reports_them(tmp_path):
+    artifact = api.export("convmlp_s", "ort", precision="int8", input_size=64, out=tmp_path / "a",
+                          int8=Int8Options(calib_size=4, method="minmax", min_cosine=0.9999))
+    report = artifact.manifest["precision_graph"]
+    errors = [e["error"] for e in report["sensitivity"]]
+    assert len(errors) > 10 and errors == sorted(errors, reverse=True)
+    assert report["fallback"] == [e["block"] for e in report["sensitivity"][:len(report["fallback"])]]
+    assert report["fallback"] and (report["cosine_vs_float"] >= 0.9999) == report["met_target"]
+
+
+def test_bad_int8_options_are_clear():
+    with pytest.raises(UserError, match="unknown calibration method 'kl'"):
+        Int8Options(method="kl")
+    with pytest.raises(UserError, match="--min-cosine must be in"):
+        Int8Options(min_cosine=2)

@@ -1,0 +1,222 @@
+"""Precision in the graph: an FP16-typed ONNX for ``--fp16`` and a QDQ INT8 ONNX for ``--int8``.
+
+TensorRT 11 takes precision from the graph only (strongly typed networks; no FP16/INT8 builder flags,
+no calibrators), so these two graphs are the single source of truth: built once here, run by ONNX
+Runtime on the CPU so their numerics are checked, and handed unchanged to the TensorRT backend.
+
+FP16: onnxconverter-common with a block list keeping normalisations, softmax and reductions in FP32 (the
+TensorRT LayerNorm-overflow lesson) and the graph inputs/outputs FP32.
+INT8: ONNX Runtime's static quantizer in QDQ form, symmetric INT8 weights (per channel) and activations
+(per tensor), zero points 0 -- the form TensorRT accepts. Only Conv / MatMul / Gemm with a weight are
+quantized, so Softmax, LayerNorm, GELU, hard-sigmoid and layer-scale multiplies stay float by
+construction, and so do the activation x activation MatMuls of attention (q k^T and the product with the
+softmax probabilities, which symmetric INT8 resolves to 7 bits: measured on UniNeXt-T, quantizing them
+takes the cosine to PyTorch from above 0.99 to 0.97). SE gates and the classifier are excluded by scope.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import io
+import logging
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from ..divergence import module_path
+from ..errors import UserError
+from ..parity import compare, run_batched
+
+FP32_OPS_IN_FP16 = ("LayerNormalization", "Softmax", "ReduceMean", "ReduceSum", "ReduceMax", "ReduceL2",
+                    "GlobalAveragePool", "Pow", "Sqrt", "Reciprocal", "Exp", "Log")
+QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
+CALIB_METHODS = ("minmax", "entropy", "percentile")
+
+
+def to_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
+    """The FP16-typed graph of ``model`` and a report (ops kept FP32, weights clamped to the FP16 range)."""
+    from onnxconverter_common import float16
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        converted = float16.convert_float_to_float16(model, keep_io_types=True,
+                                                     op_block_list=list(FP32_OPS_IN_FP16))
+    kept = sorted({n.op_type for n in model.graph.node if n.op_type in FP32_OPS_IN_FP16})
+    clamped = sum("truncated" in str(w.message) or "out of range" in str(w.message) for w in caught)
+    return converted, {"converter": "onnxconverter-common", "fp32_ops": kept, "clamped_weight_tensors": clamped}
+
+
+@dataclass
+class Int8Options:
+    """How to quantize: calibration data and method, what stays float, an optional accuracy target."""
+
+    calib: str | Path | None = None  # folder of images; None: the shipped photos, augmented
+    calib_size: int = 32
+    method: str = "percentile"
+    quantize_classifier: bool = False
+    min_cosine: float | None = None  # fall back to float, worst block first, until this is met
+    seed: int = 0
+
+    def __post_init__(self):
+        self.method = self.method.lower()
+        if self.method not in CALIB_METHODS:
+            raise UserError(f"unknown calibration method {self.method!r}; choose one of {', '.join(CALIB_METHODS)}")
+        if self.min_cosine is not None and not 0 < self.min_cosine <= 1:
+            raise UserError(f"--min-cosine must be in (0, 1], got {self.min_cosine}")
+
+
+@dataclass
+class Int8Result:
+    model: onnx.ModelProto
+    report: dict = field(default_factory=dict)
+
+
+def kept_float(model: onnx.ModelProto, patterns: list[str]) -> list[str]:
+    """Quantizable nodes that stay float: those in a scope matching a glob of ``patterns``, and
+    MatMuls of two activations (attention)."""
+    weights = {init.name for init in model.graph.initializer}
+    names = []
+    for node in model.graph.node:
+        if node.op_type not in QUANTIZED_OPS:
+            continue
+        path = module_path(node.name + "/_") or ""
+        in_scope = any(fnmatch.fnmatchcase(path, p) for p in patterns)
+        activation_product = node.op_type == "MatMul" and not weights & set(node.input)
+        if in_scope or activation_product:
+            names.append(node.name)
+    return names
+
+
+def block_of(node_name: str, depth: int) -> str:
+    """The block a node belongs to: its module path cut to ``depth`` components."""
+    path = module_path(node_name + "/_") or node_name
+    return ".".join(path.split(".")[:depth])
+
+
+class Int8Quantizer:
+    """Calibrates once, then quantizes the float graph with any set of excluded nodes (cheaply)."""
+
+    def __init__(self, float_model: onnx.ModelProto, samples: np.ndarray, batch: int, options: Int8Options):
+        self.samples = samples
+        self.batch = batch
+        self.options = options
+        self._tmp = tempfile.TemporaryDirectory(prefix="uninext-int8-")
+        self._cache = Path(self._tmp.name) / "calibration.json"
+        # quantize_static rewrites the ModelProto it is given, so every call reads this file afresh
+        self._float_path = Path(self._tmp.name) / "float.onnx"
+        onnx.save(onnx.shape_inference.infer_shapes(float_model), str(self._float_path))
+
+    def quantize(self, exclude: list[str]) -> onnx.ModelProto:
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+        method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                  "percentile": CalibrationMethod.Percentile}[self.options.method]
+        out = Path(self._tmp.name) / "qdq.onnx"
+        with _quiet():
+            quantize_static(
+                self._float_path, out, _Reader(self.samples, self.batch), quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(QUANTIZED_OPS), per_channel=True, activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude), calibrate_method=method,
+                calibration_cache_path=self._cache,
+                # biases stay float: TensorRT's explicit quantization takes INT8 Q/DQ only, no INT32 bias
+                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+                               "CalibPercentile": 99.999})
+        return onnx.load(str(out))
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the quantizer's progress prints, warnings and root-logger advice."""
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+class _Reader:
+    """ONNX Runtime's CalibrationDataReader protocol over fixed-size batches of samples."""
+
+    def __init__(self, samples: np.ndarray, batch: int):
+        pad = (-len(samples)) % batch
+        if pad:
+            samples = np.concatenate([samples, samples[:pad]])
+        self._batches = iter(samples[i:i + batch] for i in range(0, len(samples), batch))
+
+    def get_next(self):
+        x = next(self._batches, None)
+        return None if x is None else {"input": x}
+
+
+def _session_runner(model: onnx.ModelProto):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x})[0]
+
+
+def quantize_int8(float_model: onnx.ModelProto, samples: np.ndarray, batch: int, options: Int8Options,
+                  *, classifier: str, float_scope_patterns: tuple[str, ...], block_depth: int,
+                  check_inputs: np.ndarray) -> Int8Result:
+    """The QDQ graph of ``float_model`` calibrated on ``samples``; with ``options.min_cosine``, the worst
+    blocks fall back to float (by measured sensitivity) until the QDQ graph's cosine to the float graph on
+    ``check_inputs`` meets it."""
+    patterns = list(float_scope_patterns) + ([] if options.quantize_classifier else [classifier, f"{classifier}.*"])
+    excluded = kept_float(float_model, patterns)
+    quantizer = Int8Quantizer(float_model, samples, batch, options)
+    try:
+        reference = run_batched(_session_runner(float_model), check_inputs, batch)
+
+        def cosine(model: onnx.ModelProto) -> float:
+            return compare(reference, run_batched(_session_runner(model), check_inputs, batch)).cosine
+
+        qdq = quantizer.quantize(excluded)
+        achieved = cosine(qdq)
+        report = {"method": options.method, "calib_size": len(samples), "calib": str(options.calib or "shipped"),
+                  "kept_float": excluded, "cosine_vs_float": achieved, "fallback": [], "sensitivity": []}
+        if options.min_cosine is None or achieved >= options.min_cosine:
+            return Int8Result(qdq, report)
+        sensitivity = block_sensitivity(quantizer, float_model, excluded, block_depth, cosine)
+        report["sensitivity"] = sensitivity
+        fallback_nodes = list(excluded)
+        for entry in sensitivity:
+            fallback_nodes += entry["nodes"]
+            report["fallback"].append(entry["block"])
+            qdq = quantizer.quantize(fallback_nodes)
+            achieved = cosine(qdq)
+            if achieved >= options.min_cosine:
+                break
+        report.update(cosine_vs_float=achieved, met_target=achieved >= options.min_cosine)
+        return Int8Result(qdq, report)
+    finally:
+        quantizer.close()
+
+
+def block_sensitivity(quantizer: Int8Quantizer, float_model: onnx.ModelProto, excluded: list[str],
+                      depth: int, cosine) -> list[dict]:
+    """Per block, the error it contributes when it alone is quantized: 1 - cosine to the float graph.
+
+    Worst first. Each block is measured in isolation (every other node float), which ranks blocks by
+    their own damage rather than by how it compounds with the rest.
+    """
+    blocks: dict[str, list[str]] = {}
+    for node in float_model.graph.node:
+        if node.op_type in QUANTIZED_OPS and node.name not in excluded:
+            blocks.setdefault(block_of(node.name, depth), []).append(node.name)
+    everything = [n for nodes in blocks.values() for n in nodes] + excluded
+    results = []
+    for block, nodes in blocks.items():
+        others = [n for n in everything if n not in set(nodes)]
+        results.append({"block": block, "nodes": nodes, "error": 1.0 - cosine(quantizer.quantize(others))})
+    return sorted(results, key=lambda r: -r["error"])
