@@ -21,7 +21,7 @@ from .backends import canonical_target, get_backend
 from .errors import UserError
 from .export.calibration import calibration_set
 from .export.onnx import DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, export_onnx, set_metadata
-from .export.precision import Int8Options, quantize_int8, to_fp16
+from .export.precision import Int8Options, Int8Request, quantize_int8, to_fp16
 from .images import find_images, load_images, preprocess
 from .models import count_macs, count_params, create_model, get_spec, list_models
 from .parity import TOLERANCES, Metrics, compare, failures, run_batched
@@ -46,20 +46,24 @@ def _check_precision(precision: str) -> str:
     return precision
 
 
-def precision_graph(float_model, torch_model: torch.nn.Module, precision: str,
-                    int8: Int8Options | None) -> tuple["onnx.ModelProto", dict]:
+def int8_request(torch_model: torch.nn.Module, options: Int8Options | None) -> Int8Request:
+    """Calibration samples, held-out photos and the model's INT8 hints for quantizing ``torch_model``."""
+    spec, options = torch_model.spec, options or Int8Options()
+    batch, _, h, w = torch_model.input_shape
+    pre = spec.preprocessing(h, w)
+    return Int8Request(samples=calibration_set(pre, options.calib, options.calib_size, seed=options.seed),
+                       batch=batch, options=options, check_inputs=_images_tensor(pre, None),
+                       classifier=spec.classifier, float_scope_patterns=spec.int8_float_scopes,
+                       block_depth=spec.block_depth)
+
+
+def precision_graph(float_model, precision: str, request: Int8Request | None) -> tuple["onnx.ModelProto", dict]:
     """The graph that carries ``precision``: the float graph itself, its FP16-typed or its QDQ form."""
     if precision == "fp32":
         return float_model, {}
     if precision == "fp16":
         return to_fp16(float_model)
-    spec, options = torch_model.spec, int8 or Int8Options()
-    batch, _, h, w = torch_model.input_shape
-    pre = spec.preprocessing(h, w)
-    samples = calibration_set(pre, options.calib, options.calib_size, seed=options.seed)
-    result = quantize_int8(float_model, samples, batch, options, classifier=spec.classifier,
-                           float_scope_patterns=spec.int8_float_scopes, block_depth=spec.block_depth,
-                           check_inputs=_images_tensor(pre, None))
+    result = quantize_int8(float_model, request)
     report = dict(result.report)
     report["sensitivity"] = [{k: v for k, v in e.items() if k != "nodes"} for e in report["sensitivity"]]
     return result.model, report
@@ -92,10 +96,13 @@ def export(model: str = DEFAULT_MODEL, target: str = "onnx", *, precision: str =
             "mean": list(spec.mean), "std": list(spec.std), "precision": precision,
             "weights": weights or f"seeded:{seed}", **{f"version.{k}": v for k, v in versions().items()
                                                          if k != "python"}})
-        graph, precision_report = precision_graph(exported.model, torch_model, precision, int8)
+        request = int8_request(torch_model, int8) if precision == "int8" else None
+        graph, precision_report = ((exported.model, {}) if backend.applies_precision
+                                   else precision_graph(exported.model, precision, request))
         onnx_path = folder / "model.onnx"
         onnx_path.write_bytes(graph.SerializeToString())
-        roles = backend.compile(onnx_path, folder, precision)
+        compiled = backend.compile(onnx_path, folder, precision, request)
+        precision_report.update(compiled.report)
         golden_x = _images_tensor(pre, None, limit=max(batch, 4))
         golden_y = run_batched(_torch_runner(torch_model), golden_x, batch)
         np.savez_compressed(folder / GOLDEN, inputs=golden_x, outputs=golden_y)
@@ -115,7 +122,7 @@ def export(model: str = DEFAULT_MODEL, target: str = "onnx", *, precision: str =
             "precision_graph": precision_report,
             "export_seconds": round(exported.seconds, 2), "versions": versions(),
         }
-        write_manifest(folder, manifest, {"model.onnx": "onnx", **roles, GOLDEN: "golden"})
+        write_manifest(folder, manifest, {"model.onnx": "onnx", **compiled.files, GOLDEN: "golden"})
     return Artifact.open(out)
 
 

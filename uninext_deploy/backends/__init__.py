@@ -11,6 +11,7 @@ from .base import Backend, Runner
 _TARGETS = {
     "onnx": ("ort", "OrtBackend"),
     "ort": ("ort", "OrtBackend"),
+    "openvino": ("openvino", "OpenVinoBackend"),
 }
 ALIASES = {"onnxruntime": "ort", "ov": "openvino", "tensorrt": "trt", "engine": "trt"}
 ALL_TARGETS = ("onnx", "ort", "openvino", "trt")

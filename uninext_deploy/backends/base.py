@@ -7,11 +7,21 @@ Parity, profiling and bundles talk only to :class:`Runner` objects, so a new run
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..artifact import Artifact
+from ..export.precision import Int8Request
+
+
+@dataclass
+class Compiled:
+    """What ``Backend.compile`` wrote: {file name: role}, and a report for the manifest."""
+
+    files: dict[str, str]
+    report: dict = field(default_factory=dict)
 
 
 class Runner(ABC):
@@ -30,16 +40,21 @@ class Runner(ABC):
 
 
 class Backend(ABC):
+    """``applies_precision``: False when the backend runs the precision graph it is given (the FP16-typed
+    or QDQ ONNX, shared with TensorRT); True when it takes the float graph and applies the precision
+    itself (OpenVINO: compressed FP16 weights, NNCF INT8 from the same calibration data)."""
+
     name: str
     runtime_package: str
+    applies_precision: bool = False
 
     def available(self) -> str | None:
         """None when the runtime can be used here, else why not (one line, with the install hint)."""
         return None
 
     @abstractmethod
-    def compile(self, onnx_path: Path, folder: Path, precision: str) -> dict[str, str]:
-        """Turn ``onnx_path`` into this runtime's files inside ``folder``; return {file name: role}."""
+    def compile(self, onnx_path: Path, folder: Path, precision: str, int8: Int8Request | None) -> Compiled:
+        """Turn ``onnx_path`` into this runtime's files inside ``folder``."""
 
     @abstractmethod
     def load(self, artifact: Artifact, threads: int | None = None) -> Runner: ...

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ..artifact import Artifact
-from .base import Backend, Runner
+from ..export.precision import Int8Request
+from .base import Backend, Compiled, Runner
 
 
 class OrtRunner(Runner):
@@ -67,11 +68,11 @@ class OrtBackend(Backend):
     name = "ort"
     runtime_package = "onnxruntime"
 
-    def compile(self, onnx_path: Path, folder: Path, precision: str) -> dict[str, str]:
+    def compile(self, onnx_path: Path, folder: Path, precision: str, int8: Int8Request | None) -> Compiled:
         target = folder / "model.onnx"
         if onnx_path.resolve() != target.resolve():
             shutil.copyfile(onnx_path, target)
-        return {"model.onnx": "model"}
+        return Compiled({"model.onnx": "model"})
 
     def load(self, artifact: Artifact, threads: int | None = None) -> Runner:
         return OrtRunner(artifact.file("model"), threads)

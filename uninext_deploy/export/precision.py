@@ -71,6 +71,25 @@ class Int8Options:
 
 
 @dataclass
+class Int8Request:
+    """Everything a backend needs to quantize one model: data, options and the model's INT8 hints."""
+
+    samples: np.ndarray  # calibration samples, (N, 3, H, W)
+    batch: int
+    options: Int8Options
+    check_inputs: np.ndarray  # held-out photos for accuracy checks
+    classifier: str
+    float_scope_patterns: tuple[str, ...]
+    block_depth: int
+
+    @property
+    def float_patterns(self) -> list[str]:
+        """Module-path globs that stay float: the model's hints, and the classifier unless asked."""
+        classifier = [] if self.options.quantize_classifier else [self.classifier, f"{self.classifier}.*"]
+        return list(self.float_scope_patterns) + classifier
+
+
+@dataclass
 class Int8Result:
     model: onnx.ModelProto
     report: dict = field(default_factory=dict)
@@ -166,28 +185,27 @@ def _session_runner(model: onnx.ModelProto):
     return lambda x: session.run(None, {name: x})[0]
 
 
-def quantize_int8(float_model: onnx.ModelProto, samples: np.ndarray, batch: int, options: Int8Options,
-                  *, classifier: str, float_scope_patterns: tuple[str, ...], block_depth: int,
-                  check_inputs: np.ndarray) -> Int8Result:
-    """The QDQ graph of ``float_model`` calibrated on ``samples``; with ``options.min_cosine``, the worst
-    blocks fall back to float (by measured sensitivity) until the QDQ graph's cosine to the float graph on
-    ``check_inputs`` meets it."""
-    patterns = list(float_scope_patterns) + ([] if options.quantize_classifier else [classifier, f"{classifier}.*"])
-    excluded = kept_float(float_model, patterns)
-    quantizer = Int8Quantizer(float_model, samples, batch, options)
+def quantize_int8(float_model: onnx.ModelProto, request: Int8Request) -> Int8Result:
+    """The QDQ graph of ``float_model`` calibrated on the request's samples; with ``min_cosine``, the
+    worst blocks fall back to float (by measured sensitivity) until the QDQ graph's cosine to the float
+    graph on the request's check inputs meets it."""
+    options, batch = request.options, request.batch
+    excluded = kept_float(float_model, request.float_patterns)
+    quantizer = Int8Quantizer(float_model, request.samples, batch, options)
     try:
-        reference = run_batched(_session_runner(float_model), check_inputs, batch)
+        reference = run_batched(_session_runner(float_model), request.check_inputs, batch)
 
         def cosine(model: onnx.ModelProto) -> float:
-            return compare(reference, run_batched(_session_runner(model), check_inputs, batch)).cosine
+            return compare(reference, run_batched(_session_runner(model), request.check_inputs, batch)).cosine
 
         qdq = quantizer.quantize(excluded)
         achieved = cosine(qdq)
-        report = {"method": options.method, "calib_size": len(samples), "calib": str(options.calib or "shipped"),
+        report = {"method": options.method, "calib_size": len(request.samples),
+                  "calib": str(options.calib or "shipped"),
                   "kept_float": excluded, "cosine_vs_float": achieved, "fallback": [], "sensitivity": []}
         if options.min_cosine is None or achieved >= options.min_cosine:
             return Int8Result(qdq, report)
-        sensitivity = block_sensitivity(quantizer, float_model, excluded, block_depth, cosine)
+        sensitivity = block_sensitivity(quantizer, float_model, excluded, request.block_depth, cosine)
         report["sensitivity"] = sensitivity
         fallback_nodes = list(excluded)
         for entry in sensitivity:

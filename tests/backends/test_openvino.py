@@ -1,0 +1,90 @@
+"""OpenVINO behind the same Backend interface: parity per precision, explicit precision, clear errors."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from uninext_deploy import api
+from uninext_deploy.artifact import Artifact
+from uninext_deploy.backends import get_backend
+from uninext_deploy.errors import UserError
+
+pytest.importorskip("openvino", reason="openvino is an optional runtime: pip install '.[openvino]'")
+
+
+@pytest.mark.parametrize("name", ["convmlp_s", "uninext_t"])
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_passes_parity(tmp_path, name, precision):
+    report = api.parity(name, "openvino", precision=precision, batches=(1,), random_inputs=2, out=tmp_path)
+    assert report.passed, report.as_dict()
+    if precision == "fp32":
+        assert report.runs[0].images.rel_max_abs < 1e-5  # f32 really is f32, not the bf16 default
+
+
+@pytest.fixture(scope="module")
+def fp32_ir(tmp_path_factory):
+    return api.export("convmlp_s", "ov", input_size=64, out=tmp_path_factory.mktemp("ov") / "a")
+
+
+def test_ir_artifact_layout(fp32_ir):
+    files = fp32_ir.manifest["files"]
+    assert {files[n]["role"] for n in files} == {"model", "weights", "onnx", "golden"}
+    assert fp32_ir.manifest["target"] == "openvino" and fp32_ir.manifest["runtime"]["openvino"]
+
+
+def test_inference_precision_is_explicit_and_recorded(fp32_ir, tmp_path):
+    runner = get_backend("openvino").load(fp32_ir, threads=1, cache_dir=tmp_path / "cache")
+    info = runner.info()
+    assert info["inference_precision"] == "f32" and info["threads"] == 1
+    assert any((tmp_path / "cache").iterdir())  # compiled-model cache written
+    fp16 = api.export("convmlp_s", "ov", precision="fp16", input_size=64, out=tmp_path / "fp16")
+    import openvino as ov
+
+    capabilities = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    expected = "f16" if "FP16" in capabilities else "bf16" if "BF16" in capabilities else "f32"
+    assert get_backend("openvino").load(fp16).info()["inference_precision"] == expected
+
+
+def test_fp16_ir_has_compressed_weights(fp32_ir, tmp_path):
+    fp16 = api.export("convmlp_s", "ov", precision="fp16", input_size=64, out=tmp_path / "fp16")
+    assert fp16.manifest["files"]["model.bin"]["bytes"] < 0.6 * fp32_ir.manifest["files"]["model.bin"]["bytes"]
+
+
+def test_per_layer_profile_names_executed_layers(fp32_ir):
+    runner = get_backend("openvino").load(fp32_ir, threads=1)
+    layers = runner.per_layer_profile(np.zeros(fp32_ir.input_shape, np.float32), runs=2)
+    assert len(layers) > 10 and layers[0]["ms"] >= layers[-1]["ms"]
+    assert {"Convolution", "MVN"} <= {layer["op"] for layer in layers}
+
+
+def test_int8_keeps_se_gates_and_classifier_float(tmp_path):
+    artifact = api.export("uninet_b0", "ov", precision="int8", input_size=64, out=tmp_path / "a",
+                          int8=api.Int8Options(calib_size=4))
+    report = artifact.manifest["precision_graph"]
+    # 64-px input and 4 calibration samples: a structural test (accuracy: test_passes_parity)
+    assert report["quantizer"].startswith("nncf") and 0.8 < report["cosine_vs_float"] <= 1
+    assert any("/b2/b2.3/" in name for name in report["kept_float"])
+    assert any(name.startswith("/classifier/") for name in report["kept_float"])
+
+
+def test_a_corrupt_ir_is_one_clear_error(fp32_ir, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(fp32_ir.path, broken)
+    (broken / "model.xml").write_text("<net>not really")
+    with pytest.raises(UserError, match="cannot read OpenVINO IR .*model.xml"):
+        get_backend("openvino").load(Artifact.open(broken))
+
+
+def test_missing_openvino_package_is_one_clear_line():
+    # a fresh interpreter in which `import openvino` fails, as on a machine without it
+    code = ("import sys; sys.modules['openvino'] = None\n"
+            "from uninext_deploy.backends import get_backend\n"
+            "from uninext_deploy.errors import UserError\n"
+            "try:\n    get_backend('openvino')\nexcept UserError as e:\n    print(e)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "openvino is not installed; install it with `pip install openvino nncf` " \
+                                    "to use --target openvino"
