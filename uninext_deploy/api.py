@@ -75,15 +75,17 @@ def default_out(model: str, target: str, precision: str, batch: int, h: int, w: 
 
 def export(model: str = DEFAULT_MODEL, target: str = "onnx", *, precision: str = "fp32", batch: int = 1,
            input_size: int | tuple[int, int] | None = None, out: str | Path | None = None,
-           weights: str | None = None, seed: int = 0, opset: int = DEFAULT_OPSET,
-           simplify: bool = True, int8: Int8Options | None = None) -> Artifact:
+           weights: str | None = None, seed: int = 0, opset: int | None = None,
+           simplify: bool = True, int8: Int8Options | None = None, backend_options: dict | None = None) -> Artifact:
     """Export ``model`` to ``target`` and write the artifact folder (atomically) at ``out``.
 
     ``precision`` "fp16" writes an FP16-typed graph, "int8" a QDQ graph calibrated per ``int8``.
+    ``opset`` defaults to the backend's (TensorRT: 17, for JetPack's parsers) or else 20.
     """
     target = canonical_target(target)
     precision = _check_precision(precision)
-    backend = get_backend(target)
+    backend = get_backend(target, **(backend_options or {}))
+    opset = opset or backend.default_opset or DEFAULT_OPSET
     torch_model = create_model(model, input_size=input_size, batch_size=batch, weights=weights, seed=seed)
     spec = torch_model.spec
     _, _, h, w = torch_model.input_shape
@@ -147,6 +149,7 @@ def _images_tensor(pre: dict, folder: str | Path | None, limit: int | None = Non
 class ParityRun:
     batch: int
     artifact: str
+    runner: str
     images: Metrics
     random: Metrics
     failed: list[str]
@@ -173,7 +176,8 @@ class ParityReport:
         return {"model": self.model, "target": self.target, "precision": self.precision,
                 "passed": self.passed, "tolerance": {k: {"bound": b, "kind": t} for k, (b, t) in
                                                      self.tolerance.items()},
-                "runs": [{"batch": r.batch, "artifact": r.artifact, "passed": r.passed, "failed": r.failed,
+                "runs": [{"batch": r.batch, "artifact": r.artifact, "runner": r.runner, "passed": r.passed,
+                          "failed": r.failed,
                           "divergence": r.divergence, "images": r.images.as_dict(), "random": r.random.as_dict()}
                          for r in self.runs]}
 
@@ -183,9 +187,18 @@ def check_artifact(artifact: Artifact, torch_model: torch.nn.Module, x_images: n
     """Compare ``artifact`` with ``torch_model`` on both input sets; on failure, locate the divergence."""
     from .divergence import locate_divergence
 
+    from .backends.ort import OrtRunner
+
     tolerance = TOLERANCES[artifact.precision]
     batch = artifact.input_shape[0]
-    runner = get_backend(artifact.manifest["target"]).load(artifact, threads=threads)
+    backend = get_backend(artifact.manifest["target"])
+    reason = backend.cannot_run()
+    if reason:
+        runner = OrtRunner(artifact.onnx_file(), threads)
+        label = f"onnxruntime on the {backend.name} input graph ({reason}: engine parity runs where it can)"
+    else:
+        runner = backend.load(artifact, threads=threads)
+        label = backend.name
     reference = _torch_runner(torch_model)
     metrics = {kind: compare(run_batched(reference, x, 1), run_batched(runner.run, x, batch))
                for kind, x in (("images", x_images), ("random", x_random))}
@@ -195,14 +208,14 @@ def check_artifact(artifact: Artifact, torch_model: torch.nn.Module, x_images: n
         probe = x_images[:batch] if len(x_images) >= batch else x_random[:batch]
         found = locate_divergence(torch_model, artifact.onnx_file(), probe, tolerance)
         divergence = str(found) if found else "no single module output misses the tolerance"
-    return ParityRun(batch, str(artifact.path), metrics["images"], metrics["random"], failed, divergence)
+    return ParityRun(batch, str(artifact.path), label, metrics["images"], metrics["random"], failed, divergence)
 
 
 def parity(model: str = DEFAULT_MODEL, target: str = "ort", *, precision: str = "fp32",
            batches: tuple[int, ...] = (1, 2), input_size=None, images: str | Path | None = None,
            random_inputs: int = 4, weights: str | None = None, seed: int = 0,
            out: str | Path | None = None, threads: int | None = None,
-           int8: Int8Options | None = None) -> ParityReport:
+           int8: Int8Options | None = None, backend_options: dict | None = None) -> ParityReport:
     """Export ``model`` at each batch size and compare the artifact with PyTorch on the same inputs.
 
     Inputs are the photos of ``images`` (default: the shipped photos) plus ``random_inputs`` seeded
@@ -219,7 +232,8 @@ def parity(model: str = DEFAULT_MODEL, target: str = "ort", *, precision: str = 
     with (nullcontext(out) if out is not None else tempfile.TemporaryDirectory(prefix="uninext-parity-")) as root:
         for batch in batches:
             artifact = export(spec.name, target, precision=precision, batch=batch, input_size=(h, w),
-                              out=Path(root) / f"b{batch}", weights=weights, seed=seed, int8=int8)
+                              out=Path(root) / f"b{batch}", weights=weights, seed=seed, int8=int8,
+                              backend_options=backend_options)
             report.runs.append(check_artifact(artifact, torch_model, x_images, x_random, threads=threads))
     return report
 

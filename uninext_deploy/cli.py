@@ -49,6 +49,10 @@ MinCosine = Annotated[Optional[float], typer.Option("--min-cosine", help="INT8: 
                                                                          "to the float graph reaches this.")]
 QuantizeClassifier = Annotated[bool, typer.Option("--quantize-classifier", help="INT8: quantize the final "
                                                                                 "classifier too.")]
+TrtVersion = Annotated[Optional[str], typer.Option("--trt-version", help="TensorRT: version to check the graph "
+                                                                          "against (default: installed, else 10.3).")]
+Force = Annotated[bool, typer.Option("--force", help="TensorRT: export even when the compatibility check fails.")]
+DlaCore = Annotated[Optional[int], typer.Option("--dla-core", help="TensorRT: build for this Jetson DLA core.")]
 
 
 def _handle_errors(fn):
@@ -69,6 +73,16 @@ def _precision(fp16: bool, int8: bool) -> str:
     if fp16 and int8:
         raise UserError("--fp16 and --int8 exclude each other; pick one")
     return "fp16" if fp16 else "int8" if int8 else "fp32"
+
+
+def _backend_options(target: str, trt_version, force, dla_core) -> dict:
+    from .backends import canonical_target
+
+    if canonical_target(target) != "trt":
+        if trt_version or force or dla_core is not None:
+            raise UserError("--trt-version, --force and --dla-core apply to --target trt only")
+        return {}
+    return {"trt_version": trt_version, "force": force, "dla_core": dla_core}
 
 
 def _int8_options(calib, calib_size, calib_method, min_cosine, quantize_classifier, seed) -> Int8Options:
@@ -104,19 +118,21 @@ def export(model: Model = api.DEFAULT_MODEL, target: Target = "onnx", fp16: Fp16
            input_size: InputSize = None,
            out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Artifact folder to write.")] = None,
            weights: Weights = None, seed: Seed = 0,
-           opset: Annotated[int, typer.Option(help="ONNX opset (>= 17).")] = api.DEFAULT_OPSET,
+           opset: Annotated[Optional[int], typer.Option(help="ONNX opset (>= 17; default 20, TensorRT 17).")] = None,
            simplify: Annotated[bool, typer.Option(help="Simplify with onnxsim.")] = True,
            calib: Calib = None, calib_size: CalibSize = 32, calib_method: CalibMethod = "percentile",
            min_cosine: MinCosine = None, quantize_classifier: QuantizeClassifier = False,
+           trt_version: TrtVersion = None, force: Force = False, dla_core: DlaCore = None,
            as_json: Json = False) -> None:
     """Export a model to a static-shape artifact for one runtime and precision."""
-    if opset < 17:
+    if opset is not None and opset < 17:
         raise UserError(f"opset {opset} is too old: LayerNormalization needs opset >= 17")
     with err.status(f"exporting {model} to {target}..."):
         artifact = api.export(model, target, precision=_precision(fp16, int8), batch=batch, input_size=input_size,
                               out=out_dir, weights=str(weights) if weights else None, seed=seed, opset=opset,
                               simplify=simplify, int8=_int8_options(calib, calib_size, calib_method, min_cosine,
-                                                                    quantize_classifier, seed))
+                                                                    quantize_classifier, seed),
+                              backend_options=_backend_options(target, trt_version, force, dla_core))
     m = artifact.manifest
     if as_json:
         return _print_json({"artifact": str(artifact.path), "manifest": m})
@@ -125,6 +141,12 @@ def export(model: Model = api.DEFAULT_MODEL, target: Target = "onnx", fp16: Fp16
     for name, entry in m["files"].items():
         out.print(f"  {name:<16} {entry['bytes'] / 1e6:8.2f} MB  {entry['role']}")
     graph = m.get("precision_graph") or {}
+    check = graph.get("tensorrt_check")
+    if check:
+        for problem in check["errors"] + check["warnings"]:
+            err.print(f"TensorRT {check['tensorrt']} check: {problem}", highlight=False)
+        out.print(f"TensorRT engine: {graph['engine']}" if isinstance(graph["engine"], str)
+                  else f"TensorRT engine built: {graph['engine']}", highlight=False)
     if "fp32_ops" in graph:
         out.print(f"FP16 graph; kept in FP32: {', '.join(graph['fp32_ops'])}")
     if "method" in graph:
@@ -148,13 +170,15 @@ def parity(model: Model = api.DEFAULT_MODEL, target: Target = "ort", fp16: Fp16 
            out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Keep the artifacts here.")] = None,
            calib: Calib = None, calib_size: CalibSize = 32, calib_method: CalibMethod = "percentile",
            min_cosine: MinCosine = None, quantize_classifier: QuantizeClassifier = False,
+           trt_version: TrtVersion = None, force: Force = False,
            as_json: Json = False) -> None:
     """Check an artifact against PyTorch: max/mean abs error, cosine, SQNR, top-1/top-5 agreement."""
     with err.status(f"exporting {model} to {target} and comparing with PyTorch..."):
         report = api.parity(model, target, precision=_precision(fp16, int8), batches=tuple(batch or (1, 2)),
                             input_size=input_size, images=images, random_inputs=random_inputs,
                             weights=str(weights) if weights else None, seed=seed, out=out_dir, threads=threads,
-                            int8=_int8_options(calib, calib_size, calib_method, min_cosine, quantize_classifier, seed))
+                            int8=_int8_options(calib, calib_size, calib_method, min_cosine, quantize_classifier, seed),
+                            backend_options=_backend_options(target, trt_version, force, None))
     if as_json:
         _print_json(report.as_dict())
     else:
@@ -178,6 +202,8 @@ def _print_parity(report) -> None:
                           f"{m.rel_max_abs:.1e}", f"{m.cosine:.6f}", f"{m.sqnr_db:.1f}", f"{m.top1:.2f}",
                           f"{m.top5:.2f}", verdict)
     out.print(table)
+    for runner in dict.fromkeys(r.runner for r in report.runs):
+        out.print(f"runner: {runner}", highlight=False)
     for r in report.runs:
         if r.divergence:
             out.print(f"batch {r.batch}: {r.divergence}", highlight=False)

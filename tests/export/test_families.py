@@ -4,6 +4,7 @@ import onnx
 import pytest
 
 from uninext_deploy import api
+from uninext_deploy.export.trt_check import check_for_tensorrt
 from uninext_deploy.models import list_models
 
 ONE_PER_MIXER = [n for n in list_models("uninext") if n.startswith("uninext_t")]
@@ -18,6 +19,8 @@ def test_exports_and_passes_ort_fp32_parity_at_batch_1_and_2(tmp_path, name):
         assert run.images.cosine > 0.99999 and run.images.top1 == 1.0
     manifest = api.Artifact.open(tmp_path / "b2").manifest
     assert manifest["input"]["shape"][0] == 2 and manifest["onnx"]["nodes"] > 100
+    graph = onnx.load(str(tmp_path / "b2" / "model.onnx"))
+    assert check_for_tensorrt(graph, (10, 3)).as_dict()["errors"] == []  # JetPack 6's TensorRT would parse it
     ops = manifest["onnx"]["ops"]
     assert ops.get("Gelu", 0) > 0 and "Erf" not in ops  # exact GELU as one node (opset 20)
     assert ops.get("LayerNormalization", 0) > 0 and not {"Shape", "ConstantOfShape"} & set(ops)

@@ -12,6 +12,7 @@ _TARGETS = {
     "onnx": ("ort", "OrtBackend"),
     "ort": ("ort", "OrtBackend"),
     "openvino": ("openvino", "OpenVinoBackend"),
+    "trt": ("tensorrt", "TensorRtBackend"),
 }
 ALIASES = {"onnxruntime": "ort", "ov": "openvino", "tensorrt": "trt", "engine": "trt"}
 ALL_TARGETS = ("onnx", "ort", "openvino", "trt")
@@ -26,12 +27,11 @@ def canonical_target(name: str) -> str:
     return key
 
 
-def get_backend(target: str) -> Backend:
+def get_backend(target: str, **options) -> Backend:
+    """The backend of ``target``; ``options`` go to its constructor (e.g. TensorRT's trt_version)."""
     key = canonical_target(target)
-    if key not in _TARGETS:
-        raise UserError(f"target {key!r} is not available in this version of uninext-deploy")
     module, cls = _TARGETS[key]
-    backend = getattr(importlib.import_module(f"{__name__}.{module}"), cls)()
+    backend = getattr(importlib.import_module(f"{__name__}.{module}"), cls)(**options)
     problem = backend.available()
     if problem:
         raise UserError(problem)

@@ -47,6 +47,12 @@ class Backend(ABC):
     name: str
     runtime_package: str
     applies_precision: bool = False
+    default_opset: int | None = None  # None: the exporter's default
+
+    def cannot_run(self) -> str | None:
+        """Why this machine cannot run this backend's artifacts (then parity checks the ONNX it was
+        given with ONNX Runtime instead), or None."""
+        return None
 
     def available(self) -> str | None:
         """None when the runtime can be used here, else why not (one line, with the install hint)."""
