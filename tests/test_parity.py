@@ -27,6 +27,18 @@ def test_metrics_on_known_errors():
     assert failures(m, TOLERANCES["fp32"]) == ["rel_max_abs 4 > 0.0001", f"cosine {m.cosine:.6g} < 0.99999"]
 
 
+def test_decisive_top1_counts_only_clear_decisions():
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((2, 1000))
+    ref[0, 0] = 10.0  # a clear winner
+    ref[1, :2] = [5.0, 4.9995]  # a near-tie
+    out = ref + 1e-3 * rng.standard_normal(ref.shape)
+    out[1, :2] = [4.9995, 5.0]  # the near-tie flips within the typical deviation: not counted
+    assert compare(ref, out).top1 == 0.5 and compare(ref, out).top1_decisive == 1.0
+    out[0, 1] = 11.0  # the clear winner is overtaken by an outlier error: counted
+    assert compare(ref, out).top1_decisive == 0.0
+
+
 def test_non_finite_outputs_fail_every_tolerance():
     ref = np.ones((1, 10))
     out = ref.copy()

@@ -154,6 +154,7 @@ class ParityRun:
     random: Metrics
     failed: list[str]
     divergence: str | None = None
+    arm: dict | None = None  # the same artifact on the emulated aarch64 CPU: runner, metrics, vs x86
 
     @property
     def passed(self) -> bool:
@@ -178,7 +179,9 @@ class ParityReport:
                                                      self.tolerance.items()},
                 "runs": [{"batch": r.batch, "artifact": r.artifact, "runner": r.runner, "passed": r.passed,
                           "failed": r.failed,
-                          "divergence": r.divergence, "images": r.images.as_dict(), "random": r.random.as_dict()}
+                          "divergence": r.divergence, "images": r.images.as_dict(), "random": r.random.as_dict(),
+                          "arm": None if r.arm is None else {k: v if isinstance(v, str) else v.as_dict()
+                                                             for k, v in r.arm.items()}}
                          for r in self.runs]}
 
 
@@ -215,27 +218,66 @@ def parity(model: str = DEFAULT_MODEL, target: str = "ort", *, precision: str = 
            batches: tuple[int, ...] = (1, 2), input_size=None, images: str | Path | None = None,
            random_inputs: int = 4, weights: str | None = None, seed: int = 0,
            out: str | Path | None = None, threads: int | None = None,
-           int8: Int8Options | None = None, backend_options: dict | None = None) -> ParityReport:
+           int8: Int8Options | None = None, backend_options: dict | None = None, platform: str = "host",
+           cpu: str = "cortex-a76", arm_cache: str | Path | None = None, progress=None) -> ParityReport:
     """Export ``model`` at each batch size and compare the artifact with PyTorch on the same inputs.
 
     Inputs are the photos of ``images`` (default: the shipped photos) plus ``random_inputs`` seeded
     standard-normal tensors. Artifacts go to ``out`` (one sub-folder per batch) or a temporary folder.
+    With ``platform="linux/arm64"`` every artifact also runs on an emulated aarch64 ``cpu`` (qemu) and is
+    compared with PyTorch and with its x86 run; ``progress(done, total, elapsed_s, estimate_s)`` follows it.
     """
+    from .arm.run import normalise_platform, runtime_for
+
+    platform = normalise_platform(platform)
     target = canonical_target(target)
     precision = _check_precision(precision)
+    if platform == "linux/arm64":
+        runtime_for(target, precision, cpu)  # refuse before exporting anything
     spec = get_spec(model)
     torch_model = create_model(spec.name, input_size=input_size, batch_size=1, weights=weights, seed=seed)
     _, _, h, w = torch_model.input_shape
     x_images = _images_tensor(spec.preprocessing(h, w), images)
     x_random = np.random.default_rng(seed).standard_normal((random_inputs, 3, h, w), dtype=np.float32)
     report = ParityReport(spec.name, target, precision, TOLERANCES[precision])
+    artifacts: list[Artifact] = []
     with (nullcontext(out) if out is not None else tempfile.TemporaryDirectory(prefix="uninext-parity-")) as root:
         for batch in batches:
             artifact = export(spec.name, target, precision=precision, batch=batch, input_size=(h, w),
                               out=Path(root) / f"b{batch}", weights=weights, seed=seed, int8=int8,
                               backend_options=backend_options)
             report.runs.append(check_artifact(artifact, torch_model, x_images, x_random, threads=threads))
+            artifacts.append(artifact)
+        if platform == "linux/arm64":
+            _arm_parity(report, artifacts, torch_model, x_images, x_random, cpu, arm_cache, progress)
     return report
+
+
+def _arm_parity(report: ParityReport, artifacts: list[Artifact], torch_model, x_images, x_random, cpu: str,
+                arm_cache, progress) -> None:
+    """Run every artifact on the emulated CPU in one worker; add its metrics and failures to the runs."""
+    import time
+
+    from .arm.environment import ArmEnvironment
+    from .arm.run import CROSS_TOLERANCES, ArmJob, run_jobs
+
+    x = np.concatenate([x_images, x_random])
+    reference = run_batched(_torch_runner(torch_model), x, 1)
+    host_outputs, host_ms = [], 0.0
+    for artifact in artifacts:
+        runner = get_backend(artifact.manifest["target"]).load(artifact, threads=1)
+        start = time.perf_counter()
+        host_outputs.append(run_batched(runner.run, x, artifact.input_shape[0]))
+        host_ms = max(host_ms, (time.perf_counter() - start) * 1000 * artifact.input_shape[0] / len(x))
+    outputs = run_jobs([ArmJob(a, x) for a in artifacts], cpu, host_ms, ArmEnvironment(arm_cache), progress)
+    n = len(x_images)
+    for run, artifact, host, arm in zip(report.runs, artifacts, host_outputs, outputs):
+        run.arm = {"runner": f"{artifact.manifest['target']} on emulated aarch64 {cpu} (qemu)",
+                   "images": compare(reference[:n], arm[:n]), "random": compare(reference[n:], arm[n:]),
+                   "vs_x86": compare(host, arm)}
+        for kind in ("images", "random"):
+            run.failed += [f"arm {kind}: {r}" for r in failures(run.arm[kind], report.tolerance)]
+        run.failed += [f"arm vs x86: {r}" for r in failures(run.arm["vs_x86"], CROSS_TOLERANCES[report.precision])]
 
 
 @dataclass

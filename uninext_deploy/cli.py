@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 import typer
 from rich import box
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from . import api
@@ -171,14 +172,28 @@ def parity(model: Model = api.DEFAULT_MODEL, target: Target = "ort", fp16: Fp16 
            calib: Calib = None, calib_size: CalibSize = 32, calib_method: CalibMethod = "percentile",
            min_cosine: MinCosine = None, quantize_classifier: QuantizeClassifier = False,
            trt_version: TrtVersion = None, force: Force = False,
+           platform: Annotated[str, typer.Option("--platform", help="linux/x86_64 (this machine) or linux/arm64 "
+                                                                     "(also run on an emulated aarch64 CPU).")] = "host",
+           cpu: Annotated[str, typer.Option("--cpu", help="Emulated ARM CPU (qemu -cpu): cortex-a76 is Jetson "
+                                                           "Orin / Raspberry Pi 5 class.")] = "cortex-a76",
+           arm_cache: Annotated[Optional[Path], typer.Option("--arm-cache", help="Where the ARM environment is "
+                                                                                 "set up once (default: ~/.cache).")] = None,
            as_json: Json = False) -> None:
     """Check an artifact against PyTorch: max/mean abs error, cosine, SQNR, top-1/top-5 agreement."""
-    with err.status(f"exporting {model} to {target} and comparing with PyTorch..."):
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[eta]}"),
+                  console=err, transient=True) as bar:
+        task = bar.add_task(f"exporting {model} to {target} and comparing with PyTorch", total=None, eta="")
+
+        def arm_progress(done, total, elapsed, estimate):
+            bar.update(task, description=f"emulated aarch64 {cpu}: batch {done}/{total}", total=total,
+                       completed=done, eta=f"{elapsed:.0f} s of about {max(estimate, elapsed):.0f} s")
+
         report = api.parity(model, target, precision=_precision(fp16, int8), batches=tuple(batch or (1, 2)),
                             input_size=input_size, images=images, random_inputs=random_inputs,
                             weights=str(weights) if weights else None, seed=seed, out=out_dir, threads=threads,
                             int8=_int8_options(calib, calib_size, calib_method, min_cosine, quantize_classifier, seed),
-                            backend_options=_backend_options(target, trt_version, force, None))
+                            backend_options=_backend_options(target, trt_version, force, None),
+                            platform=platform, cpu=cpu, arm_cache=arm_cache, progress=arm_progress)
     if as_json:
         _print_json(report.as_dict())
     else:
@@ -186,6 +201,11 @@ def parity(model: Model = api.DEFAULT_MODEL, target: Target = "ort", fp16: Fp16 
     if not report.passed:
         raise ParityFailure("parity failed: " + "; ".join(f"batch {r.batch}: {', '.join(r.failed)}"
                                                           for r in report.runs if r.failed))
+
+
+def _metrics_row(table, batch: str, kind: str, m, verdict: str) -> None:
+    table.add_row(batch, kind, str(m.samples), f"{m.max_abs:.1e}", f"{m.mean_abs:.1e}", f"{m.rel_max_abs:.1e}",
+                  f"{m.cosine:.6f}", f"{m.sqnr_db:.1f}", f"{m.top1:.2f}", f"{m.top5:.2f}", verdict)
 
 
 def _print_parity(report) -> None:
@@ -198,11 +218,16 @@ def _print_parity(report) -> None:
         for kind, m in (("photos", r.images), ("random", r.random)):
             bad = [f.split(":")[1].split()[0] for f in r.failed if f.startswith("images" if kind == "photos" else kind)]
             verdict = "[green]pass[/green]" if not bad else f"[red]FAIL {','.join(bad)}[/red]"
-            table.add_row(str(r.batch), kind, str(m.samples), f"{m.max_abs:.1e}", f"{m.mean_abs:.1e}",
-                          f"{m.rel_max_abs:.1e}", f"{m.cosine:.6f}", f"{m.sqnr_db:.1f}", f"{m.top1:.2f}",
-                          f"{m.top5:.2f}", verdict)
+            _metrics_row(table, str(r.batch), kind, m, verdict)
+        if r.arm:
+            for kind, key, prefix in (("arm photos", "images", "arm images:"), ("arm random", "random", "arm random:"),
+                                      ("arm vs x86", "vs_x86", "arm vs x86:")):
+                bad = [f for f in r.failed if f.startswith(prefix)]
+                verdict = "[green]pass[/green]" if not bad else "[red]FAIL[/red]"
+                _metrics_row(table, str(r.batch), kind, r.arm[key], verdict)
     out.print(table)
-    for runner in dict.fromkeys(r.runner for r in report.runs):
+    runners = [r.runner for r in report.runs] + [r.arm["runner"] for r in report.runs if r.arm]
+    for runner in dict.fromkeys(runners):
         out.print(f"runner: {runner}", highlight=False)
     for r in report.runs:
         if r.divergence:

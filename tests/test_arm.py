@@ -1,0 +1,62 @@
+"""Parity on an emulated aarch64 CPU: a real end-to-end run (qemu user mode, aarch64 ONNX Runtime), plus
+the set-up's refusals. The environment is set up once per machine in the user's cache folder."""
+
+import shutil
+
+import pytest
+
+from uninext_deploy import api
+from uninext_deploy.arm.environment import ArmEnvironment
+from uninext_deploy.arm.run import normalise_platform
+from uninext_deploy.errors import UserError
+
+pytestmark = pytest.mark.skipif(shutil.which("apt-get") is None and shutil.which("qemu-aarch64-static") is None,
+                                reason="ARM emulation set-up needs apt (Debian/Ubuntu) or qemu-user-static")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_ort_artifact_on_emulated_cortex_a76_matches_pytorch_and_x86(tmp_path, precision):
+    seen = []
+    report = api.parity("convmlp_s", "ort", precision=precision, batches=(1,), input_size=96, random_inputs=1,
+                        out=tmp_path, platform="linux/arm64", cpu="cortex-a76", progress=lambda *a: seen.append(a))
+    run = report.runs[0]
+    assert report.passed, report.as_dict()
+    assert run.arm["runner"] == "ort on emulated aarch64 cortex-a76 (qemu)"
+    assert run.arm["images"].samples >= 8 and run.arm["vs_x86"].top1_decisive == 1.0
+    if precision == "fp32":
+        assert run.arm["vs_x86"].rel_max_abs <= 1e-5
+    assert seen[-1][0] == seen[-1][1] and seen[-1][3] > 0  # progress reached the end, with an estimate
+
+
+def test_platform_names():
+    assert normalise_platform("linux/aarch64") == "linux/arm64" and normalise_platform("linux/x86_64") == "host"
+    with pytest.raises(UserError, match="unknown --platform 'windows'"):
+        normalise_platform("windows")
+
+
+def test_refusals_name_the_reason_before_any_export(tmp_path):
+    from uninext_deploy.arm.run import runtime_for
+
+    with pytest.raises(UserError, match="OpenVINO gives wrong results under qemu's -cpu max"):
+        api.parity("convmlp_s", "openvino", platform="linux/arm64", cpu="max", out=tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+    assert runtime_for("openvino", "fp32", "max,sme=off") == "openvino"
+    with pytest.raises(UserError, match="cannot compile INT8 models for cortex-a72"):
+        runtime_for("openvino", "int8", "cortex-a72")
+    with pytest.raises(UserError, match="trt targets NVIDIA GPUs"):
+        runtime_for("trt", "fp16", "cortex-a76")
+    with pytest.raises(UserError, match="unknown --cpu 'cortex-a78'"):
+        ArmEnvironment(tmp_path / "cache").ensure("ort", "cortex-a78")
+
+
+def test_a_failing_setup_step_is_one_clear_line(tmp_path, monkeypatch):
+    env = ArmEnvironment(tmp_path / "cache", log=lambda *_: None)
+    monkeypatch.setattr("uninext_deploy.arm.environment.PLATFORM_TAGS", ["no_such_platform_tag"])
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "qemu-aarch64-static").write_text("")
+    (tmp_path / "cache" / "sysroot" / "usr" / "bin").mkdir(parents=True)
+    (tmp_path / "cache" / "sysroot" / "usr" / "bin" / "python3.11").write_text("")
+    with pytest.raises(UserError, match=r"ARM set-up step 'aarch64 wheels of onnxruntime' failed: .*; check the network"):
+        env.ensure("ort", "cortex-a76")
+    assert not (tmp_path / "cache" / "site-ort").exists()  # nothing half-installed left in place
+    assert not list((tmp_path / "cache").glob(".site-ort*"))

@@ -1,0 +1,163 @@
+"""An aarch64 Python with the host's ONNX Runtime / OpenVINO versions, run under qemu user mode.
+
+Set up once in a cache folder and reused (every step skips what exists): the static qemu-aarch64
+emulator from Debian's qemu-user-static, an arm64 sysroot with Python 3.11 unpacked from Debian
+packages through a private apt state (the host's apt and dpkg are left untouched), and aarch64 wheels
+of the very runtime versions the host uses. No Docker, chroot or binfmt_misc.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from ..errors import UserError
+
+PLATFORM_TAGS = ["manylinux2014_aarch64"] + [f"manylinux_2_{v}_aarch64" for v in (17, 27, 28, 31, 34, 35, 36)]
+SYSROOT_PACKAGES = ["python3.11-minimal", "libpython3.11-stdlib", "libstdc++6", "libgcc-s1"]
+SKIPPED_PACKAGES = ("dpkg", "tar", "install-info", "perl", "libperl", "mailcap", "mime-support", "media-types",
+                    "readline-common", "libtirpc-common", "libgdbm")
+CPUS = ("cortex-a76", "cortex-a72", "cortex-a57", "cortex-a53", "neoverse-n1", "max")
+RUNTIME_PACKAGES = {"ort": "onnxruntime", "openvino": "openvino"}
+NEEDED_FREE_BYTES = 1 << 30
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "uninext-deploy" / "arm64"
+
+
+class ArmEnvironment:
+    def __init__(self, cache_dir: str | Path | None = None, log=print):
+        self.root = Path(cache_dir or default_cache_dir())
+        self.log = log
+
+    @property
+    def qemu(self) -> Path:
+        return self.root / "qemu-aarch64-static"
+
+    def site(self, runtime: str) -> Path:
+        return self.root / f"site-{runtime}"
+
+    def cpu_root(self, cpu: str) -> Path:
+        return self.root / f"sysroot-{cpu.replace(',', '_').replace('=', '_')}"
+
+    def ensure(self, runtime: str, cpu: str) -> None:
+        """Make every piece exist (idempotent); one clear UserError when a step cannot run."""
+        if cpu not in CPUS and not cpu.startswith("max,"):
+            raise UserError(f"unknown --cpu {cpu!r}; qemu 7.2 emulates {', '.join(CPUS)}")
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not self._complete(runtime, cpu) and shutil.disk_usage(self.root).free < NEEDED_FREE_BYTES:
+            free = shutil.disk_usage(self.root).free >> 20
+            raise UserError(f"only {free} MB free in {self.root}; the ARM environment needs about 600 MB: free "
+                            "some space or point --arm-cache elsewhere")
+        if not self.qemu.exists():
+            self._install_qemu()
+        if not (self.root / "sysroot" / "usr" / "bin" / "python3.11").exists():
+            self._install_sysroot()
+        if not (self.site(runtime) / RUNTIME_PACKAGES[runtime]).is_dir():
+            self._install_wheels(runtime)
+        cpuinfo = self.cpu_root(cpu) / "proc" / "cpuinfo"
+        if not cpuinfo.exists() or cpuinfo.stat().st_size == 0:
+            self._make_cpu_root(cpu)
+
+    def _complete(self, runtime: str, cpu: str) -> bool:
+        return self.qemu.exists() and (self.site(runtime) / RUNTIME_PACKAGES[runtime]).is_dir() and \
+            (self.cpu_root(cpu) / "proc" / "cpuinfo").exists()
+
+    def command(self, runtime: str, cpu: str, script: Path, *args: str) -> tuple[list[str], dict]:
+        """The command line and environment that run ``script`` on the emulated CPU with ``runtime``."""
+        root = self.cpu_root(cpu)
+        env = {**os.environ, "PYTHONPATH": str(self.site(runtime)), "PYTHONNOUSERSITE": "1"}
+        return [str(self.qemu), "-cpu", cpu, "-L", str(root), str(root / "usr/bin/python3.11"), str(script),
+                *args], env
+
+    def _install_qemu(self) -> None:
+        system = shutil.which("qemu-aarch64-static")
+        if system:
+            shutil.copy2(system, self.qemu)
+            return
+        self.log("ARM set-up: fetching qemu-user-static (Debian)")
+        with tempfile.TemporaryDirectory(dir=self.root) as tmp:
+            _step(["apt-get", "download", "qemu-user-static"], "download qemu-user-static", cwd=tmp)
+            deb = next(Path(tmp).glob("qemu-user-static_*.deb"))
+            _step(["dpkg", "-x", str(deb), f"{tmp}/x"], "unpack qemu-user-static")
+            shutil.move(f"{tmp}/x/usr/bin/qemu-aarch64-static", self.qemu)
+
+    def _install_sysroot(self) -> None:
+        self.log("ARM set-up: arm64 Python 3.11 sysroot from Debian packages")
+        with tempfile.TemporaryDirectory(dir=self.root) as tmp:
+            apt = Path(tmp) / "apt"
+            for sub in ("etc/apt.conf.d", "etc/preferences.d", "etc/sources.list.d", "state/lists/partial",
+                        "cache/archives/partial"):
+                (apt / sub).mkdir(parents=True)
+            if Path("/etc/apt/sources.list").exists():
+                shutil.copy2("/etc/apt/sources.list", apt / "etc/sources.list")
+            for source in Path("/etc/apt/sources.list.d").glob("*"):
+                if source.suffix in (".list", ".sources"):
+                    shutil.copy2(source, apt / "etc/sources.list.d")
+            (apt / "state/status").write_text("")
+            options = ["-o", f"Dir::Etc={apt}/etc", "-o", f"Dir::State={apt}/state", "-o",
+                       f"Dir::State::status={apt}/state/status", "-o", f"Dir::Cache={apt}/cache",
+                       "-o", "APT::Architecture=arm64", "-o", "APT::Architectures=arm64", "-o", "Debug::NoLocking=1"]
+            _step(["apt-get", *options, "-q", "update"], "arm64 package lists")
+            listing = _step(["apt-cache", *options, "depends", "--recurse", "--no-recommends", "--no-suggests",
+                             "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances", *SYSROOT_PACKAGES],
+                            "arm64 dependency list")
+            packages = sorted({line for line in listing.splitlines() if line and not line.startswith((" ", "<"))
+                               and not line.startswith(SKIPPED_PACKAGES)})
+            debs = Path(tmp) / "debs"
+            debs.mkdir()
+            _step(["apt-get", *options, "-q", "download", *packages], "download arm64 packages", cwd=debs)
+            staging = Path(tmp) / "sysroot"
+            for deb in sorted(debs.glob("*.deb")):
+                _step(["dpkg", "-x", str(deb), str(staging)], f"unpack {deb.name}")
+            os.replace(staging, self.root / "sysroot")
+
+    def _install_wheels(self, runtime: str) -> None:
+        package = RUNTIME_PACKAGES[runtime]
+        pins = [f"{package}=={importlib.metadata.version(package)}", f"numpy=={importlib.metadata.version('numpy')}"]
+        self.log(f"ARM set-up: aarch64 wheels {' '.join(pins)}")
+        staging = Path(tempfile.mkdtemp(dir=self.root, prefix=f".site-{runtime}."))
+        tags = [arg for tag in PLATFORM_TAGS for arg in ("--platform", tag)]
+        try:
+            _step([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-cache-dir",
+                   "--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp", *tags,
+                   "--target", str(staging), *pins], f"aarch64 wheels of {package}")
+            # .pyc files are architecture-independent: compiling here saves minutes of emulated compiling
+            subprocess.run([sys.executable, "-m", "compileall", "-q", str(staging)], capture_output=True)
+            os.replace(staging, self.site(runtime))
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _make_cpu_root(self, cpu: str) -> None:
+        """A hard-linked copy of the sysroot whose proc/cpuinfo describes ``cpu`` (see cpuinfo.py)."""
+        root = self.cpu_root(cpu)
+        staging = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{root.name}."))
+        shutil.rmtree(staging)
+        _step(["cp", "-al", str(self.root / "sysroot"), str(staging)], "copy the sysroot")
+        (staging / "proc").mkdir(exist_ok=True)
+        info = _step([str(self.qemu), "-cpu", cpu, "-L", str(staging), str(staging / "usr/bin/python3.11"), "-I",
+                      str(Path(__file__).with_name("cpuinfo.py"))], f"cpuinfo for {cpu}")
+        (staging / "proc" / "cpuinfo").write_text(info)
+        if root.exists():
+            shutil.rmtree(root)
+        os.replace(staging, root)
+
+
+def _step(command: list[str], what: str, cwd=None) -> str:
+    """Run one set-up command; failures become one line naming the step and the likely fix."""
+    if shutil.which(command[0]) is None and not Path(command[0]).exists():
+        raise UserError(f"ARM set-up needs {command[0]} ({what}); it runs on Debian/Ubuntu hosts with apt")
+    result = subprocess.run(command, capture_output=True, text=True, cwd=cwd)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["(no message)"])[-1][:200]
+        hint = ("no space left: free some disk" if "No space left" in result.stderr else
+                "check the network to the package registries (and run `apt-get update` once)")
+        raise UserError(f"ARM set-up step '{what}' failed: {last}; {hint}")
+    return result.stdout

@@ -1,0 +1,106 @@
+"""Run artifacts on the emulated aarch64 CPU and compare them with PyTorch and with the x86 run.
+
+All jobs of one parity check go to one worker process, which pays the emulated runtime import once.
+Tolerances: FP32 ARM vs x86 within 1e-5 of the output scale (shared/design/arm-emulation.md measured
+2.6e-7). INT8 and FP16 kernels differ by design between the two ISAs (fixed-point vs float requantisation,
+native FP16 on ARM), by one quantization step per layer; the recipe bounds a single quantized output by
+one step, but our logits come from a float classifier after dozens of quantized layers whose step
+differences compound, so they have no single step to count. ARM vs x86 must agree on top-1 wherever the
+decision is not a near-tie (parity.Metrics.top1_decisive), with cosine >= 0.99 (measured, ConvMLP-S INT8:
+0.9956 at 64 px and 0.9972 at 96 px; one near-tied photo of eleven flipped).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..artifact import Artifact
+from ..errors import UserError
+from .environment import ArmEnvironment
+
+CROSS_TOLERANCES = {
+    "fp32": {"rel_max_abs": (1e-5, "max")},
+    "fp16": {"cosine": (0.99, "min"), "top1_decisive": (1.0, "min")},
+    "int8": {"cosine": (0.99, "min"), "top1_decisive": (1.0, "min")},
+}
+SLOWDOWN = {"fp32": 270.0, "fp16": 270.0, "int8": 180.0}  # emulated vs native, measured in the recipe
+STARTUP_SECONDS = 6.0
+WORKER = Path(__file__).with_name("worker.py")
+RUNTIMES = {"onnx": "ort", "ort": "ort", "openvino": "openvino"}
+
+
+def normalise_platform(platform: str) -> str:
+    key = platform.strip().lower()
+    if key in ("host", "native", "linux/x86_64", "linux/amd64", "x86_64"):
+        return "host"
+    if key in ("linux/arm64", "linux/aarch64", "arm64", "aarch64"):
+        return "linux/arm64"
+    raise UserError(f"unknown --platform {platform!r}; use linux/arm64 (emulated) or linux/x86_64 (this machine)")
+
+
+@dataclass
+class ArmJob:
+    artifact: Artifact
+    x: np.ndarray
+
+
+def runtime_for(target: str, precision: str, cpu: str) -> str:
+    """The emulated runtime for ``target``, or one line saying why this combination cannot run."""
+    if target not in RUNTIMES:
+        raise UserError(f"--platform linux/arm64 runs ONNX Runtime and OpenVINO artifacts; {target} targets NVIDIA "
+                        "GPUs (use --target ort or openvino)")
+    runtime = RUNTIMES[target]
+    if runtime == "openvino" and cpu.split(",")[0] == "max" and "sme=off" not in cpu:
+        raise UserError("OpenVINO gives wrong results under qemu's -cpu max (its SME code path); use --cpu "
+                        "cortex-a76 (Orin / Raspberry Pi 5 class) or max,sme=off")
+    if runtime == "openvino" and cpu == "cortex-a72" and precision == "int8":
+        raise UserError("OpenVINO cannot compile INT8 models for cortex-a72 (no dotprod); use --cpu cortex-a76")
+    return runtime
+
+
+def run_jobs(jobs: list[ArmJob], cpu: str, host_ms: float, env: ArmEnvironment, progress=None) -> list[np.ndarray]:
+    """Outputs of every job on the emulated ``cpu``; ``host_ms`` (native time per batch) sizes the estimate."""
+    runtimes = {runtime_for(job.artifact.manifest["target"], job.artifact.precision, cpu) for job in jobs}
+    if len(runtimes) != 1:
+        raise UserError("one ARM run takes artifacts of one runtime")
+    runtime = runtimes.pop()
+    env.ensure(runtime, cpu)
+    with tempfile.TemporaryDirectory(prefix="uninext-arm-") as tmp:
+        spec = []
+        for i, job in enumerate(jobs):
+            np.savez(Path(tmp) / f"in{i}.npz", x=job.x)
+            spec.append({"runtime": runtime, "model": str(job.artifact.file("model")),
+                         "precision": job.artifact.precision, "inputs": f"{tmp}/in{i}.npz",
+                         "batch": job.artifact.input_shape[0], "out": f"{tmp}/out{i}.npz"})
+        (Path(tmp) / "jobs.json").write_text(json.dumps(spec))
+        batches = sum(-(-len(job.x) // job.artifact.input_shape[0]) for job in jobs)
+        slowdown = max(SLOWDOWN[job.artifact.precision] for job in jobs)
+        estimate = STARTUP_SECONDS + batches * host_ms * slowdown / 1000.0
+        command, environ = env.command(runtime, cpu, WORKER, str(Path(tmp) / "jobs.json"))
+        _stream(command, environ, batches, estimate, progress, f"{runtime} on emulated {cpu}")
+        return [np.load(f"{tmp}/out{i}.npz")["y"] for i in range(len(jobs))]
+
+
+def _stream(command, environ, total, estimate, progress, label) -> None:
+    """Run the worker, feeding its progress lines to ``progress(done, total, elapsed, estimate)``."""
+    start = time.monotonic()
+    errors = []
+    with subprocess.Popen(command, env=environ, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True) as proc:
+        if progress:
+            progress(0, total, 0.0, estimate)
+        for line in proc.stderr:
+            if line.startswith("progress "):
+                done = int(line.split()[1])
+                if progress:
+                    progress(done, total, time.monotonic() - start, estimate)
+            elif "MIDR_EL1 sysfs" not in line:  # OpenVINO's harmless notice under qemu
+                errors.append(line.rstrip())
+    if proc.returncode != 0:
+        raise UserError(f"the emulated {label} worker failed: {(errors or ['no message'])[-1][:200]}")
