@@ -56,10 +56,11 @@ class ArmEnvironment:
             free = shutil.disk_usage(self.root).free >> 20
             raise UserError(f"only {free} MB free in {self.root}; the ARM environment needs about 600 MB: free "
                             "some space or point --arm-cache elsewhere")
-        if not self.qemu.exists():
-            self._install_qemu()
-        if not (self.root / "sysroot" / "usr" / "bin" / "python3.11").exists():
-            self._install_sysroot()
+        if not self.qemu.exists() and shutil.which("qemu-aarch64-static"):
+            shutil.copy2(shutil.which("qemu-aarch64-static"), self.qemu)
+        need_sysroot = not (self.root / "sysroot" / "usr" / "bin" / "python3.11").exists()
+        if not self.qemu.exists() or need_sysroot:
+            self._install_from_debian(not self.qemu.exists(), need_sysroot)
         if not (self.site(runtime) / RUNTIME_PACKAGES[runtime]).is_dir():
             self._install_wheels(runtime)
         cpuinfo = self.cpu_root(cpu) / "proc" / "cpuinfo"
@@ -77,47 +78,36 @@ class ArmEnvironment:
         return [str(self.qemu), "-cpu", cpu, "-L", str(root), str(root / "usr/bin/python3.11"), str(script),
                 *args], env
 
-    def _install_qemu(self) -> None:
-        system = shutil.which("qemu-aarch64-static")
-        if system:
-            shutil.copy2(system, self.qemu)
-            return
-        self.log("ARM set-up: fetching qemu-user-static (Debian)")
+    def _install_from_debian(self, need_qemu: bool, need_sysroot: bool) -> None:
+        """qemu-aarch64-static and the arm64 Python sysroot, from Debian packages fetched through a private
+        apt state (the host's own sources, both architectures): no change to the host's apt or dpkg."""
+        host_arch = _step(["dpkg", "--print-architecture"], "host architecture").strip()
         with tempfile.TemporaryDirectory(dir=self.root) as tmp:
-            _step(["apt-get", "download", "qemu-user-static"], "download qemu-user-static", cwd=tmp)
-            deb = next(Path(tmp).glob("qemu-user-static_*.deb"))
-            _step(["dpkg", "-x", str(deb), f"{tmp}/x"], "unpack qemu-user-static")
-            shutil.move(f"{tmp}/x/usr/bin/qemu-aarch64-static", self.qemu)
-
-    def _install_sysroot(self) -> None:
-        self.log("ARM set-up: arm64 Python 3.11 sysroot from Debian packages")
-        with tempfile.TemporaryDirectory(dir=self.root) as tmp:
-            apt = Path(tmp) / "apt"
-            for sub in ("etc/apt.conf.d", "etc/preferences.d", "etc/sources.list.d", "state/lists/partial",
-                        "cache/archives/partial"):
-                (apt / sub).mkdir(parents=True)
-            if Path("/etc/apt/sources.list").exists():
-                shutil.copy2("/etc/apt/sources.list", apt / "etc/sources.list")
-            for source in Path("/etc/apt/sources.list.d").glob("*"):
-                if source.suffix in (".list", ".sources"):
-                    shutil.copy2(source, apt / "etc/sources.list.d")
-            (apt / "state/status").write_text("")
-            options = ["-o", f"Dir::Etc={apt}/etc", "-o", f"Dir::State={apt}/state", "-o",
-                       f"Dir::State::status={apt}/state/status", "-o", f"Dir::Cache={apt}/cache",
-                       "-o", "APT::Architecture=arm64", "-o", "APT::Architectures=arm64", "-o", "Debug::NoLocking=1"]
-            _step(["apt-get", *options, "-q", "update"], "arm64 package lists")
-            listing = _step(["apt-cache", *options, "depends", "--recurse", "--no-recommends", "--no-suggests",
-                             "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances", *SYSROOT_PACKAGES],
-                            "arm64 dependency list")
-            packages = sorted({line for line in listing.splitlines() if line and not line.startswith((" ", "<"))
-                               and not line.startswith(SKIPPED_PACKAGES)})
-            debs = Path(tmp) / "debs"
-            debs.mkdir()
-            _step(["apt-get", *options, "-q", "download", *packages], "download arm64 packages", cwd=debs)
-            staging = Path(tmp) / "sysroot"
-            for deb in sorted(debs.glob("*.deb")):
-                _step(["dpkg", "-x", str(deb), str(staging)], f"unpack {deb.name}")
-            os.replace(staging, self.root / "sysroot")
+            options = _private_apt(Path(tmp) / "apt", architectures=f"arm64,{host_arch}")
+            self.log("ARM set-up: Debian package lists (private apt state)")
+            _step(["apt-get", *options, "-q", "update"], "package lists")
+            if need_qemu:
+                self.log("ARM set-up: qemu-user-static")
+                _step(["apt-get", *options, "-q", "download", f"qemu-user-static:{host_arch}"],
+                      "download qemu-user-static", cwd=tmp)
+                deb = next(Path(tmp).glob("qemu-user-static_*.deb"))
+                _step(["dpkg", "-x", str(deb), f"{tmp}/qemu"], "unpack qemu-user-static")
+                shutil.move(f"{tmp}/qemu/usr/bin/qemu-aarch64-static", self.qemu)
+            if need_sysroot:
+                self.log("ARM set-up: arm64 Python 3.11 sysroot")
+                listing = _step(["apt-cache", *options, "depends", "--recurse", "--no-recommends", "--no-suggests",
+                                 "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances",
+                                 *[f"{p}:arm64" for p in SYSROOT_PACKAGES]], "arm64 dependency list")
+                packages = sorted({line.split(":")[0] for line in listing.splitlines()
+                                   if line and not line.startswith((" ", "<")) and not line.startswith(SKIPPED_PACKAGES)})
+                debs = Path(tmp) / "debs"
+                debs.mkdir()
+                _step(["apt-get", *options, "-q", "download", *[f"{p}:arm64" for p in packages]],
+                      "download arm64 packages", cwd=debs)
+                staging = Path(tmp) / "sysroot"
+                for deb in sorted(debs.glob("*.deb")):
+                    _step(["dpkg", "-x", str(deb), str(staging)], f"unpack {deb.name}")
+                os.replace(staging, self.root / "sysroot")
 
     def _install_wheels(self, runtime: str) -> None:
         package = RUNTIME_PACKAGES[runtime]
@@ -148,6 +138,22 @@ class ArmEnvironment:
         if root.exists():
             shutil.rmtree(root)
         os.replace(staging, root)
+
+
+def _private_apt(root: Path, architectures: str) -> list[str]:
+    """apt options for a private state under ``root``, reading the host's Debian sources."""
+    for sub in ("etc/apt.conf.d", "etc/preferences.d", "etc/sources.list.d", "state/lists/partial",
+                "cache/archives/partial"):
+        (root / sub).mkdir(parents=True)
+    if Path("/etc/apt/sources.list").exists():
+        shutil.copy2("/etc/apt/sources.list", root / "etc/sources.list")
+    for source in Path("/etc/apt/sources.list.d").glob("*"):
+        if source.suffix in (".list", ".sources"):
+            shutil.copy2(source, root / "etc/sources.list.d")
+    (root / "state/status").write_text("")
+    return ["-o", f"Dir::Etc={root}/etc", "-o", f"Dir::State={root}/state", "-o",
+            f"Dir::State::status={root}/state/status", "-o", f"Dir::Cache={root}/cache",
+            "-o", "APT::Architecture=arm64", "-o", f"APT::Architectures={architectures}", "-o", "Debug::NoLocking=1"]
 
 
 def _step(command: list[str], what: str, cwd=None) -> str:
