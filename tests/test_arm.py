@@ -60,3 +60,12 @@ def test_a_failing_setup_step_is_one_clear_line(tmp_path, monkeypatch):
         env.ensure("ort", "cortex-a76")
     assert not (tmp_path / "cache" / "site-ort").exists()  # nothing half-installed left in place
     assert not list((tmp_path / "cache").glob(".site-ort*"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["ort", "openvino"])
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_sweep_every_cpu_backend_and_precision_on_arm(tmp_path, target, precision):
+    report = api.parity("convmlp_s", target, precision=precision, batches=(1,), input_size=96, random_inputs=1,
+                        out=tmp_path, platform="linux/arm64")
+    assert report.passed, report.as_dict()
