@@ -17,10 +17,12 @@ pytestmark = pytest.mark.skipif(shutil.which("apt-get") is None and shutil.which
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_ort_artifact_on_emulated_cortex_a76_matches_pytorch_and_x86(tmp_path, precision):
     seen = []
-    report = api.parity("convmlp_s", "ort", precision=precision, batches=(1,), input_size=96, random_inputs=1,
+    batches = (1, 2) if precision == "fp32" else (1,)  # two artifacts: two worker processes side by side
+    report = api.parity("convmlp_s", "ort", precision=precision, batches=batches, input_size=96, random_inputs=1,
                         out=tmp_path, platform="linux/arm64", cpu="cortex-a76", progress=lambda *a: seen.append(a))
     run = report.runs[0]
     assert report.passed, report.as_dict()
+    assert all(r.arm is not None for r in report.runs)
     assert run.arm["runner"] == "ort on emulated aarch64 cortex-a76 (qemu)"
     assert run.arm["images"].samples >= 8 and run.arm["vs_x86"].top1_decisive == 1.0
     if precision == "fp32":
