@@ -100,3 +100,18 @@ def test_module_paths_follow_the_exporter_scopes():
     assert module_path("/conv_stages/conv_blocks.0/conv_blocks.0.2/Relu_output_0") == "conv_stages.conv_blocks.0.2"
     assert module_path("/stages.0/blocks.1/channel_mlp1/fc2/Add_output_0") == "stages.0.blocks.1.channel_mlp1.fc2"
     assert module_path("_v_740") is None and module_path("/ReduceMean_output_0") is None
+
+
+def test_int8_is_gated_on_real_photos_and_only_reports_noise(tmp_path):
+    from uninext_deploy.export.precision import Int8Options
+    from uninext_deploy.models import create_model
+
+    artifact = api.export("convmlp_s", "ort", precision="int8", input_size=64, out=tmp_path / "a",
+                          int8=Int8Options(calib_size=16))
+    model = create_model("convmlp_s", input_size=64)
+    photos = api._images_tensor(model.spec.preprocessing(64, 64), None)
+    noise = 50 * np.random.default_rng(0).standard_normal((2, 3, 64, 64), dtype=np.float32)  # far outside calibration
+    run = api.check_artifact(artifact, model, photos, noise)
+    assert run.random.cosine < 0.99 and not any(f.startswith("random") for f in run.failed)
+    fp32 = api.export("convmlp_s", "ort", input_size=64, out=tmp_path / "f")
+    assert api.check_artifact(fp32, model, photos, noise).random.samples == 2  # fp32 gates both sets

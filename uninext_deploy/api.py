@@ -24,7 +24,7 @@ from .export.onnx import DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, export_onnx, se
 from .export.precision import Int8Options, Int8Request, quantize_int8, to_fp16
 from .images import find_images, load_images, preprocess
 from .models import count_macs, count_params, create_model, get_spec, list_models
-from .parity import TOLERANCES, Metrics, compare, failures, run_batched
+from .parity import GATED_INPUTS, TOLERANCES, Metrics, compare, failures, run_batched
 from .profile import Latency, measure
 
 DEFAULT_MODEL = "uninext_t"
@@ -205,7 +205,8 @@ def check_artifact(artifact: Artifact, torch_model: torch.nn.Module, x_images: n
     reference = _torch_runner(torch_model)
     metrics = {kind: compare(run_batched(reference, x, 1), run_batched(runner.run, x, batch))
                for kind, x in (("images", x_images), ("random", x_random))}
-    failed = [f"{kind}: {reason}" for kind, m in metrics.items() for reason in failures(m, tolerance)]
+    failed = [f"{kind}: {reason}" for kind, m in metrics.items() if kind in GATED_INPUTS[artifact.precision]
+              for reason in failures(m, tolerance)]
     divergence = None
     if failed:
         probe = x_images[:batch] if len(x_images) >= batch else x_random[:batch]
@@ -275,7 +276,7 @@ def _arm_parity(report: ParityReport, artifacts: list[Artifact], torch_model, x_
         run.arm = {"runner": f"{artifact.manifest['target']} on emulated aarch64 {cpu} (qemu)",
                    "images": compare(reference[:n], arm[:n]), "random": compare(reference[n:], arm[n:]),
                    "vs_x86": compare(host, arm)}
-        for kind in ("images", "random"):
+        for kind in GATED_INPUTS[report.precision]:
             run.failed += [f"arm {kind}: {r}" for r in failures(run.arm[kind], report.tolerance)]
         run.failed += [f"arm vs x86: {r}" for r in failures(run.arm["vs_x86"], CROSS_TOLERANCES[report.precision])]
 

@@ -11,6 +11,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+# Input sets whose metrics must meet the tolerance, per precision. INT8 is calibrated on real images, so
+# seeded noise inputs fall outside its calibrated ranges: for INT8 they are reported, not gated.
+GATED_INPUTS = {"fp32": ("images", "random"), "fp16": ("images", "random"), "int8": ("images",)}
+
 # metric -> (bound, "min" | "max"); the metric must be >= a "min" bound and <= a "max" bound.
 TOLERANCES: dict[str, dict[str, tuple[float, str]]] = {
     "fp32": {"rel_max_abs": (1e-4, "max"), "cosine": (0.99999, "min")},
