@@ -115,3 +115,21 @@ def test_int8_is_gated_on_real_photos_and_only_reports_noise(tmp_path):
     assert run.random.cosine < 0.99 and not any(f.startswith("random") for f in run.failed)
     fp32 = api.export("convmlp_s", "ort", input_size=64, out=tmp_path / "f")
     assert api.check_artifact(fp32, model, photos, noise).random.samples == 2  # fp32 gates both sets
+
+
+def test_latency_summary_percentiles():
+    from uninext_deploy.profile import measure, summarize
+
+    stats = summarize([1.0, 2.0, 3.0, 4.0, 10.0], batch=2)
+    assert stats.runs == 5 and stats.min_ms == 1.0 and stats.p50_ms == 3.0 and stats.mean_ms == 4.0
+    assert stats.p99_ms == pytest.approx(9.76) and stats.throughput == pytest.approx(500.0)
+    calls = []
+    assert measure(lambda: calls.append(1), batch=1, warmup=3, iters=7).runs == 7 and len(calls) == 10
+
+
+def test_cpu_runners_report_no_device_time(convmlp_s_artifact):
+    from uninext_deploy.backends import get_backend
+
+    report = api.profile("convmlp_s", "ort", input_size=64, iters=3, warmup=1, eager=False)
+    assert report.device is None and report.as_dict()["device"] is None
+    assert get_backend("ort").load(convmlp_s_artifact).device_times_ms(3) == []

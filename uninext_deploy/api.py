@@ -25,7 +25,7 @@ from .export.precision import Int8Options, Int8Request, quantize_int8, to_fp16
 from .images import find_images, load_images, preprocess
 from .models import count_macs, count_params, create_model, get_spec, list_models
 from .parity import GATED_INPUTS, TOLERANCES, Metrics, compare, failures, run_batched
-from .profile import Latency, measure
+from .profile import Latency, measure, summarize
 
 DEFAULT_MODEL = "uninext_t"
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -292,6 +292,7 @@ class ProfileReport:
     backend: Latency
     eager: Latency | None
     layers: list[dict]
+    device: Latency | None = None  # accelerator-side time (CUDA events), where the runtime can measure it
 
     @property
     def speedup(self) -> float | None:
@@ -301,6 +302,7 @@ class ProfileReport:
         return {"model": self.model, "target": self.target, "precision": self.precision, "batch": self.batch,
                 "threads": self.threads, "runner": self.runner, "backend": self.backend.as_dict(),
                 "eager": self.eager.as_dict() if self.eager else None, "speedup_vs_eager": self.speedup,
+                "device": self.device.as_dict() if self.device else None,
                 "layers": self.layers}
 
 
@@ -320,6 +322,8 @@ def profile(model: str = DEFAULT_MODEL, target: str = "ort", *, precision: str =
         runner = get_backend(target).load(artifact, threads=threads)
         x = np.random.default_rng(seed).standard_normal(artifact.input_shape, dtype=np.float32)
         backend_latency = measure(lambda: runner.run(x), batch=batch, warmup=warmup, iters=iters, seconds=seconds)
+        device_times = runner.device_times_ms(backend_latency.runs)
+        device = summarize(device_times, batch) if device_times else None
         layers = runner.per_layer_profile(x) if per_layer else []
         info = runner.info()
     eager_latency = None
@@ -335,7 +339,7 @@ def profile(model: str = DEFAULT_MODEL, target: str = "ort", *, precision: str =
         finally:
             torch.set_num_threads(previous)
     return ProfileReport(get_spec(model).name, target, artifact.precision, batch, threads, info,
-                         backend_latency, eager_latency, layers)
+                         backend_latency, eager_latency, layers, device)
 
 
 def models_table(family: str | None = None) -> list[dict]:

@@ -266,6 +266,9 @@ def profile(model: Model = api.DEFAULT_MODEL, target: Target = "ort", fp16: Fp16
     for col in ("runner", "runs", "mean", "std", "min", "p50", "p90", "p99", "samples/s", "vs eager"):
         table.add_column(col, justify="right")
     rows = [(f"{report.target} {report.precision}", report.backend, report.speedup)]
+    if report.device:
+        rows.append((f"{report.target} on device", report.device, report.eager.p50_ms / report.device.p50_ms
+                     if report.eager else None))
     if report.eager:
         rows.append(("pytorch eager", report.eager, 1.0))
     for name, lat, ratio in rows:

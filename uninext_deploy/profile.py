@@ -42,7 +42,12 @@ def measure(fn: Callable[[], object], *, batch: int, warmup: int = 10, iters: in
         start = time.perf_counter()
         fn()
         times.append((time.perf_counter() - start) * 1000.0)
-    ms = np.asarray(times)
+    return summarize(times, batch)
+
+
+def summarize(times_ms: list[float], batch: int) -> Latency:
+    """Statistics of per-run times in milliseconds, at ``batch`` samples per run."""
+    ms = np.asarray(times_ms)
     return Latency(
         runs=len(ms), mean_ms=float(ms.mean()), std_ms=float(ms.std()), min_ms=float(ms.min()),
         p50_ms=float(np.percentile(ms, 50)), p90_ms=float(np.percentile(ms, 90)),

@@ -34,6 +34,11 @@ class Runner(ABC):
     def info(self) -> dict:
         """Runtime, version, device, threads and precision actually in use."""
 
+    def device_times_ms(self, runs: int) -> list[float]:
+        """Per-run time measured on the accelerator itself (no host copies), for runtimes that can tell;
+        empty otherwise. Call after ``run`` has seen an input."""
+        return []
+
     def per_layer_profile(self, x: np.ndarray, runs: int = 10) -> list[dict]:
         """Time per layer as [{"name", "op", "ms"}], slowest first; empty where the runtime cannot tell."""
         return []
