@@ -68,6 +68,8 @@ def test_profile_per_layer_names_real_nodes():
     (("export", "-m", "convmlp_s", "--target", "tflite"), "unknown target 'tflite'; choose one of"),
     (("export", "-m", "convmlp_s", "--fp16", "--int8"), "--fp16 and --int8 exclude each other"),
     (("export", "-m", "convmlp_s", "--opset", "13"), "opset 13 is too old"),
+    (("export", "-m", "convmlp_s", "--trt-version", "10.3", "--dla-core", "0"),
+     "--trt-version, --dla-core cannot be used with --target onnx"),
     (("profile", "-m", "convmlp_s", "--iters", "3", "--seconds", "1"), "--iters and --seconds exclude each other"),
     (("parity", "-m", "convmlp_s", "--images", "/nonexistent/photos"), "image folder /nonexistent/photos does not exist"),
 ])

@@ -186,8 +186,12 @@ class ParityReport:
 
 
 def check_artifact(artifact: Artifact, torch_model: torch.nn.Module, x_images: np.ndarray,
-                   x_random: np.ndarray, *, threads: int | None = None) -> ParityRun:
-    """Compare ``artifact`` with ``torch_model`` on both input sets; on failure, locate the divergence."""
+                   x_random: np.ndarray, *, threads: int | None = None,
+                   references: tuple[np.ndarray, np.ndarray] | None = None) -> ParityRun:
+    """Compare ``artifact`` with ``torch_model`` on both input sets; on failure, locate the divergence.
+
+    ``references``: the model's outputs on (x_images, x_random), when the caller already has them.
+    """
     from .divergence import locate_divergence
 
     from .backends.ort import OrtRunner
@@ -202,9 +206,9 @@ def check_artifact(artifact: Artifact, torch_model: torch.nn.Module, x_images: n
     else:
         runner = backend.load(artifact, threads=threads)
         label = backend.name
-    reference = _torch_runner(torch_model)
-    metrics = {kind: compare(run_batched(reference, x, 1), run_batched(runner.run, x, batch))
-               for kind, x in (("images", x_images), ("random", x_random))}
+    references = references or torch_references(torch_model, x_images, x_random)
+    metrics = {kind: compare(ref, run_batched(runner.run, x, batch))
+               for kind, x, ref in (("images", x_images, references[0]), ("random", x_random, references[1]))}
     failed = [f"{kind}: {reason}" for kind, m in metrics.items() if kind in GATED_INPUTS[artifact.precision]
               for reason in failures(m, tolerance)]
     divergence = None
@@ -213,6 +217,11 @@ def check_artifact(artifact: Artifact, torch_model: torch.nn.Module, x_images: n
         found = locate_divergence(torch_model, artifact.onnx_file(), probe, tolerance)
         divergence = str(found) if found else "no single module output misses the tolerance"
     return ParityRun(batch, str(artifact.path), label, metrics["images"], metrics["random"], failed, divergence)
+
+
+def torch_references(torch_model: torch.nn.Module, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
+    """PyTorch's outputs on each input set, one sample at a time."""
+    return tuple(run_batched(_torch_runner(torch_model), x, 1) for x in inputs)
 
 
 def parity(model: str = DEFAULT_MODEL, target: str = "ort", *, precision: str = "fp32",
@@ -240,6 +249,7 @@ def parity(model: str = DEFAULT_MODEL, target: str = "ort", *, precision: str = 
     _, _, h, w = torch_model.input_shape
     x_images = _images_tensor(spec.preprocessing(h, w), images)
     x_random = np.random.default_rng(seed).standard_normal((random_inputs, 3, h, w), dtype=np.float32)
+    references = torch_references(torch_model, x_images, x_random)
     report = ParityReport(spec.name, target, precision, TOLERANCES[precision])
     artifacts: list[Artifact] = []
     with (nullcontext(out) if out is not None else tempfile.TemporaryDirectory(prefix="uninext-parity-")) as root:
@@ -247,14 +257,15 @@ def parity(model: str = DEFAULT_MODEL, target: str = "ort", *, precision: str = 
             artifact = export(spec.name, target, precision=precision, batch=batch, input_size=(h, w),
                               out=Path(root) / f"b{batch}", weights=weights, seed=seed, int8=int8,
                               backend_options=backend_options)
-            report.runs.append(check_artifact(artifact, torch_model, x_images, x_random, threads=threads))
+            report.runs.append(check_artifact(artifact, torch_model, x_images, x_random, threads=threads,
+                                              references=references))
             artifacts.append(artifact)
         if platform == "linux/arm64":
-            _arm_parity(report, artifacts, torch_model, x_images, x_random, cpu, arm_cache, progress)
+            _arm_parity(report, artifacts, x_images, x_random, references, cpu, arm_cache, progress)
     return report
 
 
-def _arm_parity(report: ParityReport, artifacts: list[Artifact], torch_model, x_images, x_random, cpu: str,
+def _arm_parity(report: ParityReport, artifacts: list[Artifact], x_images, x_random, references, cpu: str,
                 arm_cache, progress) -> None:
     """Run every artifact on the emulated CPU in one worker; add its metrics and failures to the runs."""
     import time
@@ -263,7 +274,7 @@ def _arm_parity(report: ParityReport, artifacts: list[Artifact], torch_model, x_
     from .arm.run import CROSS_TOLERANCES, ArmJob, run_jobs
 
     x = np.concatenate([x_images, x_random])
-    reference = run_batched(_torch_runner(torch_model), x, 1)
+    reference = np.concatenate(references)
     host_outputs, host_ms = [], 0.0
     for artifact in artifacts:
         runner = get_backend(artifact.manifest["target"]).load(artifact, threads=1)

@@ -77,14 +77,9 @@ def _precision(fp16: bool, int8: bool) -> str:
     return "fp16" if fp16 else "int8" if int8 else "fp32"
 
 
-def _backend_options(target: str, trt_version, force, dla_core) -> dict:
-    from .backends import canonical_target
-
-    if canonical_target(target) != "trt":
-        if trt_version or force or dla_core is not None:
-            raise UserError("--trt-version, --force and --dla-core apply to --target trt only")
-        return {}
-    return {"trt_version": trt_version, "force": force, "dla_core": dla_core}
+def _backend_options(**options) -> dict:
+    """The backend options the user set (their backend refuses them if it does not take them)."""
+    return {name: value for name, value in options.items() if value is not None and value is not False}
 
 
 def _int8_options(calib, calib_size, calib_method, min_cosine, quantize_classifier, seed) -> Int8Options:
@@ -134,7 +129,7 @@ def export(model: Model = api.DEFAULT_MODEL, target: Target = "onnx", fp16: Fp16
                               out=out_dir, weights=str(weights) if weights else None, seed=seed, opset=opset,
                               simplify=simplify, int8=_int8_options(calib, calib_size, calib_method, min_cosine,
                                                                     quantize_classifier, seed),
-                              backend_options=_backend_options(target, trt_version, force, dla_core))
+                              backend_options=_backend_options(trt_version=trt_version, force=force, dla_core=dla_core))
     m = artifact.manifest
     if as_json:
         return _print_json({"artifact": str(artifact.path), "manifest": m})
@@ -193,7 +188,7 @@ def parity(model: Model = api.DEFAULT_MODEL, target: Target = "ort", fp16: Fp16 
                             input_size=input_size, images=images, random_inputs=random_inputs,
                             weights=str(weights) if weights else None, seed=seed, out=out_dir, threads=threads,
                             int8=_int8_options(calib, calib_size, calib_method, min_cosine, quantize_classifier, seed),
-                            backend_options=_backend_options(target, trt_version, force, None),
+                            backend_options=_backend_options(trt_version=trt_version, force=force),
                             platform=platform, cpu=cpu, arm_cache=arm_cache, progress=arm_progress)
     if as_json:
         _print_json(report.as_dict())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 
 from ..errors import UserError
 from .base import Backend, Runner
@@ -28,10 +29,17 @@ def canonical_target(name: str) -> str:
 
 
 def get_backend(target: str, **options) -> Backend:
-    """The backend of ``target``; ``options`` go to its constructor (e.g. TensorRT's trt_version)."""
+    """The backend of ``target``; ``options`` go to its constructor (e.g. TensorRT's trt_version), and
+    options it does not take are one clear error."""
     key = canonical_target(target)
     module, cls = _TARGETS[key]
-    backend = getattr(importlib.import_module(f"{__name__}.{module}"), cls)(**options)
+    backend_class = getattr(importlib.import_module(f"{__name__}.{module}"), cls)
+    accepted = inspect.signature(backend_class).parameters
+    unknown = [name for name in options if name not in accepted]
+    if unknown:
+        flags = ", ".join("--" + name.replace("_", "-") for name in unknown)
+        raise UserError(f"{flags} cannot be used with --target {key}; drop it or choose a target that takes it")
+    backend = backend_class(**options)
     problem = backend.available()
     if problem:
         raise UserError(problem)

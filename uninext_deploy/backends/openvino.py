@@ -130,13 +130,13 @@ def _quantize(model, request: Int8Request):
     import nncf
     import openvino as ov
 
-    from ..export.precision import _quiet
+    from ..export.precision import quiet
 
     ignored = [op.get_friendly_name() for op in model.get_ops()
                if any(fnmatch.fnmatchcase(module_path(op.get_friendly_name() + "/_") or "", p)
                       for p in request.float_patterns)]
     batches = batched(request.samples, request.batch)
-    with _quiet():
+    with quiet():
         quantized = nncf.quantize(
             model, nncf.Dataset(batches), subset_size=len(batches) * request.batch,
             model_type=nncf.ModelType.TRANSFORMER,

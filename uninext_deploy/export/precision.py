@@ -136,7 +136,7 @@ class Int8Quantizer:
         method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                   "percentile": CalibrationMethod.Percentile}[self.options.method]
         out = Path(self._tmp.name) / "qdq.onnx"
-        with _quiet():
+        with quiet():
             quantize_static(
                 self._float_path, out, _Reader(self.samples, self.batch), quant_format=QuantFormat.QDQ,
                 op_types_to_quantize=list(QUANTIZED_OPS), per_channel=True, activation_type=QuantType.QInt8,
@@ -152,7 +152,7 @@ class Int8Quantizer:
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet():
     """Silence the quantizer's progress prints, warnings and root-logger advice."""
     logging.disable(logging.WARNING)
     try:
