@@ -6,7 +6,6 @@ Everything downstream (runners, parity, bundles) reads the manifest, not the com
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -15,19 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from .device.integrity import MANIFEST, SCHEMA_VERSION, IntegrityError, check_files, sha256
 from .errors import UserError
 
-MANIFEST = "manifest.json"
 GOLDEN = "golden.npz"
-SCHEMA_VERSION = 1
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -74,6 +64,13 @@ class Artifact:
             raise UserError(f"{manifest_path} is not valid JSON; re-export the artifact") from None
         return cls(path, manifest)
 
+    def check(self) -> None:
+        """Every file of the manifest present and unmodified, else one UserError naming it."""
+        try:
+            check_files(self.path, self.manifest)
+        except IntegrityError as exc:
+            raise UserError(f"integrity check failed: {exc}") from None
+
 
 def write_manifest(folder: Path, manifest: dict, roles: dict[str, str]) -> dict:
     """Add checksums and sizes of the files named in ``roles`` ({file name: role}) and write the manifest."""
@@ -107,6 +104,7 @@ def atomic_folder(target: Path) -> Iterator[Path]:
     check_output_path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    staging.chmod(0o777 & ~current_umask())  # mkdtemp's 0700 would make the result private
     try:
         yield staging
         if target.exists():
@@ -119,3 +117,9 @@ def atomic_folder(target: Path) -> Iterator[Path]:
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

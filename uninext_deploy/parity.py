@@ -1,6 +1,7 @@
 """Compare an artifact's outputs with PyTorch's: metrics, per-precision tolerances, verdicts.
 
-numpy only, so the same comparison runs on the host, under ARM emulation and on the device.
+numpy only, so the same comparison runs on the host, under ARM emulation and on the device: bundles ship
+this file verbatim as ``parity.py``.
 Tolerances follow the practice surveyed in ``shared/design/anchors.md`` 4.3: tight elementwise for FP32,
 statistical (cosine) for FP16, task-level (cosine, top-1 agreement) for INT8.
 """

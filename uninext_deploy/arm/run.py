@@ -36,7 +36,7 @@ CROSS_TOLERANCES = {
 }
 SLOWDOWN = {"fp32": 270.0, "fp16": 270.0, "int8": 180.0}  # emulated vs native, measured in the recipe
 STARTUP_SECONDS = 6.0
-WORKER = Path(__file__).with_name("worker.py")
+WORKER = Path(__file__).parent.parent / "device" / "worker.py"
 RUNTIMES = {"onnx": "ort", "ort": "ort", "openvino": "openvino"}
 
 

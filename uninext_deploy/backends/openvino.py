@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifact import Artifact
+from ..device.runtimes import inference_precision
 from ..divergence import module_path
 from ..errors import MissingDependency, UserError
 from ..export.precision import Int8Request
@@ -24,12 +25,6 @@ from .base import Backend, Compiled, Runner
 INSTALL_HINT = "install it with `pip install openvino nncf` to use --target openvino"
 # Op types NNCF must leave in float, as on the ORT path (LayerNorm is MVN in OpenVINO).
 FLOAT_OP_TYPES = ["Softmax", "MVN", "Gelu", "HSigmoid", "Clamp", "Divide"]
-
-
-def _inference_precision(precision: str, capabilities: list[str]) -> str:
-    if precision != "fp16":
-        return "f32"
-    return "f16" if "FP16" in capabilities else "bf16" if "BF16" in capabilities else "f32"
 
 
 def default_cache_dir() -> Path:
@@ -47,7 +42,7 @@ class OpenVinoRunner(Runner):
             self._core.set_property({"CACHE_DIR": str(cache_dir)})
         self._xml = xml
         self._threads = threads
-        self._precision = _inference_precision(precision, self._core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+        self._precision = inference_precision(precision, self._core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
         try:
             self._model = self._core.read_model(str(xml))
         except Exception as exc:

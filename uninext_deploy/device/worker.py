@@ -1,5 +1,5 @@
 """Run under the emulated aarch64 Python: every job of a job file in one process (the runtime import
-alone costs seconds under emulation). Needs only numpy and the runtime: no torch, no uninext-deploy.
+alone costs seconds under emulation). Needs only numpy, the runtime and runtimes.py beside it.
 
     python worker.py jobs.json
 
@@ -14,26 +14,7 @@ import sys
 
 import numpy as np
 
-
-def ort_runner(model: str, precision: str):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1  # threads do not help under emulation; processes do
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return (lambda x: session.run(None, {name: x})[0]), {"runtime": "onnxruntime", "version": ort.__version__}
-
-
-def openvino_runner(model: str, precision: str):
-    import openvino as ov
-
-    core = ov.Core()
-    capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-    hint = "f16" if precision == "fp16" and "FP16" in capabilities else "f32"
-    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": 1})
-    return (lambda x: compiled(x)[0]), {"runtime": "openvino", "version": ov.get_version(),
-                                         "inference_precision": hint}
+import runtimes
 
 
 def main() -> None:
@@ -41,7 +22,8 @@ def main() -> None:
     total = sum(-(-len(np.load(job["inputs"])["x"]) // job["batch"]) for job in jobs)
     done = 0
     for job in jobs:
-        run, info = {"ort": ort_runner, "openvino": openvino_runner}[job["runtime"]](job["model"], job["precision"])
+        # one thread each: under emulation threads do not help, processes do
+        run, info = runtimes.load(job["runtime"], job["model"], job["precision"], threads=1)
         x = np.load(job["inputs"])["x"]
         batch = job["batch"]
         pad = (-len(x)) % batch
