@@ -1,6 +1,8 @@
+import importlib.util
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,3 +19,26 @@ def run_cli(*args: str, cwd=None, timeout: int = 900) -> subprocess.CompletedPro
 def convmlp_s_artifact(tmp_path_factory):
     """ConvMLP-S exported once to an ORT artifact (batch 1, 224)."""
     return api.export("convmlp_s", "ort", out=tmp_path_factory.mktemp("artifacts") / "convmlp_s")
+
+
+# What a device has: numpy, Pillow and one runtime. openvino_telemetry is imported by openvino itself.
+DEVICE_PACKAGES = ("numpy", "PIL", "onnxruntime", "openvino", "openvino_telemetry")
+
+
+@pytest.fixture(scope="session")
+def torch_free_python(tmp_path_factory) -> str:
+    """A fresh venv holding only numpy, Pillow, ONNX Runtime and OpenVINO (links to this environment's
+    copies): no torch and no uninext-deploy, as on a device."""
+    root = tmp_path_factory.mktemp("torch-free-venv")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
+    site = next(root.glob("lib/python*/site-packages"))
+    for package in DEVICE_PACKAGES:
+        source = Path(importlib.util.find_spec(package).submodule_search_locations[0])
+        (site / package).symlink_to(source)
+        for libs in source.parent.glob(f"{'pillow' if package == 'PIL' else package}.libs"):
+            (site / libs.name).symlink_to(libs)
+    python = str(root / "bin" / "python")
+    for absent in ("torch", "uninext_deploy"):
+        probe = subprocess.run([python, "-c", f"import {absent}"], capture_output=True, cwd=root)
+        assert probe.returncode != 0, f"{absent} must not be importable in the device Python"
+    return python

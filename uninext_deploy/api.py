@@ -194,18 +194,9 @@ def check_artifact(artifact: Artifact, torch_model: torch.nn.Module, x_images: n
     """
     from .divergence import locate_divergence
 
-    from .backends.ort import OrtRunner
-
     tolerance = TOLERANCES[artifact.precision]
     batch = artifact.input_shape[0]
-    backend = get_backend(artifact.manifest["target"])
-    reason = backend.cannot_run()
-    if reason:
-        runner = OrtRunner(artifact.onnx_file(), threads)
-        label = f"onnxruntime on the {backend.name} input graph ({reason}: engine parity runs where it can)"
-    else:
-        runner = backend.load(artifact, threads=threads)
-        label = backend.name
+    runner, label = runner_for(artifact, threads)
     references = references or torch_references(torch_model, x_images, x_random)
     metrics = {kind: compare(ref, run_batched(runner.run, x, batch))
                for kind, x, ref in (("images", x_images, references[0]), ("random", x_random, references[1]))}
@@ -217,6 +208,19 @@ def check_artifact(artifact: Artifact, torch_model: torch.nn.Module, x_images: n
         found = locate_divergence(torch_model, artifact.onnx_file(), probe, tolerance)
         divergence = str(found) if found else "no single module output misses the tolerance"
     return ParityRun(batch, str(artifact.path), label, metrics["images"], metrics["random"], failed, divergence)
+
+
+def runner_for(artifact: Artifact, threads: int | None = None):
+    """(runner, label) for ``artifact``: its backend's runner, or ONNX Runtime on the graph it was built
+    from where this machine cannot run the backend (TensorRT without a GPU), said so in the label."""
+    from .backends.ort import OrtRunner
+
+    backend = get_backend(artifact.manifest["target"])
+    reason = backend.cannot_run()
+    if reason:
+        return (OrtRunner(artifact.onnx_file(), threads),
+                f"onnxruntime on the {backend.name} input graph ({reason}: engine parity runs where it can)")
+    return backend.load(artifact, threads=threads), backend.name
 
 
 def torch_references(torch_model: torch.nn.Module, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -56,6 +56,13 @@ TrtVersion = Annotated[Optional[str], typer.Option("--trt-version", help="Tensor
 Force = Annotated[bool, typer.Option("--force", help="TensorRT: export even when the compatibility check fails.")]
 DlaCore = Annotated[Optional[int], typer.Option("--dla-core", help="TensorRT: build for this Jetson DLA core.")]
 
+Platform = Annotated[str, typer.Option("--platform", help="linux/x86_64 (this machine) or linux/arm64 (also run "
+                                                           "on an emulated aarch64 CPU).")]
+Cpu = Annotated[str, typer.Option("--cpu", help="Emulated ARM CPU (qemu -cpu): cortex-a76 is Jetson Orin / "
+                                                 "Raspberry Pi 5 class.")]
+ArmCache = Annotated[Optional[Path], typer.Option("--arm-cache", help="Where the ARM environment is set up once "
+                                                                      "(default: ~/.cache).")]
+
 
 def _handle_errors(fn):
     @functools.wraps(fn)
@@ -168,12 +175,7 @@ def parity(model: Model = api.DEFAULT_MODEL, target: Target = "ort", fp16: Fp16 
            calib: Calib = None, calib_size: CalibSize = 32, calib_method: CalibMethod = "percentile",
            min_cosine: MinCosine = None, quantize_classifier: QuantizeClassifier = False,
            trt_version: TrtVersion = None, force: Force = False,
-           platform: Annotated[str, typer.Option("--platform", help="linux/x86_64 (this machine) or linux/arm64 "
-                                                                     "(also run on an emulated aarch64 CPU).")] = "host",
-           cpu: Annotated[str, typer.Option("--cpu", help="Emulated ARM CPU (qemu -cpu): cortex-a76 is Jetson "
-                                                           "Orin / Raspberry Pi 5 class.")] = "cortex-a76",
-           arm_cache: Annotated[Optional[Path], typer.Option("--arm-cache", help="Where the ARM environment is "
-                                                                                 "set up once (default: ~/.cache).")] = None,
+           platform: Platform = "host", cpu: Cpu = "cortex-a76", arm_cache: ArmCache = None,
            as_json: Json = False) -> None:
     """Check an artifact against PyTorch: max/mean abs error, cosine, SQNR, top-1/top-5 agreement."""
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[eta]}"),
@@ -279,6 +281,84 @@ def profile(model: Model = api.DEFAULT_MODEL, target: Target = "ort", fp16: Fp16
         for layer in report.layers[:15]:
             layer_table.add_row(layer["name"], layer["op"], f"{layer['ms']:.3f}", f"{100 * layer['ms'] / total:.1f}")
         out.print(layer_table)
+
+
+@app.command()
+@_handle_errors
+def bundle(model: Model = api.DEFAULT_MODEL,
+           target: Annotated[str, typer.Option("--target", "-t", help="ort, openvino or trt.")] = "ort",
+           fp16: Fp16 = False, int8: Int8 = False,
+           platform: Annotated[str, typer.Option("--platform", help="Device platform: linux/x86_64 or linux/arm64 "
+                                                                     "(verified on an emulated aarch64 CPU).")] = "host",
+           batch: Annotated[int, typer.Option("--batch", "-b", help="Static batch size.")] = 1,
+           input_size: InputSize = None,
+           out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Bundle folder to write (and "
+                                                                                "FOLDER.tar.gz beside it).")] = None,
+           weights: Weights = None, seed: Seed = 0, threads: Threads = None,
+           calib: Calib = None, calib_size: CalibSize = 32, calib_method: CalibMethod = "percentile",
+           min_cosine: MinCosine = None, quantize_classifier: QuantizeClassifier = False,
+           trt_version: TrtVersion = None, force: Force = False, dla_core: DlaCore = None,
+           cpu: Cpu = "cortex-a76", arm_cache: ArmCache = None, as_json: Json = False) -> None:
+    """Package a proven artifact for the device: model, manifest, golden I/O and a torch-free run.py."""
+    from .bundle import bundle as make_bundle
+
+    with err.status("bundling...") as status:
+        result = make_bundle(model, target, precision=_precision(fp16, int8), platform=platform, batch=batch,
+                             input_size=input_size, out=out_dir, weights=str(weights) if weights else None, seed=seed,
+                             int8=_int8_options(calib, calib_size, calib_method, min_cosine, quantize_classifier, seed),
+                             backend_options=_backend_options(trt_version=trt_version, force=force, dla_core=dla_core),
+                             cpu=cpu, arm_cache=arm_cache, threads=threads,
+                             progress=lambda step: status.update(f"bundling: {step}..."))
+    m, b = result.manifest, result.manifest["bundle"]
+    if as_json:
+        return _print_json({"bundle": str(result.path), "archive": str(result.archive),
+                            "archive_bytes": result.archive.stat().st_size, "manifest": m})
+    out.print(f"[green]wrote[/green] {result.path} and {result.archive}  ({m['model']['name']}, {m['backend']} "
+              f"{m['precision']}, {b['platform']}, needs {b['runtime']['package']} "
+              f"{_range(b['runtime'])})", highlight=False)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("file", "role", "MB"):
+        table.add_column(col, justify="right" if col == "MB" else "left")
+    for name, role, size in result.sizes():
+        table.add_row(name, role, f"{size / 1e6:.3f}")
+    total = sum(size for _, _, size in result.sizes())
+    table.add_row("[b]total[/b]", f"{len(m['files'])} files + manifest.json", f"[b]{total / 1e6:.3f}[/b]")
+    table.add_row(result.archive.name, "archive (gzip)", f"{result.archive.stat().st_size / 1e6:.3f}")
+    out.print(table)
+    for where, v in b["verified"].items():
+        out.print(f"golden check on {where} ({v['runner']}): {'pass' if v['passed'] else 'FAIL'}, cosine "
+                  f"{v['metrics']['cosine']:.6f}, max abs {v['metrics']['max_abs']:.2e}", highlight=False)
+    out.print(f"on the device: tar xzf {result.archive.name} && cd {result.path.name} && "
+              "pip install -r requirements.txt && python3 run.py --verify", highlight=False)
+
+
+def _range(requirement: dict) -> str:
+    bounds = [f">={requirement['min']}"] if requirement.get("min") else []
+    return ",".join(bounds + ([f"<{requirement['below']}"] if requirement.get("below") else [])) or "any"
+
+
+@app.command()
+@_handle_errors
+def verify(path: Annotated[Optional[Path], typer.Argument(help="Bundle folder or .tar.gz (default: the newest "
+                                                                 "in ./bundles).")] = None,
+           platform: Platform = "host", cpu: Cpu = "cortex-a76", arm_cache: ArmCache = None,
+           threads: Threads = None, as_json: Json = False) -> None:
+    """Check a bundle: every file's checksum, then its golden outputs against PyTorch's."""
+    from .bundle import newest_bundle, verify as verify_bundle
+
+    path = path or newest_bundle(Path("bundles"))
+    with err.status(f"verifying {path}..."):
+        report = verify_bundle(path, platform=platform, cpu=cpu, arm_cache=arm_cache, threads=threads)
+    if as_json:
+        _print_json(report.as_dict())
+    else:
+        m = report.metrics
+        out.print(f"integrity: {report.files_checked} files match manifest.json", highlight=False)
+        out.print(f"golden: {'[green]PASS[/green]' if report.passed else '[red]FAIL[/red]'} on {m.samples} inputs with "
+                  f"{report.runner} ({report.platform}): cosine {m.cosine:.6f}, max abs {m.max_abs:.2e}, rel "
+                  f"{m.rel_max_abs:.2e}, top-1 {m.top1:.2f}, top-5 {m.top5:.2f}", highlight=False)
+    if not report.passed:
+        raise ParityFailure(f"bundle {path} failed its golden check: {'; '.join(report.failed)}")
 
 
 @app.command()

@@ -53,6 +53,8 @@ class Backend(ABC):
     runtime_package: str
     applies_precision: bool = False
     default_opset: int | None = None  # None: the exporter's default
+    device_roles: tuple[str, ...] = ("model", "weights")  # the artifact files a device needs to run it
+    device_note: str = ""  # what a device user must know before the first run (bundle README)
 
     def cannot_run(self) -> str | None:
         """Why this machine cannot run this backend's artifacts (then parity checks the ONNX it was
@@ -72,3 +74,16 @@ class Backend(ABC):
 
     def runtime_version(self) -> str | None:
         return None
+
+    def runtime_requirement(self, artifact: Artifact) -> dict:
+        """The runtime versions that can run ``artifact``: {"package", "min", "below", "why"} (None: unbounded).
+        By default the version that made it, with no upper bound."""
+        made_with = artifact.manifest["runtime"].get(self.runtime_package)
+        return {"package": self.runtime_package, "min": made_with, "below": None,
+                "why": f"{artifact.backend} files written by {self.runtime_package} {made_with}"}
+
+    def device_requirements(self, requirement: dict) -> list[str]:
+        """requirements.txt lines that install the runtime on the device."""
+        from ..device.runtimes import spec
+
+        return [spec(requirement)]

@@ -64,6 +64,28 @@ class OrtRunner(Runner):
         return sorted(layers, key=lambda e: -e["ms"])
 
 
+# The first ONNX Runtime release implementing each ONNX opset, and reading each IR version (ORT's version matrix).
+OPSET_SINCE = {17: "1.13", 18: "1.14", 19: "1.15", 20: "1.17", 21: "1.18"}
+IR_SINCE = {8: "1.10", 9: "1.15", 10: "1.18"}
+
+
+def onnxruntime_requirement(onnx_path: Path) -> dict:
+    """The ONNX Runtime versions that run ``onnx_path``: from its opset and IR version, below ORT 2."""
+    import onnx
+
+    from ..device.runtimes import version_tuple
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    needs = [v for v in (OPSET_SINCE.get(opset), IR_SINCE.get(model.ir_version)) if v]
+    if OPSET_SINCE.get(opset) is None or IR_SINCE.get(model.ir_version) is None:  # newer than the table
+        import onnxruntime
+
+        needs.append(".".join(onnxruntime.__version__.split(".")[:2]))
+    return {"package": "onnxruntime", "min": max(needs, key=version_tuple), "below": "2",
+            "why": f"ONNX opset {opset}, IR version {model.ir_version}"}
+
+
 class OrtBackend(Backend):
     name = "ort"
     runtime_package = "onnxruntime"
@@ -76,6 +98,9 @@ class OrtBackend(Backend):
 
     def load(self, artifact: Artifact, threads: int | None = None) -> Runner:
         return OrtRunner(artifact.file("model"), threads)
+
+    def runtime_requirement(self, artifact: Artifact) -> dict:
+        return onnxruntime_requirement(artifact.file("model"))
 
     def runtime_version(self) -> str | None:
         import onnxruntime as ort

@@ -138,6 +138,9 @@ class TensorRtBackend(Backend):
     name = "trt"
     runtime_package = "tensorrt"
     default_opset = TRT_OPSET
+    device_roles = ("onnx", "build-script", "check")  # the engine is built on the device
+    device_note = ("The TensorRT engine is built on first use (`python3 run.py --verify` builds it, or "
+                   "`./build_engine.sh`) on the device itself: an engine is tied to one GPU and TensorRT version.")
 
     def __init__(self, trt_version: str | None = None, force: bool = False, dla_core: int | None = None,
                  workspace_mb: int = 4096):
@@ -183,6 +186,14 @@ class TensorRtBackend(Backend):
 
     def runtime_version(self) -> str | None:
         return _installed_version()
+
+    def device_requirements(self, requirement: dict) -> list[str]:
+        return ["cuda-python", f"# tensorrt>={requirement['min']}: from JetPack or NVIDIA's packages, not PyPI"]
+
+    def runtime_requirement(self, artifact: Artifact) -> dict:
+        checked = artifact.manifest["precision_graph"]["tensorrt_check"]["tensorrt"]
+        return {"package": "tensorrt", "min": checked, "below": None,
+                "why": f"graph checked against TensorRT {checked}"}
 
 
 def _installed_version() -> str | None:

@@ -1,0 +1,245 @@
+"""Bundles end to end: built by the CLI, unpacked into a fresh folder, verified by a Python without torch
+and on the emulated aarch64 CPU; tampered bundles and hostile archives refused."""
+
+import io
+import json
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_cli
+from uninext_deploy import bundle as bundles
+from uninext_deploy.device.imaging import load_rgb, preprocess
+from uninext_deploy.errors import UserError
+from uninext_deploy.images import SHIPPED_IMAGES
+from uninext_deploy.models import create_model
+
+ARM = pytest.mark.skipif(shutil.which("apt-get") is None and shutil.which("qemu-aarch64-static") is None,
+                         reason="ARM emulation set-up needs apt (Debian/Ubuntu) or qemu-user-static")
+
+
+@pytest.fixture(scope="module")
+def fp32_bundle(tmp_path_factory):
+    """ConvMLP-S ORT FP32 at 64 px, bundled by the CLI into ./bundles/; returns (folder, CLI output)."""
+    cwd = tmp_path_factory.mktemp("user")
+    result = run_cli("bundle", "-m", "convmlp_s", "--input-size", "64", "64", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    (out,) = [p for p in (cwd / "bundles").iterdir() if p.is_dir()]
+    assert out.name == "convmlp_s-ort-fp32-b1-64x64-linux-x86_64"
+    return out, result.stdout
+
+
+@pytest.fixture(scope="module")
+def int8_arm_bundle(tmp_path_factory):
+    """ConvMLP-S ORT INT8 at 96 px for linux/arm64: golden-checked under emulation before it is written."""
+    if shutil.which("apt-get") is None and shutil.which("qemu-aarch64-static") is None:
+        pytest.skip("ARM emulation set-up needs apt (Debian/Ubuntu) or qemu-user-static")
+    return bundles.bundle("convmlp_s", "ort", precision="int8", input_size=96, platform="linux/arm64",
+                          out=tmp_path_factory.mktemp("bundles") / "convmlp_s-int8-arm").path
+
+
+def unpack(archive: Path, where: Path) -> Path:
+    """The archive unpacked by the system's tar into a fresh folder, as a user would on the device."""
+    where.mkdir()
+    subprocess.run(["tar", "xzf", str(archive), "-C", str(where)], check=True)
+    (folder,) = where.iterdir()
+    return folder
+
+
+def device_run(python: str, folder: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([python, "run.py", *args], cwd=folder, capture_output=True, text=True, timeout=600)
+
+
+def test_bundle_holds_what_the_device_needs_with_checksums_and_sizes(fp32_bundle):
+    folder, stdout = fp32_bundle
+    archive = folder.with_name(folder.name + ".tar.gz")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert set(manifest["files"]) | {"manifest.json"} == {p.name for p in folder.iterdir()}
+    assert {"model.onnx", "golden.npz", "run.py", "runtimes.py", "imaging.py", "parity.py", "integrity.py",
+            "labels.txt", "requirements.txt", "README.md"} <= set(manifest["files"])
+    assert manifest["model"]["family"] == "convmlp" and manifest["input"]["shape"] == [1, 3, 64, 64]
+    assert manifest["preprocessing"]["crop"] == [64, 64] and manifest["preprocessing"]["color"] == "RGB"
+    b = manifest["bundle"]
+    assert b["platform"] == "linux/x86_64" and b["runtime"]["package"] == "onnxruntime"
+    assert b["runtime"]["min"] == "1.17" and b["runtime"]["below"] == "2"  # opset 20 (ORT 1.16.3 refuses it)
+    assert b["parity"]["passed"] and b["parity"]["photos"]["samples"] == 10
+    assert b["verified"]["linux/x86_64"]["passed"] and manifest["schema"] == 1 and manifest["tool_version"]
+    assert len((folder / "labels.txt").read_text().splitlines()) == 1000
+    assert "onnxruntime>=1.17,<2" in (folder / "requirements.txt").read_text().splitlines()
+    total = sum(e["bytes"] for e in manifest["files"].values())
+    assert f"{total / 1e6:.3f}" in stdout and archive.name in stdout and "model.onnx" in stdout
+    with tarfile.open(archive) as tar:
+        members = tar.getmembers()
+    assert {Path(m.name).parts[0] for m in members} == {folder.name}
+    assert all(m.uid == 0 and m.uname == "" for m in members)
+    assert sorted(Path(m.name).name for m in members if m.isfile()) == sorted(p.name for p in folder.iterdir())
+
+
+def test_verify_defaults_to_the_newest_bundle(fp32_bundle, tmp_path):
+    result = run_cli("verify", cwd=fp32_bundle[0].parent.parent)
+    assert result.returncode == 0 and "golden: PASS on 4 inputs" in result.stdout, result.stderr
+    result = run_cli("verify", cwd=tmp_path)
+    assert result.returncode == 2 and "none in bundles/" in result.stderr
+
+
+def test_unpacked_bundle_runs_on_a_python_without_torch(fp32_bundle, torch_free_python, tmp_path):
+    folder = unpack(fp32_bundle[0].with_name(fp32_bundle[0].name + ".tar.gz"), tmp_path / "device")
+    verified = device_run(torch_free_python, folder, "--verify", "--json")
+    assert verified.returncode == 0, verified.stderr
+    report = json.loads(verified.stdout)
+    host = json.loads((folder / "manifest.json").read_text())["bundle"]["verified"]["linux/x86_64"]
+    assert report["verify"]["passed"] and report["runtime"]["runtime"] == "onnxruntime"
+    assert report["verify"]["metrics"]["max_abs"] == pytest.approx(host["metrics"]["max_abs"], rel=1e-6)
+
+    photo = SHIPPED_IMAGES / "chelsea_cat.jpg"
+    classified = device_run(torch_free_python, folder, str(photo), "--json")
+    assert classified.returncode == 0, classified.stderr
+    top = [p["class"] for p in json.loads(classified.stdout)["predictions"][0]["top"]]
+    model = create_model("convmlp_s", input_size=64)
+    pre = json.loads((folder / "manifest.json").read_text())["preprocessing"]
+    with torch.inference_mode():
+        logits = model(torch.from_numpy(preprocess(load_rgb(photo), pre))[None]).numpy()[0]
+    assert top == list(np.argsort(-logits)[:5])
+
+    timed = device_run(torch_free_python, folder, "--bench", "--iters", "5", "--warmup", "1")
+    assert timed.returncode == 0 and "p50" in timed.stdout and "images/s" in timed.stdout, timed.stderr
+
+
+def test_int8_bundle_verified_on_emulated_aarch64_and_without_torch(int8_arm_bundle, torch_free_python, tmp_path):
+    manifest = json.loads((int8_arm_bundle / "manifest.json").read_text())
+    arm = manifest["bundle"]["verified"]["linux/arm64"]
+    assert arm["passed"] and "aarch64 cortex-a76" in arm["runner"] and manifest["precision"] == "int8"
+    assert manifest["bundle"]["tolerance"] == {"cosine": [0.99, "min"]}
+    folder = unpack(int8_arm_bundle.with_name(int8_arm_bundle.name + ".tar.gz"), tmp_path / "device")
+    result = device_run(torch_free_python, folder, "--verify")
+    assert result.returncode == 0 and "verify: PASS" in result.stdout, result.stdout + result.stderr
+    assert "made for linux/arm64" in result.stderr  # the x86 run says it is not the bundle's platform
+
+
+@ARM
+def test_fp32_bundle_verified_on_emulated_aarch64(fp32_bundle):
+    archive = fp32_bundle[0].with_name(fp32_bundle[0].name + ".tar.gz")
+    result = run_cli("verify", str(archive), "--platform", "linux/arm64")
+    assert result.returncode == 0, result.stderr
+    assert "PASS" in result.stdout and "emulated aarch64" in result.stdout and "10 files match" in result.stdout
+
+
+def test_tampered_or_incomplete_bundle_is_one_clear_error(fp32_bundle, torch_free_python, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(fp32_bundle[0], folder)
+    data = bytearray((folder / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (folder / "model.onnx").write_bytes(bytes(data))
+    result = run_cli("verify", str(folder))
+    assert result.returncode == 2 and "model.onnx does not match its sha256" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    on_device = device_run(torch_free_python, folder, "--verify")
+    assert on_device.returncode == 2 and "model.onnx does not match its sha256" in on_device.stderr
+
+    (folder / "golden.npz").unlink()
+    shutil.copyfile(fp32_bundle[0] / "model.onnx", folder / "model.onnx")
+    on_device = device_run(torch_free_python, folder, "photo.jpg")
+    assert on_device.returncode == 2 and "golden.npz is missing" in on_device.stderr
+
+    archive = tmp_path / "tampered.tar.gz"
+    (folder / "golden.npz").write_bytes(b"not the golden file")
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname="bundle")
+    result = run_cli("verify", str(archive))
+    assert result.returncode == 2 and "golden.npz has 19 bytes" in result.stderr
+
+
+def hostile_archive(path: Path, *members: tarfile.TarInfo) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for member in members:
+            tar.addfile(member, io.BytesIO(b"x" * member.size) if member.isfile() else None)
+    return path
+
+
+def entry(name: str, kind=tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.size = kind, link, 1 if kind == tarfile.REGTYPE else 0
+    return info
+
+
+@pytest.mark.parametrize("members, reason", [
+    ([entry("bundle/manifest.json"), entry("bundle/../../escaped.txt")], "climbs out with '..'"),
+    ([entry("/tmp/escaped.txt")], "has an absolute path"),
+    ([entry("bundle/run.py"), entry("bundle/link", tarfile.SYMTYPE, "../../escaped.txt")], "is a link to"),
+    ([entry("bundle/link", tarfile.SYMTYPE, "/etc/passwd")], "is a link to /etc/passwd"),
+    ([entry("bundle/hard", tarfile.LNKTYPE, "../outside")], "is a link to"),
+    ([entry("bundle/fifo", tarfile.FIFOTYPE)], "special file"),
+    ([entry("one/a"), entry("two/b")], "exactly one folder"),
+])
+def test_hostile_archives_are_refused_before_anything_is_written(tmp_path, members, reason):
+    archive = hostile_archive(tmp_path / "hostile.tar.gz", *members)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(UserError, match=reason):
+        bundles.extract(archive, dest)
+    assert not any(dest.iterdir()) and not (tmp_path / "escaped.txt").exists()
+    result = run_cli("verify", str(archive))
+    assert result.returncode == 2 and "refusing" in result.stderr
+
+
+def test_not_an_archive_and_not_a_bundle(tmp_path, convmlp_s_artifact):
+    junk = tmp_path / "junk.tar.gz"
+    junk.write_bytes(b"\x1f\x8b garbage")
+    assert "cannot read" in run_cli("verify", str(junk)).stderr
+    assert "is an artifact, not a bundle" in run_cli("verify", str(convmlp_s_artifact.path)).stderr
+    assert "does not exist" in run_cli("verify", str(tmp_path / "missing")).stderr
+
+
+def test_interrupted_bundle_leaves_nothing_behind(tmp_path, monkeypatch):
+    def interrupt(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bundles, "_write_archive", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        bundles.bundle("convmlp_s", input_size=64, out=tmp_path / "b")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_tensorrt_bundle_ships_onnx_and_build_scripts_and_verifies_the_graph(tmp_path, torch_free_python):
+    """No GPU here: the bundle carries what builds the engine on the device, and its ONNX is verified
+    with ONNX Runtime (said so); the engine itself is checked where TensorRT exists."""
+    result = bundles.bundle("convmlp_s", "trt", input_size=64, out=tmp_path / "trt")
+    files = result.manifest["files"]
+    assert {"model.onnx", "build_engine.py", "build_engine.sh", "trt_check.json"} <= set(files)
+    assert not any(name.endswith((".engine", ".plan")) for name in files)
+    assert result.manifest["bundle"]["runtime"] == {"package": "tensorrt", "min": "10.3", "below": None,
+                                                    "why": "graph checked against TensorRT 10.3"}
+    assert "cuda-python" in (result.path / "requirements.txt").read_text()
+    assert "built on first use" in (result.path / "README.md").read_text()
+    assert "onnxruntime on the trt input graph" in result.manifest["bundle"]["verified"]["linux/x86_64"]["runner"]
+    own = device_run(torch_free_python, result.path, "--verify")
+    assert own.returncode == 2 and "tensorrt is not installed" in own.stderr
+    graph = device_run(torch_free_python, result.path, "--verify", "--onnxruntime")
+    assert graph.returncode == 0 and "verify: PASS" in graph.stdout, graph.stderr
+
+
+def test_openvino_bundle_runs_without_torch(tmp_path, torch_free_python):
+    result = bundles.bundle("convmlp_s", "openvino", input_size=64, out=tmp_path / "ov")
+    assert {"model.xml", "model.bin"} <= set(result.manifest["files"])
+    assert "model.onnx" not in result.manifest["files"]  # the device runs the IR
+    on_device = device_run(torch_free_python, result.path, "--verify", "--json")
+    assert on_device.returncode == 0, on_device.stderr
+    report = json.loads(on_device.stdout)
+    assert report["runtime"]["inference_precision"] == "f32" and report["verify"]["passed"]
+
+
+def test_bad_bundle_requests_fail_before_any_export(tmp_path):
+    result = run_cli("bundle", "--target", "trt", "--platform", "linux/arm64", "--cpu", "cortex-a72", "--int8",
+                     "--out", str(tmp_path / "x"), "--model", "nope")
+    assert result.returncode == 2 and "unknown model" in result.stderr.lower()
+    result = run_cli("bundle", "--platform", "windows", "--out", str(tmp_path / "x"))
+    assert result.returncode == 2 and "unknown --platform 'windows'" in result.stderr
+    result = run_cli("bundle", "-t", "openvino", "--int8", "--platform", "linux/arm64", "--cpu", "cortex-a72",
+                     "--out", str(tmp_path / "x"))
+    assert result.returncode == 2 and "cortex-a72" in result.stderr
+    assert not (tmp_path / "x").exists()
