@@ -35,7 +35,7 @@ def test_existing_file_is_refused(tmp_path):
 def test_foreign_folder_is_refused(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("x")
-    with pytest.raises(UserError, match="exists and is not an artifact"):
+    with pytest.raises(UserError, match="exists and was not written by uninext-deploy"):
         api.export("convmlp_s", out=tmp_path / "mine")
     assert (tmp_path / "mine" / "thesis.tex").exists()
 

@@ -81,12 +81,14 @@ def write_manifest(folder: Path, manifest: dict, roles: dict[str, str]) -> dict:
     return manifest
 
 
-def check_output_path(path: Path) -> None:
-    """Refuse, with one line, an output path we must not write: a file, or a foreign non-empty folder."""
+def check_output_path(path: Path, marker: str = MANIFEST) -> None:
+    """Refuse, with one line, an output path we must not write: a file, or a non-empty folder that is not
+    one of ours (ours hold ``marker``: an artifact's or bundle's manifest, an optimize run's results)."""
     if path.exists() and not path.is_dir():
         raise UserError(f"output path {path} is an existing file; pass a folder path with --out")
-    if path.is_dir() and any(path.iterdir()) and not (path / MANIFEST).exists():
-        raise UserError(f"output folder {path} exists and is not an artifact; choose another --out or empty it")
+    if path.is_dir() and any(path.iterdir()) and not (path / marker).exists():
+        raise UserError(f"output folder {path} exists and was not written by uninext-deploy (no {marker}); "
+                        "choose another --out or empty it")
     parent = path.parent if path.parent != Path("") else Path(".")
     probe = parent
     while not probe.exists():
@@ -96,12 +98,13 @@ def check_output_path(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_folder(target: Path) -> Iterator[Path]:
+def atomic_folder(target: Path, marker: str = MANIFEST) -> Iterator[Path]:
     """Yield a staging folder beside ``target``; on success it replaces ``target`` in one rename.
 
-    On any error (or Ctrl-C) the staging folder is removed and ``target`` is left as it was.
+    On any error (or Ctrl-C) the staging folder is removed and ``target`` is left as it was. An existing
+    ``target`` is replaced only if it holds ``marker`` (see check_output_path).
     """
-    check_output_path(target)
+    check_output_path(target, marker)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     staging.chmod(0o777 & ~current_umask())  # mkdtemp's 0700 would make the result private

@@ -86,8 +86,12 @@ class VerifyReport:
                 "tolerance": self.tolerance, "failed": self.failed}
 
 
-def default_out(artifact_name: str, platform: str) -> Path:
-    return Path("bundles") / f"{artifact_name}-{platform.replace('/', '-')}"
+def default_out(artifact: Artifact, platform: str) -> Path:
+    """bundles/<model>-<target>-<precision>-b<batch>-<H>x<W>-<os>-<arch>"""
+    batch, _, h, w = artifact.input_shape
+    name = api.default_out(artifact.manifest["model"]["name"], artifact.manifest["target"], artifact.precision,
+                           batch, h, w).name
+    return Path("bundles") / f"{name}-{platform.replace('/', '-')}"
 
 
 def bundle(model: str = api.DEFAULT_MODEL, target: str = "ort", *, precision: str = "fp32",
@@ -136,10 +140,7 @@ def package(artifact: Artifact, run, *, platform: str = "host", out: str | Path 
     platform = bundle_platform(platform)
     tell = progress or (lambda step: None)
     backend = get_backend(artifact.manifest["target"])
-    batch, _, h, w = artifact.input_shape
-    out = Path(out) if out is not None else default_out(
-        api.default_out(artifact.manifest["model"]["name"], artifact.manifest["target"], artifact.precision,
-                        batch, h, w).name, platform)
+    out = Path(out) if out is not None else default_out(artifact, platform)
     archive = out.with_name(out.name + ".tar.gz")
     check_output_path(out)
     if archive.exists() and not archive.is_file():

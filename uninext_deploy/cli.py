@@ -361,6 +361,117 @@ def verify(path: Annotated[Optional[Path], typer.Argument(help="Bundle folder or
         raise ParityFailure(f"bundle {path} failed its golden check: {'; '.join(report.failed)}")
 
 
+Targets = Annotated[Optional[list[str]], typer.Option("--targets", help="Backends to try, repeated or comma-separated "
+                                                                        "(default: ort, openvino, and trt where it runs).")]
+Precisions = Annotated[Optional[list[str]], typer.Option("--precisions", help="Precisions to try (default: fp32, "
+                                                                              "fp16, int8).")]
+CalibMethods = Annotated[Optional[list[str]], typer.Option("--calib-methods", help="INT8 calibration methods to try "
+                                                                                   "where the graph is quantized "
+                                                                                   "(default: percentile, entropy).")]
+BudgetCosine = Annotated[Optional[float], typer.Option("--min-cosine", help="Budget: worst per-photo cosine to "
+                                                                            "PyTorch (default 0.99).")]
+BudgetTop1 = Annotated[Optional[float], typer.Option("--max-top1-drop", help="Budget instead: percent of photos whose "
+                                                                             "top-1 class may differ from PyTorch's.")]
+Iters = Annotated[int, typer.Option("--iters", help="Timed runs per candidate.")]
+
+
+def _listed(values: Optional[list[str]], default) -> tuple[str, ...]:
+    return tuple(v.strip() for item in values for v in item.split(",") if v.strip()) if values else tuple(default)
+
+
+def _search_progress(bar: Progress):
+    task = bar.add_task("starting", total=None)
+
+    def progress(done: int, total: int, step: str) -> None:
+        bar.update(task, description=step, completed=done, total=total)
+    return progress
+
+
+@app.command()
+@_handle_errors
+def optimize(model: Model = api.DEFAULT_MODEL, platform: Platform = "host", min_cosine: BudgetCosine = None,
+             max_top1_drop: BudgetTop1 = None, targets: Targets = None, precisions: Precisions = None,
+             calib_methods: CalibMethods = None,
+             batch: Annotated[int, typer.Option("--batch", "-b", help="Static batch size.")] = 1,
+             input_size: InputSize = None, threads: Threads = None, iters: Iters = 30,
+             images: Annotated[Optional[Path], typer.Option(help="Folder of real images for the budget (default: "
+                                                                 "shipped photos).")] = None,
+             calib: Calib = None, weights: Weights = None, seed: Seed = 0,
+             out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for the report and the "
+                                                                                  "winner's bundle.")] = None,
+             bundle: Annotated[bool, typer.Option(help="Write the winner as a bundle.")] = True,
+             cpu: Cpu = "cortex-a76", arm_cache: ArmCache = None, as_json: Json = False) -> None:
+    """The fastest artifact within an accuracy budget: search, report, bundle."""
+    from .optimize import DEFAULT_TARGETS, optimize as run_search
+
+    with Progress(TextColumn("{task.description:<48}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  console=err, transient=True) as bar:
+        result, folder = run_search(
+            model, platform=platform, min_cosine=min_cosine, max_top1_drop=max_top1_drop,
+            targets=_listed(targets, DEFAULT_TARGETS), precisions=_listed(precisions, api.PRECISIONS),
+            calib_methods=_listed(calib_methods, ("percentile", "entropy")), batch=batch, input_size=input_size,
+            threads=threads, iters=iters, images=images, calib=calib, weights=str(weights) if weights else None,
+            seed=seed, out=out_dir, make_bundle=bundle, cpu=cpu, arm_cache=arm_cache, progress=_search_progress(bar))
+    _print_search(result, folder, as_json)
+    if result.best is None:
+        raise ParityFailure(result.note or "no candidate met the budget")
+
+
+@app.command()
+@_handle_errors
+def report(results: Annotated[Optional[Path], typer.Argument(help="results.json of an earlier optimize or report "
+                                                                  "(default: search now, without a bundle).")] = None,
+           model: Model = api.DEFAULT_MODEL, min_cosine: BudgetCosine = None, max_top1_drop: BudgetTop1 = None,
+           targets: Targets = None, precisions: Precisions = None, input_size: InputSize = None,
+           threads: Threads = None, iters: Iters = 30,
+           out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for report.md / report.html "
+                                                                                "(default: beside RESULTS).")] = None,
+           as_json: Json = False) -> None:
+    """Markdown and self-contained HTML report of the candidates (from results.json, or measured now)."""
+    from .optimize import DEFAULT_TARGETS, OptimizeResult, optimize as run_search
+    from .report import write_report
+
+    if results is not None:
+        result = OptimizeResult.load(results)
+        folder = out_dir or results.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        write_report(result, folder)
+    else:
+        with Progress(TextColumn("{task.description:<48}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      console=err, transient=True) as bar:
+            result, folder = run_search(
+                model, min_cosine=min_cosine, max_top1_drop=max_top1_drop,
+                targets=_listed(targets, DEFAULT_TARGETS), precisions=_listed(precisions, api.PRECISIONS),
+                input_size=input_size, threads=threads, iters=iters, make_bundle=False,
+                out=out_dir or Path("reports") / api.get_spec(model).name, progress=_search_progress(bar))
+    _print_search(result, folder, as_json)
+
+
+def _print_search(result, folder: Path, as_json: bool) -> None:
+    from .report import rows
+
+    if as_json:
+        return _print_json({"folder": str(folder), **result.as_dict()})
+    table = Table(title=f"{result.model} {result.input_shape}, {result.threads} threads: candidates vs PyTorch eager "
+                        f"p50 {result.eager.p50_ms:.2f} ms", box=box.SIMPLE_HEAD)
+    for title in ("candidate", "p50", "p90", "p99", "vs eager", "% roofline", "cosine", "top-1", "verdict"):
+        table.add_column(title, justify="left" if title == "candidate" else "right")
+    for row in rows(result):
+        number = lambda key, spec: "" if row[key] is None else format(row[key], spec)  # noqa: E731
+        verdict = {"WINNER": "[green]WINNER[/green]", "fail": "[red]fail[/red]", "error": "[red]error[/red]"}.get(
+            row["verdict"], row["verdict"])
+        table.add_row(row["candidate"], number("p50", ".2f"), number("p90", ".2f"), number("p99", ".2f"),
+                      number("speedup", ".2f"), number("roofline", ".1f"), number("cosine", ".6f"),
+                      number("top1", ".2f"), verdict)
+    out.print(table)
+    for row in rows(result):
+        if row["why"]:
+            out.print(f"{row['candidate']}: {row['why']}", highlight=False)
+    out.print(f"report: {folder / 'report.html'}  {folder / 'report.md'}", highlight=False)
+    if result.bundle:
+        out.print(f"bundle: {folder / result.bundle}  {folder / (result.bundle + '.tar.gz')}", highlight=False)
+
+
 @app.command()
 @_handle_errors
 def doctor(as_json: Json = False) -> None:

@@ -1,0 +1,248 @@
+"""Reports of an optimize run: ``results.json`` (the data), ``report.md`` and a self-contained
+``report.html`` (inline CSS, inline SVG plots, no network), plus the plots as SVG files for the Markdown.
+
+Plots: latency against cosine to PyTorch for every candidate, with the budget line; the winner's time
+by operator type, with its slowest layers as a table.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+from pathlib import Path
+
+from .optimize import RESULTS, OptimizeResult
+
+SCATTER = "latency_vs_cosine.svg"
+LAYERS = "winner_layers.svg"
+TOP_LAYERS = 15
+
+
+def write_report(result: OptimizeResult, folder: Path) -> list[Path]:
+    """Write results.json, report.md, report.html and the two SVG plots into ``folder`` (each file atomically)."""
+    files = {RESULTS: json.dumps(result.as_dict(), indent=1, default=str) + "\n",
+             SCATTER: scatter_svg(result), LAYERS: layers_svg(result),
+             "report.md": markdown(result), "report.html": page(result)}
+    written = []
+    for name, text in files.items():
+        path = Path(folder) / name
+        staged = path.with_name(f".{name}.{os.getpid()}.tmp")
+        staged.write_text(text)
+        os.replace(staged, path)
+        written.append(path)
+    return written
+
+
+def _budget_text(result: OptimizeResult) -> str:
+    (metric, (bound, _)), = result.budget.items()
+    if metric == "top1":
+        return f"top-1 drop <= {100 * (1 - bound):g}% (vs PyTorch, on the photos)"
+    return f"cosine >= {bound:g} (worst photo, vs PyTorch)"
+
+
+def rows(result: OptimizeResult) -> list[dict]:
+    """One row per candidate: the numbers both reports show."""
+    table = []
+    for i, c in enumerate(result.candidates):
+        lat = c.latency
+        verdict = ("error" if c.error else "WINNER" if i == result.winner else "pass" if c.passed else "fail")
+        table.append({
+            "candidate": c.name, "p50": lat.p50_ms if lat else None, "p90": lat.p90_ms if lat else None,
+            "p99": lat.p99_ms if lat else None, "speedup": result.eager.p50_ms / lat.p50_ms if lat else None,
+            "roofline": c.roofline_pct, "cosine": c.photos.cosine if c.photos else None,
+            "max_abs": c.photos.max_abs if c.photos else None, "top1": c.photos.top1 if c.photos else None,
+            "top5": c.photos.top5 if c.photos else None, "verdict": verdict,
+            "why": c.error or "; ".join(c.failed),
+            "detail": f"{len(c.float_blocks)} block(s) back in float: {', '.join(c.float_blocks)}" if c.float_blocks
+            else ""})
+    return table
+
+
+def _cell(row: dict, key: str, spec: str) -> str:
+    value = row[key]
+    if value is None:
+        return ""
+    return format(value, spec) + ("x" if key == "speedup" else "")
+
+
+COLUMNS = [("candidate", "candidate", "s"), ("p50 ms", "p50", ".2f"), ("p90 ms", "p90", ".2f"),
+           ("p99 ms", "p99", ".2f"), ("vs eager", "speedup", ".2f"), ("% GEMM roofline", "roofline", ".1f"),
+           ("cosine", "cosine", ".6f"), ("max abs", "max_abs", ".2e"), ("top-1", "top1", ".2f"),
+           ("top-5", "top5", ".2f"), ("verdict", "verdict", "s")]
+
+
+def markdown(result: OptimizeResult) -> str:
+    best = result.best
+    lines = [f"# {result.model}: fastest artifact within {_budget_text(result)}", "",
+             f"Input {result.input_shape}, {result.threads} threads, platform {result.platform}, machine "
+             f"{result.machine}. PyTorch eager p50 {result.eager.p50_ms:.2f} ms. {result.gmacs:.3f} GMACs per run.",
+             "", f"**Winner: {best.name}**, p50 {best.latency.p50_ms:.2f} ms "
+             f"({result.eager.p50_ms / best.latency.p50_ms:.2f}x eager), cosine {best.photos.cosine:.6f}"
+             + (f"; bundle `{result.bundle}`" if result.bundle else "") if best else f"**No winner**: {result.note}",
+             "", "| " + " | ".join(c[0] for c in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in rows(result):
+        cells = [_cell(row, key, spec) for _, key, spec in COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = [f"- {r['candidate']}: {text}" for r in rows(result) for text in (r["why"], r["detail"]) if text]
+    if notes:
+        lines += ["", "Notes (misses, errors, INT8 float fallback):", *notes]
+    lines += ["", "% GEMM roofline: the model's MACs x 2 / p50, over the best GFLOP/s of a 1024^3 MatMul on the same "
+              "runtime, precision and threads on this machine (cached per machine).", "",
+              f"![latency vs cosine]({SCATTER})", ""]
+    if result.layers:
+        lines += [f"## Where the winner's time goes ({best.name if best else ''})", "", f"![time by operator]({LAYERS})",
+                  "", "| slowest layers | op | ms | % |", "|---|---|---|---|"]
+        lines += [f"| {name} | {op} | {ms:.3f} | {pct:.1f} |" for name, op, ms, pct in top_layers(result)]
+    return "\n".join(lines) + "\n"
+
+
+def _nines(cosine: float) -> float:
+    """-log10(1 - cosine), capped: 0.99 -> 2, 0.9999 -> 4; spreads the cosines that matter."""
+    return min(9.0, -math.log10(max(1e-9, 1.0 - cosine)))
+
+
+def scatter_svg(result: OptimizeResult, width: int = 760, height: int = 360) -> str:
+    points = [(c, _nines(c.photos.cosine), c.latency.p50_ms) for c in result.candidates if c.latency and c.photos]
+    left, right, top, bottom = 70, 140, 20, 50  # room on the right for the labels of near-exact candidates
+    plot_w, plot_h = width - left - right, height - top - bottom
+    xs = [p[1] for p in points] + [_nines(bound) for metric, (bound, _) in result.budget.items() if metric == "cosine"]
+    x_lo, x_hi = (math.floor(min(xs)), math.ceil(max(xs)) + 0.5) if xs else (0, 1)
+    y_hi = max([p[2] for p in points] + [result.eager.p50_ms]) * 1.1
+
+    def sx(v):
+        return left + (v - x_lo) / max(x_hi - x_lo, 1e-9) * plot_w
+
+    def sy(v):
+        return top + plot_h - v / y_hi * plot_h
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11" role="img" '
+             'aria-label="latency against cosine to PyTorch">',
+             f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fafafa" stroke="#999"/>']
+    for tick in range(int(x_lo), int(math.ceil(x_hi)) + 1):
+        if x_lo <= tick <= x_hi:
+            label = "0" if tick == 0 else f"0.{'9' * tick}"
+            parts.append(f'<line x1="{sx(tick):.1f}" y1="{top + plot_h}" x2="{sx(tick):.1f}" y2="{top + plot_h + 4}" '
+                         f'stroke="#666"/><text x="{sx(tick):.1f}" y="{top + plot_h + 16}" text-anchor="middle">{label}</text>')
+    for i in range(5):
+        value = y_hi * i / 4
+        parts.append(f'<text x="{left - 6}" y="{sy(value) + 4:.1f}" text-anchor="end">{value:.1f}</text>'
+                     f'<line x1="{left}" y1="{sy(value):.1f}" x2="{left + plot_w}" y2="{sy(value):.1f}" stroke="#eee"/>')
+    parts.append(f'<line x1="{left}" y1="{sy(result.eager.p50_ms):.1f}" x2="{left + plot_w}" '
+                 f'y2="{sy(result.eager.p50_ms):.1f}" stroke="#888" stroke-dasharray="4 3"/>'
+                 f'<text x="{left + plot_w - 4}" y="{sy(result.eager.p50_ms) - 4:.1f}" text-anchor="end" '
+                 f'fill="#666">PyTorch eager</text>')
+    for metric, (bound, _) in result.budget.items():
+        if metric == "cosine":
+            parts.append(f'<line x1="{sx(_nines(bound)):.1f}" y1="{top}" x2="{sx(_nines(bound)):.1f}" '
+                         f'y2="{top + plot_h}" stroke="#c33" stroke-dasharray="5 3"/><text x="{sx(_nines(bound)) + 4:.1f}" '
+                         f'y="{top + 12}" fill="#c33">budget {bound:g}</text>')
+    for index, (c, x, y) in enumerate(points):
+        color = "#1a7f37" if c.passed else "#cf222e"
+        winner = result.best is c
+        parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="{7 if winner else 5}" fill="{color}" '
+                     f'stroke="{"#000" if winner else "none"}" stroke-width="2"><title>{html.escape(c.name)}: '
+                     f'{y:.2f} ms, cosine {c.photos.cosine:.6f}</title></circle>'
+                     f'<text x="{sx(x) + 8:.1f}" y="{sy(y) + 4 + (index % 2) * 10:.1f}">{html.escape(c.name)}</text>')
+    parts.append(f'<text x="{left + plot_w / 2}" y="{height - 10}" text-anchor="middle">cosine to PyTorch (worst photo; '
+                 'log scale of 1 - cosine)</text>'
+                 f'<text x="16" y="{top + plot_h / 2}" text-anchor="middle" transform="rotate(-90 16 {top + plot_h / 2})">'
+                 'p50 latency (ms)</text></svg>')
+    return "".join(parts) + "\n"
+
+
+def op_totals(layers: list[dict]) -> list[tuple[str, float, int]]:
+    """(op type, ms, layer count) summed over the profile, slowest first."""
+    totals: dict[str, list] = {}
+    for layer in layers:
+        entry = totals.setdefault(layer["op"], [0.0, 0])
+        entry[0] += layer["ms"]
+        entry[1] += 1
+    return sorted(((op, ms, n) for op, (ms, n) in totals.items()), key=lambda t: -t[1])
+
+
+def layers_svg(result: OptimizeResult, width: int = 640) -> str:
+    """The winner's profiled time summed by operator type (after the runtime's fusions)."""
+    bars = [(f"{op} x{n}", ms) for op, ms, n in op_totals(result.layers)][:TOP_LAYERS]
+    if not bars:
+        return ('<svg xmlns="http://www.w3.org/2000/svg" width="320" height="30" font-family="sans-serif" '
+                'font-size="12"><text x="4" y="20">no per-layer profile</text></svg>\n')
+    label_w, row_h, top = 200, 18, 10
+    height = top + row_h * len(bars) + 30
+    peak = max(ms for _, ms in bars) or 1.0
+    total = sum(layer["ms"] for layer in result.layers) or 1.0
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+             'font-family="sans-serif" font-size="11" role="img" aria-label="time per operator type of the winner">']
+    for i, (name, ms) in enumerate(bars):
+        y = top + i * row_h
+        bar = (width - label_w - 130) * ms / peak
+        parts.append(f'<text x="{label_w - 6}" y="{y + 12}" text-anchor="end">{html.escape(name)}</text>'
+                     f'<rect x="{label_w}" y="{y + 2}" width="{bar:.1f}" height="{row_h - 5}" fill="#0969da"/>'
+                     f'<text x="{label_w + bar + 4:.1f}" y="{y + 12}">{ms:.3f} ms ({100 * ms / total:.1f}%)</text>')
+    parts.append(f'<text x="{label_w}" y="{height - 8}">ms per run by operator type (runtime profiler, which adds '
+                 'overhead)</text></svg>')
+    return "".join(parts) + "\n"
+
+
+def top_layers(result: OptimizeResult) -> list[tuple[str, str, float, float]]:
+    total = sum(layer["ms"] for layer in result.layers) or 1.0
+    return [(layer["name"], layer["op"], layer["ms"], 100 * layer["ms"] / total) for layer in result.layers[:TOP_LAYERS]]
+
+
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#1f2328}
+table{border-collapse:collapse;font-size:13px}th,td{padding:4px 8px;border-bottom:1px solid #ddd;text-align:right}
+th{cursor:pointer;background:#f6f8fa;position:sticky;top:0}td:first-child,th:first-child{text-align:left}
+tr.WINNER{background:#dafbe1;font-weight:600}tr.fail td:last-child,tr.error td:last-child{color:#cf222e}
+.note{color:#57606a;font-size:13px}"""
+
+# Click a header to sort; the script marks the page ready so a browser test can tell it ran without error.
+SCRIPT = """document.querySelectorAll('th').forEach(function(th, col){th.addEventListener('click', function(){
+var body = th.closest('table').tBodies[0]; var rows = Array.from(body.rows);
+var num = function(r){var v = parseFloat(r.cells[col].dataset.v); return isNaN(v) ? Infinity : v;};
+var text = rows.every(function(r){return r.cells[col].dataset.v === undefined;});
+rows.sort(function(a, b){return text ? a.cells[col].textContent.localeCompare(b.cells[col].textContent)
+: num(a) - num(b);}); rows.forEach(function(r){body.appendChild(r);});});});
+document.body.dataset.ready = 'yes';"""
+
+
+def page(result: OptimizeResult) -> str:
+    best = result.best
+    head = "".join(f"<th>{html.escape(title)}</th>" for title, _, _ in COLUMNS)
+    body = []
+    for row in rows(result):
+        cells = []
+        for _, key, spec in COLUMNS:
+            value, shown = row[key], _cell(row, key, spec)
+            data = f' data-v="{value}"' if isinstance(value, float) else ""
+            title = f' title="{html.escape(row["why"])}"' if key == "verdict" and row["why"] else ""
+            cells.append(f"<td{data}{title}>{html.escape(shown)}</td>")
+        body.append(f'<tr class="{row["verdict"]}">{"".join(cells)}</tr>')
+    summary = (f"Winner: <b>{html.escape(best.name)}</b>, p50 {best.latency.p50_ms:.2f} ms "
+               f"({result.eager.p50_ms / best.latency.p50_ms:.2f}x PyTorch eager), cosine {best.photos.cosine:.6f}"
+               + (f"; bundle <code>{html.escape(result.bundle)}</code>" if result.bundle else "")
+               if best else f"No winner: {html.escape(result.note)}")
+    notes = "".join(f"<li>{html.escape(r['candidate'])}: {html.escape(text)}</li>" for r in rows(result)
+                    for text in (r["why"], r["detail"]) if text)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(result.model)} optimize report</title>
+<style>{STYLE}</style></head><body>
+<h1>{html.escape(result.model)}: fastest artifact within {html.escape(_budget_text(result))}</h1>
+<p>{summary}</p>
+<p class="note">Input {result.input_shape}, {result.threads} threads, platform {html.escape(result.platform)}, machine
+{html.escape(result.machine)}; PyTorch eager p50 {result.eager.p50_ms:.2f} ms; {result.gmacs:.3f} GMACs per run.</p>
+<table id="candidates"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>
+{f"<ul class='note'>{notes}</ul>" if notes else ""}
+<p class="note">% GEMM roofline: the model's MACs x 2 / p50 over the best GFLOP/s of a 1024^3 MatMul on the same
+runtime, precision and threads on this machine (cached per machine).</p>
+<h2>Latency against cosine to PyTorch</h2>
+{scatter_svg(result)}
+<h2>Where the winner's time goes{f" ({html.escape(best.name)})" if best else ""}</h2>
+{layers_svg(result)}
+<table id="layers"><thead><tr><th>slowest layers</th><th>op</th><th>ms</th><th>%</th></tr></thead><tbody>
+{"".join(f'<tr><td>{html.escape(n)}</td><td>{html.escape(o)}</td><td data-v="{ms}">{ms:.3f}</td><td data-v="{pct}">'
+         f'{pct:.1f}</td></tr>' for n, o, ms, pct in top_layers(result))}</tbody></table>
+<script>{SCRIPT}</script>
+</body></html>
+"""
