@@ -164,3 +164,14 @@ def test_roofline_is_measured_once_per_machine_and_cached(tmp_path, monkeypatch)
     assert first == again and first["gflops"] > 1 and roofline.machine_id() in first["key"]
     cached = json.loads((tmp_path / "uninext-deploy" / "roofline.json").read_text())
     assert list(cached) == [first["key"]] and f"ort {runtimes.installed_version('ort')}" in first["key"]
+
+
+def test_top1_budget_without_bundle(tmp_path):
+    out = tmp_path / "top1"
+    result = run_cli("optimize", "-m", "convmlp_s", "--input-size", "64", "64", "--targets", "ort", "--precisions",
+                     "fp32", "--max-top1-drop", "0", "--iters", "3", "--no-bundle", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    loaded = search.OptimizeResult.load(out / "results.json")
+    assert loaded.budget == {"top1": [1.0, "min"]} and loaded.best.photos.top1 == 1.0 and loaded.bundle is None
+    assert "within top-1 drop <= 0%" in (out / "report.md").read_text()
+    assert not [p for p in out.iterdir() if p.is_dir()]

@@ -223,7 +223,8 @@ def optimize(model: str = api.DEFAULT_MODEL, *, platform: str = "host", min_cosi
             try:
                 made = package(artifact, run, platform=platform, out=folder / default_out(artifact, platform).name,
                                tolerance=budget, threads=threads, cpu=cpu, arm_cache=arm_cache)
-            except ParityFailure as exc:  # its own golden check (e.g. on the emulated ARM CPU) failed
+            except (ParityFailure, UserError) as exc:  # its golden check (e.g. on the emulated ARM CPU) failed,
+                # or the runtime cannot run it on that CPU: the next fastest candidate is tried
                 winner.failed.append(f"bundle: {exc}")
                 continue
             result.bundle = made.path.name

@@ -42,6 +42,18 @@ def _budget_text(result: OptimizeResult) -> str:
     return f"cosine >= {bound:g} (worst photo, vs PyTorch)"
 
 
+def _context(result: OptimizeResult) -> str:
+    from .bundle import bundle_platform
+
+    text = (f"Input {result.input_shape}, {result.threads} threads, machine {result.machine}; latency measured here, "
+            f"every candidate and PyTorch eager in turns. PyTorch eager p50 {result.eager.p50_ms:.2f} ms; "
+            f"{result.gmacs:.3f} GMACs per run.")
+    if result.platform != bundle_platform("host"):
+        text += (f" Target platform {result.platform}: the winner's bundle is verified there under emulation "
+                 "(parity only: emulated latency means nothing).")
+    return text
+
+
 def rows(result: OptimizeResult) -> list[dict]:
     """One row per candidate: the numbers both reports show."""
     table = []
@@ -76,8 +88,7 @@ COLUMNS = [("candidate", "candidate", "s"), ("p50 ms", "p50", ".2f"), ("p90 ms",
 def markdown(result: OptimizeResult) -> str:
     best = result.best
     lines = [f"# {result.model}: fastest artifact within {_budget_text(result)}", "",
-             f"Input {result.input_shape}, {result.threads} threads, platform {result.platform}, machine "
-             f"{result.machine}. PyTorch eager p50 {result.eager.p50_ms:.2f} ms. {result.gmacs:.3f} GMACs per run.",
+             _context(result),
              "", f"**Winner: {best.name}**, p50 {best.latency.p50_ms:.2f} ms "
              f"({result.eager.p50_ms / best.latency.p50_ms:.2f}x eager), cosine {best.photos.cosine:.6f}"
              + (f"; bundle `{result.bundle}`" if result.bundle else "") if best else f"**No winner**: {result.note}",
@@ -230,8 +241,7 @@ def page(result: OptimizeResult) -> str:
 <style>{STYLE}</style></head><body>
 <h1>{html.escape(result.model)}: fastest artifact within {html.escape(_budget_text(result))}</h1>
 <p>{summary}</p>
-<p class="note">Input {result.input_shape}, {result.threads} threads, platform {html.escape(result.platform)}, machine
-{html.escape(result.machine)}; PyTorch eager p50 {result.eager.p50_ms:.2f} ms; {result.gmacs:.3f} GMACs per run.</p>
+<p class="note">{html.escape(_context(result))}</p>
 <table id="candidates"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>
 {f"<ul class='note'>{notes}</ul>" if notes else ""}
 <p class="note">% GEMM roofline: the model's MACs x 2 / p50 over the best GFLOP/s of a 1024^3 MatMul on the same
