@@ -223,7 +223,7 @@ def _readme(manifest: dict, requirements: list[str], device_note: str) -> str:
               "but every number is still checked against PyTorch.\n" if model.get("seed") is not None else "")
     return f"""# {model['name']} ({manifest['precision']}, {manifest['backend']}) for {b['platform']}
 
-Made by uninext-deploy {manifest['tool_version']} on {b['created']}. Needs Python 3.8+ and:
+Made by uninext-deploy {manifest['tool_version']} on {b['created']}. Needs Python 3 (tested with 3.11) and:
 
 ```
 {chr(10).join(requirements)}

@@ -150,13 +150,19 @@ def scatter_svg(result: OptimizeResult, width: int = 760, height: int = 360) -> 
             parts.append(f'<line x1="{sx(_nines(bound)):.1f}" y1="{top}" x2="{sx(_nines(bound)):.1f}" '
                          f'y2="{top + plot_h}" stroke="#c33" stroke-dasharray="5 3"/><text x="{sx(_nines(bound)) + 4:.1f}" '
                          f'y="{top + 12}" fill="#c33">budget {bound:g}</text>')
-    for index, (c, x, y) in enumerate(points):
+    placed: list[tuple[float, float, float]] = []  # label boxes (x, y, width) already drawn
+    for c, x, y in points:
         color = "#1a7f37" if c.passed else "#cf222e"
         winner = result.best is c
+        label_x, label_w = sx(x) + 9, 6.2 * len(c.name)
+        label_y = next((sy(y) + dy for dy in (4, -9, 17, -22, 30, -35, 43)
+                        if not any(abs(sy(y) + dy - py) < 12 and label_x < px + pw and px < label_x + label_w
+                                   for px, py, pw in placed)), sy(y) + 4)
+        placed.append((label_x, label_y, label_w))
         parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="{7 if winner else 5}" fill="{color}" '
                      f'stroke="{"#000" if winner else "none"}" stroke-width="2"><title>{html.escape(c.name)}: '
                      f'{y:.2f} ms, cosine {c.photos.cosine:.6f}</title></circle>'
-                     f'<text x="{sx(x) + 8:.1f}" y="{sy(y) + 4 + (index % 2) * 10:.1f}">{html.escape(c.name)}</text>')
+                     f'<text x="{label_x:.1f}" y="{label_y:.1f}">{html.escape(c.name)}</text>')
     parts.append(f'<text x="{left + plot_w / 2}" y="{height - 10}" text-anchor="middle">cosine to PyTorch (worst photo; '
                  'log scale of 1 - cosine)</text>'
                  f'<text x="16" y="{top + plot_h / 2}" text-anchor="middle" transform="rotate(-90 16 {top + plot_h / 2})">'
