@@ -1,5 +1,6 @@
 """Registry behaviour shared by every family: names, sizes, params, determinism, official weights."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -50,7 +51,13 @@ def test_seeded_init_is_deterministic_and_seed_dependent():
 
 
 def test_seeded_logits_are_spread_not_degenerate():
-    # Parity and top-k agreement are only meaningful when the logits are not all alike.
-    logits = create_model("convmlp_s", input_size=64)(torch.randn(4, 3, 64, 64))
+    # Parity and top-k agreement are only meaningful when the logits are not all alike: on the shipped
+    # photos (the parity inputs) the seeded model's classes differ. Noise inputs are not used here: they
+    # often share one class, so a test on them would depend on the random draw.
+    from uninext_deploy.images import find_images, load_images, preprocess
+
+    pre = create_model("convmlp_s", input_size=64).spec.preprocessing(64, 64)
+    photos = torch.from_numpy(np.stack([preprocess(im, pre) for im in load_images(find_images())[0]]))
+    logits = create_model("convmlp_s", input_size=64)(photos)
     assert logits.std(dim=1).min() > 0.1
-    assert len(set(logits.argmax(dim=1).tolist())) > 1
+    assert len(set(logits.argmax(dim=1).tolist())) >= 3
