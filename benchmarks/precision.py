@@ -36,7 +36,7 @@ def main() -> None:
     for name in args.models:
         model = create_model(name)
         _, _, h, w = model.input_shape
-        photos = api._images_tensor(model.spec.preprocessing(h, w), None)
+        photos = api.images_tensor(model.spec.preprocessing(h, w), None)
         x = photos[:1]
         with torch.inference_mode():
             eager = measure(lambda: model(torch.from_numpy(x)), batch=1, warmup=5, iters=args.iters).p50_ms

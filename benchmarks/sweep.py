@@ -39,7 +39,7 @@ def main() -> None:
         _, _, h, w = model.input_shape
         with tempfile.TemporaryDirectory() as root:
             artifact = api.export(name, "ort", out=Path(root) / "a")
-            x_images = api._images_tensor(model.spec.preprocessing(h, w), None)
+            x_images = api.images_tensor(model.spec.preprocessing(h, w), None)
             x_random = np.random.default_rng(0).standard_normal((1, 3, h, w), dtype=np.float32)
             run = api.check_artifact(artifact, model, x_images, x_random, threads=args.threads)
             runner = get_backend("ort").load(artifact, threads=args.threads)

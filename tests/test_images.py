@@ -5,7 +5,8 @@ import pytest
 from PIL import Image
 
 from uninext_deploy.errors import UserError
-from uninext_deploy.images import SHIPPED_IMAGES, find_images, load_images, load_rgb, preprocess
+from uninext_deploy.device.imaging import load_rgb, preprocess
+from uninext_deploy.images import SHIPPED_IMAGES, find_images, load_images
 from uninext_deploy.models import get_spec
 
 

@@ -109,7 +109,7 @@ def test_int8_is_gated_on_real_photos_and_only_reports_noise(tmp_path):
     artifact = api.export("convmlp_s", "ort", precision="int8", input_size=64, out=tmp_path / "a",
                           int8=Int8Options(calib_size=16))
     model = create_model("convmlp_s", input_size=64)
-    photos = api._images_tensor(model.spec.preprocessing(64, 64), None)
+    photos = api.images_tensor(model.spec.preprocessing(64, 64), None)
     noise = 50 * np.random.default_rng(0).standard_normal((2, 3, 64, 64), dtype=np.float32)  # far outside calibration
     run = api.check_artifact(artifact, model, photos, noise)
     assert run.random.cosine < 0.99 and not any(f.startswith("random") for f in run.failed)

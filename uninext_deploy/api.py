@@ -11,6 +11,7 @@ import tempfile
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,10 +23,14 @@ from .errors import UserError
 from .export.calibration import calibration_set
 from .export.onnx import DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, export_onnx, set_metadata
 from .export.precision import Int8Options, Int8Request, quantize_int8, to_fp16
-from .images import find_images, load_images, preprocess
+from .device.imaging import preprocess
+from .images import find_images, load_images
 from .models import count_macs, count_params, create_model, get_spec, list_models
 from .parity import GATED_INPUTS, TOLERANCES, Metrics, compare, failures, run_batched
 from .profile import Latency, measure, summarize
+
+if TYPE_CHECKING:
+    import onnx
 
 DEFAULT_MODEL = "uninext_t"
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -39,7 +44,8 @@ def versions() -> dict[str, str]:
             "onnxruntime": onnxruntime.__version__, "python": platform.python_version()}
 
 
-def _check_precision(precision: str) -> str:
+def check_precision(precision: str) -> str:
+    """``precision`` lower-cased, or one UserError naming the choices."""
     precision = precision.lower()
     if precision not in PRECISIONS:
         raise UserError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
@@ -52,7 +58,7 @@ def int8_request(torch_model: torch.nn.Module, options: Int8Options | None) -> I
     batch, _, h, w = torch_model.input_shape
     pre = spec.preprocessing(h, w)
     return Int8Request(samples=calibration_set(pre, options.calib, options.calib_size, seed=options.seed),
-                       batch=batch, options=options, check_inputs=_images_tensor(pre, None),
+                       batch=batch, options=options, check_inputs=images_tensor(pre, None),
                        classifier=spec.classifier, float_scope_patterns=spec.int8_float_scopes,
                        block_depth=spec.block_depth)
 
@@ -83,7 +89,7 @@ def export(model: str = DEFAULT_MODEL, target: str = "onnx", *, precision: str =
     ``opset`` defaults to the backend's (TensorRT: 17, for JetPack's parsers) or else 20.
     """
     target = canonical_target(target)
-    precision = _check_precision(precision)
+    precision = check_precision(precision)
     backend = get_backend(target, **(backend_options or {}))
     opset = opset or backend.default_opset or DEFAULT_OPSET
     torch_model = create_model(model, input_size=input_size, batch_size=batch, weights=weights, seed=seed)
@@ -105,7 +111,7 @@ def export(model: str = DEFAULT_MODEL, target: str = "onnx", *, precision: str =
         onnx_path.write_bytes(graph.SerializeToString())
         compiled = backend.compile(onnx_path, folder, precision, request)
         precision_report.update(compiled.report)
-        golden_x = _images_tensor(pre, None, limit=max(batch, 4))
+        golden_x = images_tensor(pre, None, limit=max(batch, 4))
         golden_y = run_batched(_torch_runner(torch_model), golden_x, batch)
         np.savez_compressed(folder / GOLDEN, inputs=golden_x, outputs=golden_y)
         manifest = {
@@ -135,7 +141,8 @@ def _torch_runner(model: torch.nn.Module):
     return run
 
 
-def _images_tensor(pre: dict, folder: str | Path | None, limit: int | None = None) -> np.ndarray:
+def images_tensor(pre: dict, folder: str | Path | None, limit: int | None = None) -> np.ndarray:
+    """The photos of ``folder`` (default: the shipped ones) preprocessed per ``pre``, cycled to ``limit``."""
     paths = find_images(folder)
     images, _ = load_images(paths)
     if not images:
@@ -187,16 +194,17 @@ class ParityReport:
 
 def check_artifact(artifact: Artifact, torch_model: torch.nn.Module, x_images: np.ndarray,
                    x_random: np.ndarray, *, threads: int | None = None,
-                   references: tuple[np.ndarray, np.ndarray] | None = None) -> ParityRun:
+                   references: tuple[np.ndarray, np.ndarray] | None = None, runner=None) -> ParityRun:
     """Compare ``artifact`` with ``torch_model`` on both input sets; on failure, locate the divergence.
 
-    ``references``: the model's outputs on (x_images, x_random), when the caller already has them.
+    ``references``: the model's outputs on (x_images, x_random), when the caller already has them;
+    ``runner``: the (runner, label) of runner_for, when the caller keeps it loaded.
     """
     from .divergence import locate_divergence
 
     tolerance = TOLERANCES[artifact.precision]
     batch = artifact.input_shape[0]
-    runner, label = runner_for(artifact, threads)
+    runner, label = runner or runner_for(artifact, threads)
     references = references or torch_references(torch_model, x_images, x_random)
     metrics = {kind: compare(ref, run_batched(runner.run, x, batch))
                for kind, x, ref in (("images", x_images, references[0]), ("random", x_random, references[1]))}
@@ -245,13 +253,13 @@ def parity(model: str = DEFAULT_MODEL, target: str = "ort", *, precision: str = 
 
     platform = normalise_platform(platform)
     target = canonical_target(target)
-    precision = _check_precision(precision)
+    precision = check_precision(precision)
     if platform == "linux/arm64":
         runtime_for(target, precision, cpu)  # refuse before exporting anything
     spec = get_spec(model)
     torch_model = create_model(spec.name, input_size=input_size, batch_size=1, weights=weights, seed=seed)
     _, _, h, w = torch_model.input_shape
-    x_images = _images_tensor(spec.preprocessing(h, w), images)
+    x_images = images_tensor(spec.preprocessing(h, w), images)
     x_random = np.random.default_rng(seed).standard_normal((random_inputs, 3, h, w), dtype=np.float32)
     references = torch_references(torch_model, x_images, x_random)
     report = ParityReport(spec.name, target, precision, TOLERANCES[precision])

@@ -33,14 +33,13 @@ from .artifact import GOLDEN, Artifact, atomic_folder, check_output_path, curren
 from .backends import canonical_target, get_backend
 from .device.integrity import IntegrityError, check_files, read_manifest
 from .errors import ParityFailure, UserError
-from .parity import TOLERANCES, Metrics, compare, failures, run_batched
+from .parity import TOLERANCES, Metrics, verdict
 
 DEVICE = Path(__file__).parent / "device"
 # bundle file name -> source; run.py imports the others as plain modules
 RUNNER_FILES = {"run.py": DEVICE / "run.py", "runtimes.py": DEVICE / "runtimes.py", "imaging.py": DEVICE / "imaging.py",
                 "integrity.py": DEVICE / "integrity.py", "parity.py": Path(__file__).parent / "parity.py"}
 LABELS = Path(__file__).parent / "data" / "imagenet_labels.txt"
-PLATFORMS = {"linux/x86_64": "x86_64", "linux/arm64": "aarch64"}
 
 
 def bundle_platform(name: str) -> str:
@@ -125,8 +124,11 @@ def bundle(model: str = api.DEFAULT_MODEL, target: str = "ort", *, precision: st
 
 
 def _emulated(platform: str, target: str) -> bool:
-    """Whether a bundle for ``platform`` is checked under ARM emulation here (never TensorRT: no GPU there)."""
-    return platform == "linux/arm64" and PLATFORMS[platform] != host.machine().lower() and target != "trt"
+    """Whether a bundle for ``platform`` is checked under ARM emulation here: for the runtimes the emulated
+    CPU runs (not TensorRT, which needs the device's GPU)."""
+    from .arm.run import RUNTIMES
+
+    return platform == "linux/arm64" and platform != bundle_platform("host") and target in RUNTIMES
 
 
 def package(artifact: Artifact, run, *, platform: str = "host", out: str | Path | None = None,
@@ -189,8 +191,10 @@ def _assemble(folder: Path, artifact: Artifact, backend, platform: str, run, tol
     shutil.copyfile(LABELS, folder / "labels.txt")
     roles["labels.txt"] = "labels"
     requirement = backend.runtime_requirement(artifact)
-    ships_onnx = any(name.endswith(".onnx") for name in roles)
-    if ships_onnx:
+    onnxruntime = None  # what `run.py --onnxruntime` needs, for bundles that ship an ONNX graph
+    if requirement["package"] == "onnxruntime":
+        onnxruntime = requirement
+    elif any(name.endswith(".onnx") for name in roles):
         from .backends.ort import onnxruntime_requirement
 
         onnxruntime = onnxruntime_requirement(artifact.onnx_file())
@@ -199,7 +203,7 @@ def _assemble(folder: Path, artifact: Artifact, backend, platform: str, run, tol
     manifest["bundle"] = {
         "platform": platform, "entrypoint": "run.py", "labels": "labels.txt", "golden": GOLDEN,
         "golden_samples": int(len(golden["inputs"])), "runtime": requirement,
-        "onnxruntime": onnxruntime if ships_onnx else None,
+        "onnxruntime": onnxruntime,
         "tolerance": {k: list(v) for k, v in tolerance.items()},
         "parity": {"runner": run.runner, "passed": run.passed, "photos": run.images.as_dict(),
                    "random": run.random.as_dict(),
@@ -370,8 +374,7 @@ def _verify_folder(folder: Path, manifest: dict, threads: int | None, emulated_c
         artifact = Artifact(folder, manifest)
         runner, label = api.runner_for(artifact, threads)
         golden = np.load(folder / manifest["bundle"]["golden"])
-        metrics = compare(golden["outputs"], run_batched(runner.run, golden["inputs"], artifact.input_shape[0]))
-        failed = failures(metrics, tolerance)
+        metrics, failed = verdict(runner.run, golden["inputs"], golden["outputs"], artifact.input_shape[0], tolerance)
     else:
         label, metrics, failed = _verify_emulated(folder, manifest, emulated_cpu, arm_cache)
     platform = "linux/arm64" if emulated_cpu else bundle_platform("host")

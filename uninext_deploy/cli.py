@@ -6,6 +6,7 @@ a mistake the user can fix.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
@@ -301,6 +302,7 @@ def bundle(model: Model = api.DEFAULT_MODEL,
            cpu: Cpu = "cortex-a76", arm_cache: ArmCache = None, as_json: Json = False) -> None:
     """Package a proven artifact for the device: model, manifest, golden I/O and a torch-free run.py."""
     from .bundle import bundle as make_bundle
+    from .device.runtimes import spec
 
     with err.status("bundling...") as status:
         result = make_bundle(model, target, precision=_precision(fp16, int8), platform=platform, batch=batch,
@@ -314,8 +316,7 @@ def bundle(model: Model = api.DEFAULT_MODEL,
         return _print_json({"bundle": str(result.path), "archive": str(result.archive),
                             "archive_bytes": result.archive.stat().st_size, "manifest": m})
     out.print(f"[green]wrote[/green] {result.path} and {result.archive}  ({m['model']['name']}, {m['backend']} "
-              f"{m['precision']}, {b['platform']}, needs {b['runtime']['package']} "
-              f"{_range(b['runtime'])})", highlight=False)
+              f"{m['precision']}, {b['platform']}, needs {spec(b['runtime'])})", highlight=False)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("file", "role", "MB"):
         table.add_column(col, justify="right" if col == "MB" else "left")
@@ -330,11 +331,6 @@ def bundle(model: Model = api.DEFAULT_MODEL,
                   f"{v['metrics']['cosine']:.6f}, max abs {v['metrics']['max_abs']:.2e}", highlight=False)
     out.print(f"on the device: tar xzf {result.archive.name} && cd {result.path.name} && "
               "pip install -r requirements.txt && python3 run.py --verify", highlight=False)
-
-
-def _range(requirement: dict) -> str:
-    bounds = [f">={requirement['min']}"] if requirement.get("min") else []
-    return ",".join(bounds + ([f"<{requirement['below']}"] if requirement.get("below") else [])) or "any"
 
 
 @app.command()
@@ -379,12 +375,13 @@ def _listed(values: Optional[list[str]], default) -> tuple[str, ...]:
     return tuple(v.strip() for item in values for v in item.split(",") if v.strip()) if values else tuple(default)
 
 
-def _search_progress(bar: Progress):
-    task = bar.add_task("starting", total=None)
-
-    def progress(done: int, total: int, step: str) -> None:
-        bar.update(task, description=step, completed=done, total=total)
-    return progress
+@contextlib.contextmanager
+def _search_progress():
+    """A progress bar on stderr and the ``progress(done, total, step)`` callback that drives it."""
+    with Progress(TextColumn("{task.description:<48}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  console=err, transient=True) as bar:
+        task = bar.add_task("starting", total=None)
+        yield lambda done, total, step: bar.update(task, description=step, completed=done, total=total)
 
 
 @app.command()
@@ -404,14 +401,13 @@ def optimize(model: Model = api.DEFAULT_MODEL, platform: Platform = "host", min_
     """The fastest artifact within an accuracy budget: search, report, bundle."""
     from .optimize import DEFAULT_TARGETS, optimize as run_search
 
-    with Progress(TextColumn("{task.description:<48}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  console=err, transient=True) as bar:
+    with _search_progress() as progress:
         result, folder = run_search(
             model, platform=platform, min_cosine=min_cosine, max_top1_drop=max_top1_drop,
             targets=_listed(targets, DEFAULT_TARGETS), precisions=_listed(precisions, api.PRECISIONS),
             calib_methods=_listed(calib_methods, ("percentile", "entropy")), batch=batch, input_size=input_size,
             threads=threads, iters=iters, images=images, calib=calib, weights=str(weights) if weights else None,
-            seed=seed, out=out_dir, make_bundle=bundle, cpu=cpu, arm_cache=arm_cache, progress=_search_progress(bar))
+            seed=seed, out=out_dir, make_bundle=bundle, cpu=cpu, arm_cache=arm_cache, progress=progress)
     _print_search(result, folder, as_json)
     if result.best is None:
         raise ParityFailure(result.note or "no candidate met the budget")
@@ -437,34 +433,33 @@ def report(results: Annotated[Optional[Path], typer.Argument(help="results.json 
         folder.mkdir(parents=True, exist_ok=True)
         write_report(result, folder)
     else:
-        with Progress(TextColumn("{task.description:<48}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                      console=err, transient=True) as bar:
+        with _search_progress() as progress:
             result, folder = run_search(
                 model, min_cosine=min_cosine, max_top1_drop=max_top1_drop,
                 targets=_listed(targets, DEFAULT_TARGETS), precisions=_listed(precisions, api.PRECISIONS),
                 input_size=input_size, threads=threads, iters=iters, make_bundle=False,
-                out=out_dir or Path("reports") / api.get_spec(model).name, progress=_search_progress(bar))
+                out=out_dir or Path("reports") / api.get_spec(model).name, progress=progress)
     _print_search(result, folder, as_json)
 
 
 def _print_search(result, folder: Path, as_json: bool) -> None:
-    from .report import rows
+    from .report import COLUMNS, cell, rows
 
     if as_json:
         return _print_json({"folder": str(folder), **result.as_dict()})
     table = Table(title=f"{result.model} {result.input_shape}, {result.threads} threads: candidates vs PyTorch eager "
                         f"p50 {result.eager.p50_ms:.2f} ms", box=box.SIMPLE_HEAD)
-    for title in ("candidate", "p50", "p90", "p99", "vs eager", "% roofline", "cosine", "top-1", "verdict"):
-        table.add_column(title, justify="left" if title == "candidate" else "right")
-    for row in rows(result):
-        number = lambda key, spec: "" if row[key] is None else format(row[key], spec)  # noqa: E731
-        verdict = {"WINNER": "[green]WINNER[/green]", "fail": "[red]fail[/red]", "error": "[red]error[/red]"}.get(
-            row["verdict"], row["verdict"])
-        table.add_row(row["candidate"], number("p50", ".2f"), number("p90", ".2f"), number("p99", ".2f"),
-                      number("speedup", ".2f"), number("roofline", ".1f"), number("cosine", ".6f"),
-                      number("top1", ".2f"), verdict)
+    for title, key, _ in COLUMNS:
+        table.add_column(title, justify="left" if key == "candidate" else "right")
+    colours = {"WINNER": "green", "fail": "red", "error": "red"}
+    candidates = rows(result)
+    for row in candidates:
+        cells = [cell(row, key, spec) for _, key, spec in COLUMNS]
+        if row["verdict"] in colours:
+            cells[-1] = f"[{colours[row['verdict']]}]{cells[-1]}[/{colours[row['verdict']]}]"
+        table.add_row(*cells)
     out.print(table)
-    for row in rows(result):
+    for row in candidates:
         if row["why"]:
             out.print(f"{row['candidate']}: {row['why']}", highlight=False)
     out.print(f"report: {folder / 'report.html'}  {folder / 'report.md'}", highlight=False)

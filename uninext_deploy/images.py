@@ -8,7 +8,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from .device.imaging import load_rgb, preprocess  # noqa: F401 (re-used by callers)
+from .device.imaging import load_rgb
 from .errors import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")

@@ -138,7 +138,7 @@ def plan(targets, precisions, calib_methods) -> list[Candidate]:
         if backend.cannot_run():
             continue
         for precision in precisions:
-            api._check_precision(precision)
+            api.check_precision(precision)
             methods = [None]
             if precision == "int8" and not backend.applies_precision:
                 methods = list(calib_methods)
@@ -172,32 +172,35 @@ def optimize(model: str = api.DEFAULT_MODEL, *, platform: str = "host", min_cosi
     candidates = plan(targets, precisions, calib_methods)
     spec = get_spec(model)
     torch_model = create_model(spec.name, input_size=input_size, batch_size=batch, weights=weights, seed=seed)
-    reference_model = create_model(spec.name, input_size=input_size, batch_size=1, weights=weights, seed=seed)
+    reference_model = torch_model if batch == 1 else create_model(spec.name, input_size=input_size, batch_size=1,
+                                                                  weights=weights, seed=seed)
     shape = list(torch_model.input_shape)
     h, w = shape[2:]
     out = Path(out) if out is not None else Path("optimized") / f"{spec.name}-b{batch}-{h}x{w}-{platform.replace('/', '-')}"
     tell = progress or (lambda done, total, step: None)
-    tell(0, len(candidates) + 3 + make_bundle, "PyTorch references on the photos")
-    x_images = api._images_tensor(spec.preprocessing(h, w), images)
+    final_steps = 3 + make_bundle  # race, per-layer profile, (bundle), done
+    tell(0, len(candidates) + final_steps, "PyTorch references on the photos")
+    x_images = api.images_tensor(spec.preprocessing(h, w), images)
     x_random = np.random.default_rng(seed).standard_normal((2, 3, h, w), dtype=np.float32)
     references = api.torch_references(reference_model, x_images, x_random)
     result = OptimizeResult(spec.name, shape, platform, threads, {k: list(v) for k, v in budget.items()},
                             None, count_macs(spec.name, (h, w), batch) / 1e9, [], machine=machine_id())
     with atomic_folder(out, marker=RESULTS) as folder, tempfile.TemporaryDirectory(prefix="uninext-optimize-") as tmp:
-        queue, artifacts, runners = list(candidates), {}, {}
+        queue, evaluated, runners = list(candidates), {}, {}  # evaluated: index -> (artifact, ParityRun)
         while queue:
             candidate = queue.pop(0)
             index = len(result.candidates)
-            tell(index, index + 1 + len(queue) + 3 + make_bundle, f"{candidate.name}: export and parity")
-            artifacts[index] = _evaluate(candidate, spec.name, shape, budget, Path(tmp) / f"c{index}", reference_model,
-                                         x_images, x_random, references, threads, calib, weights, seed)
-            if artifacts[index] is not None:
-                runners[index] = api.runner_for(artifacts[index], threads)[0]
+            tell(index, index + 1 + len(queue) + final_steps, f"{candidate.name}: export and parity")
+            found = _evaluate(candidate, spec.name, shape, budget, Path(tmp) / f"c{index}", reference_model,
+                              x_images, x_random, references, threads, calib, weights, seed)
+            if found is not None:
+                artifact, run, runner = found
+                evaluated[index], runners[index] = (artifact, run), runner
             result.candidates.append(candidate)
             if (candidate.precision == "int8" and candidate.failed and not candidate.fallback
                     and candidate.error is None and not get_backend(candidate.target).applies_precision):
                 queue.insert(0, Candidate(candidate.target, "int8", candidate.calib, fallback=True))
-        done, steps = len(result.candidates), len(result.candidates) + 3 + make_bundle
+        done, steps = len(result.candidates), len(result.candidates) + final_steps
         tell(done, steps, "latency of every candidate and PyTorch eager, in turns")
         _race(result, runners, torch_model, shape, threads, warmup, iters, seed)
         for candidate in result.candidates:
@@ -212,14 +215,12 @@ def optimize(model: str = api.DEFAULT_MODEL, *, platform: str = "host", min_cosi
         tell(done + 1, steps, "per-layer profile of the winner")
         for index in ranked:
             result.winner = index
-            winner, artifact = result.candidates[index], artifacts[index]
+            winner, (artifact, run) = result.candidates[index], evaluated[index]
             result.layers = runners[index].per_layer_profile(
                 np.random.default_rng(seed).standard_normal(shape, dtype=np.float32))
             if not make_bundle:
                 break
             tell(done + 2, steps, f"bundle of {winner.name}")
-            run = api.check_artifact(artifact, reference_model, x_images, x_random, threads=threads,
-                                     references=references)
             try:
                 made = package(artifact, run, platform=platform, out=folder / default_out(artifact, platform).name,
                                tolerance=budget, threads=threads, cpu=cpu, arm_cache=arm_cache)
@@ -272,24 +273,26 @@ def _race(result: OptimizeResult, runners: dict, torch_model, shape, threads: in
 
 def _evaluate(candidate: Candidate, model: str, shape, budget, folder: Path, reference_model, x_images, x_random,
               references, threads, calib, weights, seed):
-    """Export ``candidate`` and compare it with PyTorch; fill its fields; return its artifact (None on error)."""
-    from .errors import MissingDependency
-
+    """Export ``candidate`` and compare it with PyTorch; fill its fields; return (artifact, api.ParityRun,
+    runner), or None when it cannot be built here."""
     int8 = None
     if candidate.precision == "int8":
+        # fallback aims at the cosine budget; under a top-1 budget, at a near-float graph
+        target_cosine = budget["cosine"][0] if "cosine" in budget else 0.999
         int8 = Int8Options(calib=calib, method=candidate.calib or "percentile", seed=seed,
-                           min_cosine=budget["cosine"][0] if candidate.fallback and "cosine" in budget else
-                           0.999 if candidate.fallback else None)
+                           min_cosine=target_cosine if candidate.fallback else None)
     try:
         artifact = api.export(model, candidate.target, precision=candidate.precision, batch=shape[0],
                               input_size=tuple(shape[2:]), out=folder, weights=weights, seed=seed, int8=int8)
-    except (UserError, MissingDependency) as exc:
+    except UserError as exc:  # MissingDependency included
         candidate.error = str(exc)
         return None
     graph = artifact.manifest.get("precision_graph") or {}
     candidate.kept_float = len(graph.get("kept_float", []))
     candidate.float_blocks = list(graph.get("fallback", []))
-    run = api.check_artifact(artifact, reference_model, x_images, x_random, threads=threads, references=references)
+    runner = api.runner_for(artifact, threads)
+    run = api.check_artifact(artifact, reference_model, x_images, x_random, threads=threads, references=references,
+                             runner=runner)
     candidate.photos, candidate.random, candidate.runner = run.images, run.random, run.runner
     candidate.failed = failures(run.images, budget)
-    return artifact
+    return artifact, run, runner[0]

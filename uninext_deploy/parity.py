@@ -84,6 +84,13 @@ def failures(metrics: Metrics, tolerance: dict[str, tuple[float, str]]) -> list[
     return reasons
 
 
+def verdict(run, x: np.ndarray, reference: np.ndarray, batch: int,
+            tolerance: dict[str, tuple[float, str]]) -> tuple[Metrics, list[str]]:
+    """Metrics of ``run`` (batch -> batch) on ``x`` against ``reference``, and how they miss ``tolerance``."""
+    metrics = compare(reference, run_batched(run, x, batch))
+    return metrics, failures(metrics, tolerance)
+
+
 def batched(x: np.ndarray, batch: int) -> list[np.ndarray]:
     """Split samples into full batches of ``batch``, repeating the last sample to fill the final one."""
     pad = (-len(x)) % batch

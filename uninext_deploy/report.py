@@ -72,7 +72,8 @@ def rows(result: OptimizeResult) -> list[dict]:
     return table
 
 
-def _cell(row: dict, key: str, spec: str) -> str:
+def cell(row: dict, key: str, spec: str) -> str:
+    """A row's value as the reports show it (empty when absent)."""
     value = row[key]
     if value is None:
         return ""
@@ -86,17 +87,17 @@ COLUMNS = [("candidate", "candidate", "s"), ("p50 ms", "p50", ".2f"), ("p90 ms",
 
 
 def markdown(result: OptimizeResult) -> str:
-    best = result.best
+    best, table = result.best, rows(result)
     lines = [f"# {result.model}: fastest artifact within {_budget_text(result)}", "",
              _context(result),
              "", f"**Winner: {best.name}**, p50 {best.latency.p50_ms:.2f} ms "
              f"({result.eager.p50_ms / best.latency.p50_ms:.2f}x eager), cosine {best.photos.cosine:.6f}"
              + (f"; bundle `{result.bundle}`" if result.bundle else "") if best else f"**No winner**: {result.note}",
              "", "| " + " | ".join(c[0] for c in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for row in rows(result):
-        cells = [_cell(row, key, spec) for _, key, spec in COLUMNS]
+    for row in table:
+        cells = [cell(row, key, spec) for _, key, spec in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
-    notes = [f"- {r['candidate']}: {text}" for r in rows(result) for text in (r["why"], r["detail"]) if text]
+    notes = [f"- {r['candidate']}: {text}" for r in table for text in (r["why"], r["detail"]) if text]
     if notes:
         lines += ["", "Notes (misses, errors, INT8 float fallback):", *notes]
     lines += ["", "% GEMM roofline: the model's MACs x 2 / p50, over the best GFLOP/s of a 1024^3 MatMul on the same "
@@ -225,13 +226,13 @@ document.body.dataset.ready = 'yes';"""
 
 
 def page(result: OptimizeResult) -> str:
-    best = result.best
+    best, table = result.best, rows(result)
     head = "".join(f"<th>{html.escape(title)}</th>" for title, _, _ in COLUMNS)
     body = []
-    for row in rows(result):
+    for row in table:
         cells = []
         for _, key, spec in COLUMNS:
-            value, shown = row[key], _cell(row, key, spec)
+            value, shown = row[key], cell(row, key, spec)
             data = f' data-v="{value}"' if isinstance(value, float) else ""
             title = f' title="{html.escape(row["why"])}"' if key == "verdict" and row["why"] else ""
             cells.append(f"<td{data}{title}>{html.escape(shown)}</td>")
@@ -240,7 +241,7 @@ def page(result: OptimizeResult) -> str:
                f"({result.eager.p50_ms / best.latency.p50_ms:.2f}x PyTorch eager), cosine {best.photos.cosine:.6f}"
                + (f"; bundle <code>{html.escape(result.bundle)}</code>" if result.bundle else "")
                if best else f"No winner: {html.escape(result.note)}")
-    notes = "".join(f"<li>{html.escape(r['candidate'])}: {html.escape(text)}</li>" for r in rows(result)
+    notes = "".join(f"<li>{html.escape(r['candidate'])}: {html.escape(text)}</li>" for r in table
                     for text in (r["why"], r["detail"]) if text)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(result.model)} optimize report</title>

@@ -1,7 +1,6 @@
 """The static-shape checker flags planted problems in small hand-made graphs."""
 
 import numpy as np
-import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from uninext_deploy.export.graph import check_graph

@@ -54,7 +54,8 @@ def test_seeded_logits_are_spread_not_degenerate():
     # Parity and top-k agreement are only meaningful when the logits are not all alike: on the shipped
     # photos (the parity inputs) the seeded model's classes differ. Noise inputs are not used here: they
     # often share one class, so a test on them would depend on the random draw.
-    from uninext_deploy.images import find_images, load_images, preprocess
+    from uninext_deploy.device.imaging import preprocess
+    from uninext_deploy.images import find_images, load_images
 
     pre = create_model("convmlp_s", input_size=64).spec.preprocessing(64, 64)
     photos = torch.from_numpy(np.stack([preprocess(im, pre) for im in load_images(find_images())[0]]))

@@ -73,7 +73,10 @@ class Backend(ABC):
     def load(self, artifact: Artifact, threads: int | None = None) -> Runner: ...
 
     def runtime_version(self) -> str | None:
-        return None
+        """The installed runtime's version, or None (the same lookup the device runner makes)."""
+        from ..device.runtimes import installed_version
+
+        return installed_version(self.name)
 
     def runtime_requirement(self, artifact: Artifact) -> dict:
         """The runtime versions that can run ``artifact``: {"package", "min", "below", "why"} (None: unbounded).

@@ -109,11 +109,6 @@ class OpenVinoBackend(Backend):
     def load(self, artifact: Artifact, threads: int | None = None, cache_dir: Path | None = None) -> Runner:
         return OpenVinoRunner(artifact.file("model"), artifact.precision, threads, cache_dir or default_cache_dir())
 
-    def runtime_version(self) -> str | None:
-        import openvino as ov
-
-        return ov.get_version().split("-")[0]
-
 
 def _quantize(model, request: Int8Request):
     """NNCF post-training quantization, keeping the same ops and scopes float as the ORT path.

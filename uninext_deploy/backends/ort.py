@@ -101,8 +101,3 @@ class OrtBackend(Backend):
 
     def runtime_requirement(self, artifact: Artifact) -> dict:
         return onnxruntime_requirement(artifact.file("model"))
-
-    def runtime_version(self) -> str | None:
-        import onnxruntime as ort
-
-        return ort.__version__

@@ -153,7 +153,7 @@ class TensorRtBackend(Backend):
         return tensorrt_unavailable()
 
     def compile(self, onnx_path: Path, folder: Path, precision: str, int8: Int8Request | None) -> Compiled:
-        target = self.trt_version or _installed_version() or DEFAULT_TRT_VERSION
+        target = self.trt_version or self.runtime_version() or DEFAULT_TRT_VERSION
         check = check_for_tensorrt(onnx.load(str(onnx_path)), parse_version(target))
         (folder / "trt_check.json").write_text(json.dumps(check.as_dict(), indent=2) + "\n")
         if check.errors and not self.force:
@@ -184,9 +184,6 @@ class TensorRtBackend(Backend):
                 return TensorRtRunner(artifact.path / name)
         raise UserError(f"{artifact.path} has no engine yet; build it with ./build_engine.sh in that folder")
 
-    def runtime_version(self) -> str | None:
-        return _installed_version()
-
     def device_requirements(self, requirement: dict) -> list[str]:
         return ["cuda-python", f"# tensorrt>={requirement['min']}: from JetPack or NVIDIA's packages, not PyPI"]
 
@@ -194,11 +191,3 @@ class TensorRtBackend(Backend):
         checked = artifact.manifest["precision_graph"]["tensorrt_check"]["tensorrt"]
         return {"package": "tensorrt", "min": checked, "below": None,
                 "why": f"graph checked against TensorRT {checked}"}
-
-
-def _installed_version() -> str | None:
-    try:
-        import tensorrt
-    except ImportError:
-        return None
-    return tensorrt.__version__

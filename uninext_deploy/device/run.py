@@ -68,21 +68,15 @@ def open_model(manifest: dict, threads: int | None, onnxruntime: bool):
         raise Problem(f"{requirement['package']} is not installed; pip install '{runtimes.spec(requirement)}' "
                       "(or pip install -r requirements.txt)")
     problem = runtimes.version_problem(installed, requirement)
-    if problem and "older" in problem:
-        raise Problem(problem)
+    if problem and problem[0]:
+        raise Problem(problem[1])
     if problem:
-        print(f"warning: {problem}", file=sys.stderr)
+        print(f"warning: {problem[1]}", file=sys.stderr)
     try:
         return runtimes.load(backend, model_path(manifest, backend), manifest["precision"], threads)
-    except Problem:
-        raise
     except Exception as exc:  # runtimes raise many types; the first line says what went wrong
         message = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise Problem(f"{requirement['package']} {installed} could not load the model: {message}") from None
-
-
-def batches(x: np.ndarray, batch: int) -> list[np.ndarray]:
-    return [np.ascontiguousarray(b) for b in parity.batched(x, batch)]
 
 
 def classify(manifest: dict, run, images: list[str], top: int = 5) -> list[dict]:
@@ -110,10 +104,9 @@ def classify(manifest: dict, run, images: list[str], top: int = 5) -> list[dict]
 
 def verify(manifest: dict, run) -> dict:
     golden = np.load(HERE / manifest["bundle"]["golden"])
-    outputs = parity.run_batched(run, golden["inputs"], manifest["input"]["shape"][0])
-    metrics = parity.compare(golden["outputs"], outputs)
     tolerance = {k: tuple(v) for k, v in manifest["bundle"]["tolerance"].items()}
-    failed = parity.failures(metrics, tolerance)
+    metrics, failed = parity.verdict(run, golden["inputs"], golden["outputs"], manifest["input"]["shape"][0],
+                                     tolerance)
     return {"passed": not failed, "failed": failed, "metrics": metrics.as_dict(),
             "tolerance": manifest["bundle"]["tolerance"]}
 

@@ -23,14 +23,15 @@ def version_tuple(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def version_problem(installed: str, requirement: dict) -> str | None:
-    """Why ``installed`` is outside ``requirement`` ({"package", "min", "below", "why"}), or None."""
+def version_problem(installed: str, requirement: dict) -> tuple[bool, str] | None:
+    """(fatal, why) when ``installed`` is outside ``requirement`` ({"package", "min", "below", "why"}), else
+    None. Too old is fatal (the model will not load); newer than the range is a warning."""
     have = version_tuple(installed)
     if requirement.get("min") and have < version_tuple(requirement["min"]):
-        return (f"{requirement['package']} {installed} is older than {requirement['min']} ({requirement['why']}); "
-                f"install it with: pip install '{spec(requirement)}'")
+        return True, (f"{requirement['package']} {installed} is older than {requirement['min']} "
+                      f"({requirement['why']}); install it with: pip install '{spec(requirement)}'")
     if requirement.get("below") and have >= version_tuple(requirement["below"]):
-        return f"{requirement['package']} {installed} is newer than this bundle was made for ({spec(requirement)})"
+        return False, f"{requirement['package']} {installed} is newer than this bundle was made for ({spec(requirement)})"
     return None
 
 
@@ -42,6 +43,7 @@ def spec(requirement: dict) -> str:
 
 
 def installed_version(backend: str) -> str | None:
+    """The version of ``backend``'s runtime ("ort", "openvino", "trt"), or None when it is not installed."""
     try:
         if backend == "ort":
             import onnxruntime
@@ -51,11 +53,13 @@ def installed_version(backend: str) -> str | None:
             import openvino
 
             return openvino.get_version().split("-")[0]
-        import tensorrt
+        if backend == "trt":
+            import tensorrt
 
-        return tensorrt.__version__
+            return tensorrt.__version__
     except ImportError:
         return None
+    raise ValueError(f"unknown backend {backend!r}")
 
 
 def inference_precision(precision: str, capabilities: list[str]) -> str:

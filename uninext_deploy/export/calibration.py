@@ -13,7 +13,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ..errors import UserError
-from ..images import find_images, load_images, preprocess
+from ..device.imaging import preprocess
+from ..images import find_images, load_images
 
 DEFAULT_CALIB_SIZE = 32
 

@@ -127,7 +127,8 @@ def create_model(
     With ``weights`` (an official state dict file) the parameters come from it through the variant's
     key mapping; without, they come from :func:`seeded_init` with ``seed``.
     """
-    from ..images import find_images, load_images, preprocess
+    from ..device.imaging import preprocess
+    from ..images import find_images, load_images
     from .weights import calibrate_batchnorm, load_official_weights, seeded_init
 
     spec = get_spec(name)
