@@ -31,8 +31,8 @@ def main() -> None:
                 start = time.perf_counter()
                 with tempfile.TemporaryDirectory() as root:
                     report = api.parity(name, target, precision=precision, batches=(1,),
-                                        input_size=args.size, random_inputs=1, out=root, platform="linux/arm64",
-                                        cpu=args.cpu)
+                                        input_size=args.size, inputs=api.Inputs(random=1), out=root,
+                                        platform=api.PlatformOptions("linux/arm64", args.cpu))
                 run = report.runs[0]
                 cross = run.arm["vs_x86"]
                 print(f"{name:<10} {target + ' ' + precision:<15} {run.arm['images'].cosine:9.6f} "

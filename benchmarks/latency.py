@@ -26,12 +26,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     args = parser.parse_args()
 
-    names = args.models or list_models(args.family)
+    names = args.models or list_models(args.family, official=True)
     header = (f"{'model':<18} {'GMACs':>7} {'eager p50 ms':>13} {args.target + ' p50 ms':>12} {'speed-up':>9} "
               f"{'eager GFLOP/s':>14} {args.target + ' GFLOP/s':>13}")
     print(f"batch 1, {args.threads} threads, {args.iters} timed runs after {args.warmup} warm-up\n{header}")
     for name in names:
-        report = api.profile(name, args.target, threads=args.threads, warmup=args.warmup, iters=args.iters)
+        report = api.profile(name, args.target, timing=api.TimingOptions(args.threads, args.warmup, args.iters))
         gflop = 2 * count_macs(name) / 1e9
         eager, backend = report.eager.p50_ms, report.backend.p50_ms
         print(f"{name:<18} {gflop / 2:7.3f} {eager:13.2f} {backend:12.2f} {eager / backend:8.2f}x "

@@ -20,7 +20,7 @@ import numpy as np
 
 from uninext_deploy import api
 from uninext_deploy.backends import get_backend
-from uninext_deploy.profile import measure
+from uninext_deploy.device.timing import measure
 
 
 def benchmark_app(xml: Path, threads: int, seconds: int) -> float:
@@ -46,7 +46,7 @@ def main() -> None:
             runner = get_backend("openvino").load(artifact, threads=args.threads)
             x = np.random.default_rng(0).standard_normal(artifact.input_shape, dtype=np.float32)
             ours = measure(lambda: runner.run(x), batch=1, warmup=10, seconds=args.seconds).p50_ms
-            del runner
+            runner = None  # free its threads before benchmark_app runs
             theirs = benchmark_app(artifact.file("model"), args.threads, args.seconds)
         print(f"{name:<12} {ours:12.2f} {theirs:24.2f} {ours / theirs:14.3f}", flush=True)
 

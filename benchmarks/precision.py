@@ -18,9 +18,11 @@ import torch
 
 from uninext_deploy import api
 from uninext_deploy.backends import get_backend
-from uninext_deploy.export.precision import CALIB_METHODS, Int8Options
+from uninext_deploy.device.timing import measure
 from uninext_deploy.models import create_model
-from uninext_deploy.profile import measure
+from uninext_deploy.options import CALIB_METHODS, Int8Options
+from uninext_deploy.parity import check_artifact
+from uninext_deploy.pipeline import images_tensor
 
 
 def main() -> None:
@@ -36,7 +38,7 @@ def main() -> None:
     for name in args.models:
         model = create_model(name)
         _, _, h, w = model.input_shape
-        photos = api.images_tensor(model.spec.preprocessing(h, w), None)
+        photos = images_tensor(model.spec.preprocessing(h, w), None)
         x = photos[:1]
         with torch.inference_mode():
             eager = measure(lambda: model(torch.from_numpy(x)), batch=1, warmup=5, iters=args.iters).p50_ms
@@ -50,7 +52,7 @@ def main() -> None:
                 with tempfile.TemporaryDirectory() as root:
                     artifact = api.export(name, target, precision=precision, out=Path(root) / "a",
                                           int8=Int8Options(method=method) if method else None)
-                    run = api.check_artifact(artifact, model, photos, x, threads=args.threads)
+                    run = check_artifact(artifact, model, photos, x, threads=args.threads)
                     runner = get_backend(target).load(artifact, threads=args.threads)
                     ms = measure(lambda: runner.run(x), batch=1, warmup=5, iters=args.iters).p50_ms
                 fp32_ms = fp32_ms or ms

@@ -20,7 +20,9 @@ import torch
 from uninext_deploy import api
 from uninext_deploy.backends import get_backend
 from uninext_deploy.models import count_macs, create_model, list_models
-from uninext_deploy.profile import measure
+from uninext_deploy.device.timing import measure
+from uninext_deploy.parity import check_artifact
+from uninext_deploy.pipeline import images_tensor
 
 
 def main() -> None:
@@ -31,7 +33,7 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=20)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    names = args.models or list_models(args.family)
+    names = args.models or list_models(args.family, official=True)
     print(f"{'variant':<18} {'size':>4} {'params M':>9} {'GMACs':>7} {'nodes':>6} {'export s':>9} "
           f"{'ORT p50':>8} {'eager p50':>10} {'max abs err':>12}")
     for name in names:
@@ -39,9 +41,9 @@ def main() -> None:
         _, _, h, w = model.input_shape
         with tempfile.TemporaryDirectory() as root:
             artifact = api.export(name, "ort", out=Path(root) / "a")
-            x_images = api.images_tensor(model.spec.preprocessing(h, w), None)
+            x_images = images_tensor(model.spec.preprocessing(h, w), None)
             x_random = np.random.default_rng(0).standard_normal((1, 3, h, w), dtype=np.float32)
-            run = api.check_artifact(artifact, model, x_images, x_random, threads=args.threads)
+            run = check_artifact(artifact, model, x_images, x_random, threads=args.threads)
             runner = get_backend("ort").load(artifact, threads=args.threads)
             ort_ms = measure(lambda: runner.run(x_random), batch=1, warmup=3, iters=args.iters).p50_ms
         xt = torch.from_numpy(x_random)

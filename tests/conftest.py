@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from uninext_deploy import api
+from uninext_deploy.results import OptimizeResult
 
 
 def run_cli(*args: str, cwd=None, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -19,6 +20,18 @@ def run_cli(*args: str, cwd=None, timeout: int = 900) -> subprocess.CompletedPro
 def convmlp_s_artifact(tmp_path_factory):
     """ConvMLP-S exported once to an ORT artifact (batch 1, 224)."""
     return api.export("convmlp_s", "ort", out=tmp_path_factory.mktemp("artifacts") / "convmlp_s")
+
+
+@pytest.fixture(scope="session")
+def optimized(tmp_path_factory):
+    """One optimize run shared by the optimize and report tests: ConvMLP-S at 96 px, ORT and OpenVINO x FP32
+    and INT8, budget cosine >= 0.99, through the CLI."""
+    out = tmp_path_factory.mktemp("optimize") / "convmlp_s"
+    result = run_cli("optimize", "-m", "convmlp_s", "--input-size", "96", "96", "--targets", "ort,openvino",
+                     "--precisions", "fp32", "--precisions", "int8", "--calib-methods", "percentile",
+                     "--iters", "10", "--min-cosine", "0.99", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out, result.stdout, OptimizeResult.load(out / "results.json")
 
 
 # What a device has: numpy, Pillow and one runtime. openvino_telemetry is imported by openvino itself.

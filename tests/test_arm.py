@@ -7,7 +7,7 @@ import pytest
 
 from uninext_deploy import api
 from uninext_deploy.arm.environment import ArmEnvironment
-from uninext_deploy.arm.run import normalise_platform
+from uninext_deploy.arm.platforms import normalise_platform
 from uninext_deploy.errors import UserError
 
 pytestmark = pytest.mark.skipif(shutil.which("apt-get") is None and shutil.which("qemu-aarch64-static") is None,
@@ -18,8 +18,9 @@ pytestmark = pytest.mark.skipif(shutil.which("apt-get") is None and shutil.which
 def test_ort_artifact_on_emulated_cortex_a76_matches_pytorch_and_x86(tmp_path, precision):
     seen = []
     batches = (1, 2) if precision == "fp32" else (1,)  # two artifacts: two worker processes side by side
-    report = api.parity("convmlp_s", "ort", precision=precision, batches=batches, input_size=96, random_inputs=1,
-                        out=tmp_path, platform="linux/arm64", cpu="cortex-a76", progress=lambda *a: seen.append(a))
+    report = api.parity("convmlp_s", "ort", precision=precision, batches=batches, input_size=96, inputs=api.Inputs(random=1),
+                        out=tmp_path, platform=api.PlatformOptions("linux/arm64", "cortex-a76"),
+                        progress=lambda *a: seen.append(a))
     run = report.runs[0]
     assert report.passed, report.as_dict()
     assert all(r.arm is not None for r in report.runs)
@@ -27,7 +28,8 @@ def test_ort_artifact_on_emulated_cortex_a76_matches_pytorch_and_x86(tmp_path, p
     assert run.arm["images"].samples >= 8 and run.arm["vs_x86"].top1_decisive == 1.0
     if precision == "fp32":
         assert run.arm["vs_x86"].rel_max_abs <= 1e-5
-    assert seen[-1][0] == seen[-1][1] and seen[-1][3] > 0  # progress reached the end, with an estimate
+    step, done, total = seen[-1]  # progress reached the end, with an estimate
+    assert done == total and step.startswith(f"emulated aarch64 cortex-a76: batch {total}/{total}") and "of about" in step
 
 
 def test_platform_names():
@@ -40,7 +42,7 @@ def test_refusals_name_the_reason_before_any_export(tmp_path):
     from uninext_deploy.arm.run import runtime_for
 
     with pytest.raises(UserError, match="OpenVINO gives wrong results under qemu's -cpu max"):
-        api.parity("convmlp_s", "openvino", platform="linux/arm64", cpu="max", out=tmp_path / "a")
+        api.parity("convmlp_s", "openvino", platform=api.PlatformOptions("linux/arm64", "max"), out=tmp_path / "a")
     assert not (tmp_path / "a").exists()
     assert runtime_for("openvino", "fp32", "max,sme=off") == "openvino"
     with pytest.raises(UserError, match="cannot compile INT8 models for cortex-a72"):
@@ -68,6 +70,6 @@ def test_a_failing_setup_step_is_one_clear_line(tmp_path, monkeypatch):
 @pytest.mark.parametrize("target", ["ort", "openvino"])
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_sweep_every_cpu_backend_and_precision_on_arm(tmp_path, target, precision):
-    report = api.parity("convmlp_s", target, precision=precision, batches=(1,), input_size=96, random_inputs=1,
-                        out=tmp_path, platform="linux/arm64")
+    report = api.parity("convmlp_s", target, precision=precision, batches=(1,), input_size=96, inputs=api.Inputs(random=1),
+                        out=tmp_path, platform=api.PlatformOptions("linux/arm64"))
     assert report.passed, report.as_dict()

@@ -29,21 +29,21 @@ def test_success_replaces_an_existing_artifact_in_one_step(tmp_path):
 def test_existing_file_is_refused(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(UserError, match="is an existing file"):
-        api.export("convmlp_s", out=tmp_path / "f")
+        api.export("test_convmlp", out=tmp_path / "f")
 
 
 def test_foreign_folder_is_refused(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("x")
     with pytest.raises(UserError, match="exists and was not written by uninext-deploy"):
-        api.export("convmlp_s", out=tmp_path / "mine")
+        api.export("test_convmlp", out=tmp_path / "mine")
     assert (tmp_path / "mine" / "thesis.tex").exists()
 
 
 def test_location_under_a_file_is_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(UserError, match="not a writable folder"):
-        api.export("convmlp_s", out=tmp_path / "notes.txt" / "artifact")
+        api.export("test_convmlp", out=tmp_path / "notes.txt" / "artifact")
 
 
 def test_manifest_checksums_match_the_files(convmlp_s_artifact):
@@ -51,7 +51,7 @@ def test_manifest_checksums_match_the_files(convmlp_s_artifact):
     for name, entry in artifact.manifest["files"].items():
         assert sha256(artifact.path / name) == entry["sha256"]
         assert (artifact.path / name).stat().st_size == entry["bytes"]
-    assert artifact.manifest["backend"] == "ort" and artifact.manifest["schema"] == 1
+    assert artifact.manifest["backend"] == "ort" and artifact.manifest["schema"] == 2
 
 
 def test_opening_a_non_artifact_is_one_clear_error(tmp_path):

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from conftest import run_cli
-from uninext_deploy import bundle as bundles
+from uninext_deploy import api
+from uninext_deploy.archive import extract
 from uninext_deploy.device.imaging import load_rgb, preprocess
 from uninext_deploy.errors import UserError
 from uninext_deploy.images import SHIPPED_IMAGES
@@ -39,8 +40,8 @@ def int8_arm_bundle(tmp_path_factory):
     """ConvMLP-S ORT INT8 at 96 px for linux/arm64: golden-checked under emulation before it is written."""
     if shutil.which("apt-get") is None and shutil.which("qemu-aarch64-static") is None:
         pytest.skip("ARM emulation set-up needs apt (Debian/Ubuntu) or qemu-user-static")
-    return bundles.bundle("convmlp_s", "ort", precision="int8", input_size=96, platform="linux/arm64",
-                          out=tmp_path_factory.mktemp("bundles") / "convmlp_s-int8-arm").path
+    return api.bundle("convmlp_s", "ort", precision="int8", input_size=96, platform=api.PlatformOptions("linux/arm64"),
+                      out=tmp_path_factory.mktemp("bundles") / "convmlp_s-int8-arm").path
 
 
 def unpack(archive: Path, where: Path) -> Path:
@@ -60,15 +61,18 @@ def test_bundle_holds_what_the_device_needs_with_checksums_and_sizes(fp32_bundle
     archive = folder.with_name(folder.name + ".tar.gz")
     manifest = json.loads((folder / "manifest.json").read_text())
     assert set(manifest["files"]) | {"manifest.json"} == {p.name for p in folder.iterdir()}
-    assert {"model.onnx", "golden.npz", "run.py", "runtimes.py", "imaging.py", "parity.py", "integrity.py",
-            "labels.txt", "requirements.txt", "README.md"} <= set(manifest["files"])
+    assert {"model.onnx", "golden.npz", "run.py", "runtimes.py", "imaging.py", "compare.py", "timing.py",
+            "integrity.py", "labels.txt", "requirements.txt", "README.md"} <= set(manifest["files"])
     assert manifest["model"]["family"] == "convmlp" and manifest["input"]["shape"] == [1, 3, 64, 64]
     assert manifest["preprocessing"]["crop"] == [64, 64] and manifest["preprocessing"]["color"] == "RGB"
     b = manifest["bundle"]
     assert b["platform"] == "linux/x86_64" and b["runtime"]["package"] == "onnxruntime"
     assert b["runtime"]["min"] == "1.17" and b["runtime"]["below"] == "2"  # opset 20 (ORT 1.16.3 refuses it)
     assert b["parity"]["passed"] and b["parity"]["photos"]["samples"] == 10
-    assert b["verified"]["linux/x86_64"]["passed"] and manifest["schema"] == 1 and manifest["tool_version"]
+    assert b["verified"]["linux/x86_64"]["passed"] and manifest["schema"] == 2 and manifest["tool_version"]
+    # the host check ran the bundle's own run.py, and a stand-in is declared for its ONNX graph
+    assert b["verified"]["linux/x86_64"]["runner"].startswith("run.py: onnxruntime ")
+    assert b["stand_in"]["runtime"] == "ort" and b["stand_in"]["requirement"] == b["runtime"]
     assert len((folder / "labels.txt").read_text().splitlines()) == 1000
     assert "onnxruntime>=1.17,<2" in (folder / "requirements.txt").read_text().splitlines()
     total = sum(e["bytes"] for e in manifest["files"].values())
@@ -126,7 +130,7 @@ def test_fp32_bundle_verified_on_emulated_aarch64(fp32_bundle):
     archive = fp32_bundle[0].with_name(fp32_bundle[0].name + ".tar.gz")
     result = run_cli("verify", str(archive), "--platform", "linux/arm64")
     assert result.returncode == 0, result.stderr
-    assert "PASS" in result.stdout and "emulated aarch64" in result.stdout and "10 files match" in result.stdout
+    assert "PASS" in result.stdout and "emulated aarch64" in result.stdout and "11 files match" in result.stdout
 
 
 def test_tampered_or_incomplete_bundle_is_one_clear_error(fp32_bundle, torch_free_python, tmp_path):
@@ -137,7 +141,8 @@ def test_tampered_or_incomplete_bundle_is_one_clear_error(fp32_bundle, torch_fre
     (folder / "model.onnx").write_bytes(bytes(data))
     result = run_cli("verify", str(folder))
     assert result.returncode == 2 and "model.onnx does not match its sha256" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert [line for line in result.stderr.splitlines() if not line.startswith("[")] == [
+        line for line in result.stderr.splitlines() if line.startswith("error:")] and "error:" in result.stderr
     on_device = device_run(torch_free_python, folder, "--verify")
     assert on_device.returncode == 2 and "model.onnx does not match its sha256" in on_device.stderr
 
@@ -181,7 +186,7 @@ def test_hostile_archives_are_refused_before_anything_is_written(tmp_path, membe
     dest = tmp_path / "dest"
     dest.mkdir()
     with pytest.raises(UserError, match=reason):
-        bundles.extract(archive, dest)
+        extract(archive, dest)
     assert not any(dest.iterdir()) and not (tmp_path / "escaped.txt").exists()
     result = run_cli("verify", str(archive))
     assert result.returncode == 2 and "refusing" in result.stderr
@@ -199,32 +204,34 @@ def test_interrupted_bundle_leaves_nothing_behind(tmp_path, monkeypatch):
     def interrupt(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(bundles, "_write_archive", interrupt)
+    monkeypatch.setattr("uninext_deploy.bundle.write_archive", interrupt)
     with pytest.raises(KeyboardInterrupt):
-        bundles.bundle("convmlp_s", input_size=64, out=tmp_path / "b")
+        api.bundle("test_convmlp", out=tmp_path / "b")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_tensorrt_bundle_ships_onnx_and_build_scripts_and_verifies_the_graph(tmp_path, torch_free_python):
     """No GPU here: the bundle carries what builds the engine on the device, and its ONNX is verified
     with ONNX Runtime (said so); the engine itself is checked where TensorRT exists."""
-    result = bundles.bundle("convmlp_s", "trt", input_size=64, out=tmp_path / "trt")
+    result = api.bundle("test_convmlp", "trt", out=tmp_path / "trt")
     files = result.manifest["files"]
     assert {"model.onnx", "build_engine.py", "build_engine.sh", "trt_check.json"} <= set(files)
     assert not any(name.endswith((".engine", ".plan")) for name in files)
     assert result.manifest["bundle"]["runtime"] == {"package": "tensorrt", "min": "10.3", "below": None,
                                                     "why": "graph checked against TensorRT 10.3"}
     assert "cuda-python" in (result.path / "requirements.txt").read_text()
-    assert "built on first use" in (result.path / "README.md").read_text()
-    assert "onnxruntime on the trt input graph" in result.manifest["bundle"]["verified"]["linux/x86_64"]["runner"]
+    assert "builds model.engine on first use" in (result.path / "README.md").read_text()
+    runner = result.manifest["bundle"]["verified"]["linux/x86_64"]["runner"]
+    assert runner.startswith("run.py: onnxruntime ") and "on the trt input graph" in runner
     own = device_run(torch_free_python, result.path, "--verify")
     assert own.returncode == 2 and "tensorrt is not installed" in own.stderr
-    graph = device_run(torch_free_python, result.path, "--verify", "--onnxruntime")
+    assert "pip install 'tensorrt>=10.3'" in own.stderr and "JetPack" in own.stderr  # as requirements.txt says
+    graph = device_run(torch_free_python, result.path, "--verify", "--graph")
     assert graph.returncode == 0 and "verify: PASS" in graph.stdout, graph.stderr
 
 
 def test_openvino_bundle_runs_without_torch(tmp_path, torch_free_python):
-    result = bundles.bundle("convmlp_s", "openvino", input_size=64, out=tmp_path / "ov")
+    result = api.bundle("test_convmlp", "openvino", out=tmp_path / "ov")
     assert {"model.xml", "model.bin"} <= set(result.manifest["files"])
     assert "model.onnx" not in result.manifest["files"]  # the device runs the IR
     on_device = device_run(torch_free_python, result.path, "--verify", "--json")

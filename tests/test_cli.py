@@ -1,88 +1,154 @@
-"""The CLI as a user runs it: every command on its embedded defaults, and one-line errors for bad input."""
+"""The CLI as a user runs it: the embedded defaults, existing artifacts, start-up without torch, progress in
+logs, and one-line errors for bad input (renamed flags included)."""
 
-import importlib.metadata
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
 from conftest import run_cli
-
-
-def test_console_script_is_declared():
-    scripts = {e.name: e.value for e in importlib.metadata.entry_points(group="console_scripts")}
-    assert scripts["uninext-deploy"] == "uninext_deploy.cli:main"
+from uninext_deploy.device import runtimes
 
 
 def test_models_lists_every_variant_with_official_numbers():
     result = run_cli("models", "--json")
     assert result.returncode == 0, result.stderr
     rows = {r["name"]: r for r in json.loads(result.stdout)}
-    assert {"uninext_t", "convmlp_s", "uninet_b1"} <= set(rows)
-    assert all(abs(r["params_delta_pct"]) <= 0.5 and abs(r["gmacs_delta_pct"]) <= 3 for r in rows.values())
+    assert {"uninext_t", "convmlp_s", "uninet_b1", "test_uninext", "test_convmlp", "test_uninet"} <= set(rows)
+    official = [r for r in rows.values() if r["official_params_m"] is not None]
+    assert len(official) == 19
+    assert all(abs(r["params_delta_pct"]) <= 0.5 and abs(r["gmacs_delta_pct"]) <= 3 for r in official)
+    convmlp = json.loads(run_cli("models", "--family", "convmlp", "--json").stdout)
+    assert {r["name"] for r in convmlp} == {"convmlp_s", "convmlp_m", "convmlp_l", "test_convmlp"}
 
 
-def test_doctor_reports_versions_and_hints():
+def test_doctor_shows_each_runtime_as_its_declaration_says():
     result = run_cli("doctor", "--json")
     assert result.returncode == 0, result.stderr
-    info = json.loads(result.stdout)
-    assert info["packages"]["onnxruntime"]["version"]
-    assert info["packages"]["tensorrt"]["version"] or "GPU" in info["packages"]["tensorrt"]["hint"]
+    packages = json.loads(result.stdout)["packages"]
+    assert packages["onnxruntime"]["version"] and packages["openvino"]["version"]
+    for name in ("ort", "openvino", "trt"):
+        runtime = runtimes.get(name)
+        entry = packages[runtime.package]
+        assert entry["hint"] == (None if entry["version"] else runtime.install_hint())
 
 
-def test_export_runs_on_its_defaults(tmp_path):
-    result = run_cli("export", "--json", cwd=tmp_path)
+@pytest.mark.parametrize("command", [["--help"], ["export", "--help"], ["doctor", "--json"], ["models", "--json"]])
+def test_help_doctor_and_models_start_without_importing_torch(command, tmp_path):
+    """What makes --help take seconds is importing torch and the runtimes; these commands import neither
+    (models reads its cached table, filled by a first run)."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    if command[0] == "models":
+        assert subprocess.run([sys.executable, "-m", "uninext_deploy", "models"], env=env,
+                              capture_output=True).returncode == 0
+    code = ("import sys\nfrom uninext_deploy import cli\ntry:\n    cli.app(args=sys.argv[1:], prog_name='u')\n"
+            "except SystemExit as exit:\n    assert not exit.code, exit.code\n"
+            "heavy = [m for m in ('torch', 'onnxruntime', 'openvino', 'onnx') if m in sys.modules]\n"
+            "print('HEAVY', heavy)")
+    result = subprocess.run([sys.executable, "-c", code, *command], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    artifact = tmp_path / "artifacts" / "uninext_t-onnx-fp32-b1-224x224"
+    assert result.stdout.strip().splitlines()[-1] == "HEAVY []"
+
+
+def test_version():
+    from uninext_deploy import __version__
+
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"uninext-deploy {__version__}"
+
+
+@pytest.fixture(scope="module")
+def default_artifact(tmp_path_factory):
+    """`export` on its embedded defaults (UniNeXt-T, ONNX Runtime, FP32, 224), as a user in a fresh folder."""
+    cwd = tmp_path_factory.mktemp("user")
+    result = run_cli("export", "--json", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return cwd / "artifacts" / "uninext_t-ort-fp32-b1-224x224", result
+
+
+def test_export_runs_on_its_defaults_and_logs_its_steps(default_artifact):
+    artifact, result = default_artifact
     assert (artifact / "model.onnx").stat().st_size > 50e6
     manifest = json.loads((artifact / "manifest.json").read_text())
     assert manifest["model"]["name"] == "uninext_t" and manifest["input"]["shape"] == [1, 3, 224, 224]
+    lines = result.stderr.strip().splitlines()  # not a terminal: one line per step with the elapsed time
+    assert lines[0].endswith("exporting uninext_t to ort") and lines[0].startswith("[")
+    assert lines[-1].endswith("] done") and " s] " in lines[-1]
 
 
-def test_parity_runs_on_its_defaults():
-    result = run_cli("parity")
+def test_parity_and_profile_take_the_existing_artifact(default_artifact):
+    artifact, _ = default_artifact
+    result = run_cli("parity", "--artifact", str(artifact), "--random-inputs", "2")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "uninext_t -> ort fp32" in result.stdout and result.stdout.count("pass") == 4
-    assert "photos" in result.stdout and "random" in result.stdout
-
-
-def test_profile_runs_on_its_defaults():
-    result = run_cli("profile", "--json")
+    assert "uninext_t -> ort fp32" in result.stdout and result.stdout.count("pass") == 2
+    assert "exporting" not in result.stderr
+    result = run_cli("profile", "--artifact", str(artifact), "--iters", "5", "--warmup", "1", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["backend"]["runs"] == 50 and report["eager"]["runs"] == 50
-    assert report["backend"]["p50_ms"] <= report["backend"]["p99_ms"]
+    assert report["backend"]["runs"] == 5 and report["eager"]["runs"] == 5
     assert report["speedup_vs_eager"] == pytest.approx(report["eager"]["p50_ms"] / report["backend"]["p50_ms"])
 
 
 def test_profile_per_layer_names_real_nodes():
-    result = run_cli("profile", "-m", "convmlp_s", "--iters", "3", "--warmup", "1", "--per-layer", "--no-eager",
+    result = run_cli("profile", "-m", "test_convmlp", "--iters", "3", "--warmup", "1", "--per-layer", "--no-eager",
                      "--json")
     assert result.returncode == 0, result.stderr
     layers = json.loads(result.stdout)["layers"]
     assert len(layers) > 20 and {"Conv", "LayerNormalization"} <= {layer["op"] for layer in layers}
 
 
+@pytest.mark.parametrize("size, shape", [("48", [1, 3, 48, 48]), ("64x32", [1, 3, 64, 32]), ("64 32", [1, 3, 64, 32])])
+def test_input_size_is_a_side_or_height_and_width(tmp_path, size, shape):
+    result = run_cli("export", "-m", "test_convmlp", "--input-size", *size.split(), "--out", str(tmp_path / "a"),
+                     "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["manifest"]["input"]["shape"] == shape
+
+
 @pytest.mark.parametrize("args, message", [
     (("export", "-m", "uninext_tt"), "unknown model 'uninext_tt'; did you mean uninext_t"),
-    (("export", "-m", "convmlp_s", "--input-size", "16", "16"), "at least 32 pixels a side"),
+    (("export", "-m", "convmlp_s", "--input-size", "16"), "at least 32 pixels a side"),
+    (("export", "-m", "convmlp_s", "--input-size", "big"), "--input-size 'big': give a side"),
     (("export", "-m", "convmlp_s", "--target", "tflite"), "unknown target 'tflite'; choose one of"),
     (("export", "-m", "convmlp_s", "--fp16", "--int8"), "--fp16 and --int8 exclude each other"),
     (("export", "-m", "convmlp_s", "--opset", "13"), "opset 13 is too old"),
+    (("export", "-m", "convmlp_s", "--batch", "0"), "--batch must be at least 1, got 0"),
+    (("export", "-m", "convmlp_s", "--seed", "-1"), "--seed must be at least 0"),
     (("export", "-m", "convmlp_s", "--trt-version", "10.3", "--dla-core", "0"),
-     "--trt-version, --dla-core cannot be used with --target onnx"),
+     "--trt-version, --dla-core cannot be used with --target ort"),
+    (("export", "--min-cosine", "0.99"), "--min-cosine is gone: the INT8 fallback target (cosine to the float graph) "
+                                         "is --int8-min-cosine"),
+    (("export", "--int8-min-cosine", "2"), "--int8-min-cosine must be in (0, 1], got 2.0"),
+    (("export", "--calib-size", "0"), "--calib-size must be at least 1, got 0"),
     (("profile", "-m", "convmlp_s", "--iters", "3", "--seconds", "1"), "--iters and --seconds exclude each other"),
+    (("profile", "--iters", "0"), "--iters must be at least 1, got 0"),
+    (("profile", "--threads", "0"), "--threads must be at least 1, got 0"),
+    (("profile", "--warmup", "-1"), "--warmup must be at least 0, got -1"),
+    (("profile", "--seconds", "0"), "--seconds must be above 0"),
     (("parity", "-m", "convmlp_s", "--images", "/nonexistent/photos"), "image folder /nonexistent/photos does not exist"),
+    (("parity", "--random", "4"), "--random is gone: use --random-inputs N"),
+    (("parity", "--batch", "2"), "--batch is gone: parity checks a list of batch sizes: --batches 1,2"),
+    (("parity", "--batches", "1,x"), "--batches takes whole numbers, got 'x'"),
+    (("parity", "--batches", "0"), "--batches must be at least 1, got 0"),
+    (("parity", "--random-inputs", "-1"), "--random-inputs must be at least 0"),
+    (("parity", "--platform", "linux/arm64", "--cpu", "cortex-a99"), "unknown --cpu 'cortex-a99'"),
+    (("models", "--family", "xyz"), "unknown family 'xyz'; choose one of uninext, convmlp, uninet"),
+    (("optimize", "--seconds", "1"), "No such option: --seconds"),
 ])
-def test_bad_input_is_one_line_with_exit_2(args, message):
-    result = run_cli(*args)
-    assert result.returncode == 2
+def test_bad_input_is_one_line_with_exit_2(args, message, tmp_path):
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
     assert message in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.strip().splitlines() if not line.startswith("[")]  # progress lines
+    assert len(errors) == 1 or "No such option" in message, result.stderr
+    assert "Traceback" not in result.stderr and not list(tmp_path.iterdir())
 
 
 def test_output_path_that_is_a_file(tmp_path):
     (tmp_path / "taken").write_text("x")
-    result = run_cli("export", "-m", "convmlp_s", "--out", str(tmp_path / "taken"))
+    result = run_cli("export", "-m", "test_convmlp", "--out", str(tmp_path / "taken"))
     assert result.returncode == 2 and "is an existing file" in result.stderr
     assert (tmp_path / "taken").read_text() == "x"
 
@@ -91,5 +157,5 @@ def test_corrupt_weights_file(tmp_path):
     (tmp_path / "w.pth").write_bytes(b"garbage")
     result = run_cli("export", "-m", "convmlp_s", "--weights", str(tmp_path / "w.pth"), "--out", str(tmp_path / "a"))
     assert result.returncode == 2 and "not a PyTorch state dict" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert len([line for line in result.stderr.strip().splitlines() if line.startswith("error")]) == 1
     assert not (tmp_path / "a").exists() and [p.name for p in tmp_path.iterdir()] == ["w.pth"]

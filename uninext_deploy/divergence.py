@@ -17,7 +17,9 @@ import numpy as np
 import onnx
 import torch
 
-from .parity import Metrics, compare, failures
+from .device import runtimes
+from .device.compare import Metrics, Miss, compare, failures
+from .export.scopes import module_path
 
 
 @dataclass
@@ -25,24 +27,12 @@ class Divergence:
     module: str
     tensor: str
     metrics: Metrics
-    reasons: list[str]
+    reasons: list[Miss]
     checked: int  # modules compared up to and including this one
 
     def __str__(self) -> str:
-        return (f"first diverges at module {self.module} (tensor {self.tensor}): {', '.join(self.reasons)} "
+        return (f"first diverges at module {self.module} (tensor {self.tensor}): {', '.join(map(str, self.reasons))} "
                 f"after {self.checked - 1} matching module outputs")
-
-
-def module_path(tensor_name: str) -> str | None:
-    """``/conv_stages/conv_blocks.0/conv_blocks.0.2/Relu_output_0`` -> ``conv_stages.conv_blocks.0.2``."""
-    if not tensor_name.startswith("/"):
-        return None
-    parts = tensor_name[1:].split("/")[:-1]
-    path: list[str] = []
-    for part in parts:
-        previous = path[-1] if path else None
-        path.append(part[len(previous) + 1:] if previous and part.startswith(previous + ".") else part)
-    return ".".join(path) or None
 
 
 def _scope_outputs(model: onnx.ModelProto) -> dict[str, str]:
@@ -60,8 +50,6 @@ def _scope_outputs(model: onnx.ModelProto) -> dict[str, str]:
 def locate_divergence(torch_model: torch.nn.Module, onnx_path: str | Path, x: np.ndarray,
                       tolerance: dict) -> Divergence | None:
     """The first module (in PyTorch execution order) whose ONNX output misses ``tolerance``, or None."""
-    import onnxruntime as ort
-
     recorded: dict[str, torch.Tensor] = {}
     order: list[str] = []
 
@@ -87,11 +75,11 @@ def locate_divergence(torch_model: torch.nn.Module, onnx_path: str | Path, x: np
     for tensor in dict.fromkeys(wanted.values()):
         if tensor not in existing:
             model.graph.output.append(onnx.ValueInfoProto(name=tensor))
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    # basic optimisation only: fusions would swallow the intermediate tensors compared here
+    native = runtimes.load(runtimes.GRAPH_RUNTIME, model.SerializeToString(), "fp32", optimization="basic").native
+    session = native["session"]
     names = [o.name for o in session.get_outputs()]
-    values = dict(zip(names, session.run(None, {session.get_inputs()[0].name: x})))
+    values = dict(zip(names, session.run(None, {native["input"]: x})))
     checked = 0
     for i, module in enumerate(order):
         tensor = wanted.get(module)

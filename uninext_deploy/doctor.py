@@ -8,15 +8,13 @@ import platform
 import shutil
 from pathlib import Path
 
-# package -> install hint shown when it is missing
-PACKAGES = {
+from .device import runtimes
+
+# the toolchain's own packages -> install hint shown when one is missing; runtimes declare their own
+TOOLCHAIN = {
     "torch": "pip install -c constraints.txt torch",
     "onnx": "pip install onnx",
-    "onnxruntime": "pip install onnxruntime",
     "onnxsim": "pip install onnxsim",
-    "openvino": "pip install openvino",
-    "nncf": "pip install nncf",
-    "tensorrt": "install TensorRT from JetPack or NVIDIA's wheels (needs a CUDA GPU)",
 }
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8", "f16c",
              "fma", "asimd", "asimddp", "sve", "i8mm", "bf16")
@@ -58,9 +56,33 @@ def gpus() -> list[str]:
     return devices
 
 
+def install_hints() -> dict[str, str]:
+    """package -> how to install it: the toolchain's, then each backend's runtime and host packages."""
+    from .backends import BACKENDS, backend_class
+
+    hints = dict(TOOLCHAIN)
+    for name in BACKENDS:
+        backend = backend_class(name)
+        runtime = runtimes.get(backend.name)
+        hints[runtime.package] = runtime.install_hint()
+        hints.update(backend.host_packages)
+    return hints
+
+
+def warnings() -> list[str]:
+    """What is installed wrong for this toolchain."""
+    found = []
+    if _version("onnxruntime-gpu"):
+        # nvidia-modelopt[onnx] brings it; both builds then share one `onnxruntime` module and the CPU results
+        # are no longer those of the pinned CPU build
+        found.append("onnxruntime-gpu is installed beside onnxruntime (nvidia-modelopt brings it): keep it in a "
+                     "separate venv, and reinstall onnxruntime here with pip install -c constraints.txt onnxruntime")
+    return found
+
+
 def report() -> dict:
     packages = {}
-    for package, hint in PACKAGES.items():
+    for package, hint in install_hints().items():
         version = _version(package)
         packages[package] = {"version": version, "hint": None if version else hint}
     return {
@@ -71,4 +93,5 @@ def report() -> dict:
         "cpu_flags": cpu_flags(),
         "gpus": gpus(),
         "packages": packages,
+        "warnings": warnings(),
     }

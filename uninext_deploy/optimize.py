@@ -11,239 +11,157 @@ per-block float fallback (most sensitive block first) where its backend quantize
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from . import api
 from .artifact import atomic_folder
-from .backends import canonical_target, get_backend
+from .arm.platforms import bundle_platform
+from .backends import BACKENDS, canonical_target, get_backend, options_for
+from .device.compare import failures
+from .device.timing import summarize
 from .errors import ParityFailure, UserError
-from .export.precision import CALIB_METHODS, Int8Options
-from .models import count_macs, create_model, get_spec
-from .parity import Metrics, failures
-from .profile import Latency, summarize
+from .models import count_macs
+from .options import (CALIB_METHODS, PRECISIONS, Inputs, Int8Options, ModelOptions, PlatformOptions,
+                      TimingOptions, TrtOptions)
+from .parity import check_artifact, reference_inputs, runner_for
+from .pipeline import build_model, check_precision, export
+from .results import RESULTS, Candidate, OptimizeResult, budget_tolerance
 
-DEFAULT_TARGETS = ("ort", "openvino", "trt")
-RESULTS = "results.json"
+DEFAULT_CALIB_METHODS = ("percentile", "entropy")
 TURN_WARMUP = 2
 TURN_PAUSE_S = 0.3  # > OpenMP's default 200 ms block time, ORT's and OpenVINO's spin periods
+RANDOM_INPUTS = 2  # reported, not budgeted
 
 
-@dataclass
-class Candidate:
-    target: str
-    precision: str
-    calib: str | None = None
-    fallback: bool = False
-    latency: Latency | None = None
-    photos: Metrics | None = None
-    random: Metrics | None = None
-    failed: list[str] = field(default_factory=list)  # budget misses; empty and no error: it meets the budget
-    error: str | None = None  # could not be built or run here
-    kept_float: int = 0  # INT8: quantizable nodes left in float by the model's hints
-    float_blocks: list[str] = field(default_factory=list)  # INT8 fallback: blocks returned to float, worst first
-    gflops: float | None = None
-    roofline_gflops: float | None = None
-    runner: str = ""
-
-    @property
-    def name(self) -> str:
-        extra = ", ".join(x for x in (self.calib, "fallback" if self.fallback else None) if x)
-        return f"{self.target} {self.precision}" + (f" ({extra})" if extra else "")
-
-    @property
-    def passed(self) -> bool:
-        return self.error is None and not self.failed and self.latency is not None
-
-    @property
-    def roofline_pct(self) -> float | None:
-        return 100 * self.gflops / self.roofline_gflops if self.gflops and self.roofline_gflops else None
-
-    def as_dict(self) -> dict:
-        data = asdict(self)
-        data.update(name=self.name, passed=self.passed, roofline_pct=self.roofline_pct)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Candidate":
-        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        for key, kind in (("latency", Latency), ("photos", Metrics), ("random", Metrics)):
-            fields[key] = kind(**fields[key]) if fields.get(key) else None
-        return cls(**fields)
-
-
-@dataclass
-class OptimizeResult:
-    model: str
-    input_shape: list[int]
-    platform: str
-    threads: int
-    budget: dict  # {"cosine": [bound, "min"]} or {"top1": [bound, "min"]}
-    eager: Latency | None  # measured in turns with the candidates
-    gmacs: float
-    candidates: list[Candidate]
-    winner: int | None = None
-    layers: list[dict] = field(default_factory=list)  # per-layer time of the winner
-    bundle: str | None = None
-    machine: str = ""
-    note: str = ""
-
-    def as_dict(self) -> dict:
-        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        data.update(eager=self.eager.as_dict(), candidates=[c.as_dict() for c in self.candidates])
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "OptimizeResult":
-        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        fields.update(eager=Latency(**data["eager"]), candidates=[Candidate.from_dict(c) for c in data["candidates"]])
-        return cls(**fields)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "OptimizeResult":
-        try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
-        except (OSError, ValueError, KeyError, TypeError):
-            raise UserError(f"{path} is not a results.json written by `uninext-deploy optimize` or `report`") from None
-
-    @property
-    def best(self) -> Candidate | None:
-        return self.candidates[self.winner] if self.winner is not None else None
-
-
-def budget_tolerance(min_cosine: float | None, max_top1_drop: float | None) -> dict:
-    if min_cosine is not None and max_top1_drop is not None:
-        raise UserError("--min-cosine and --max-top1-drop exclude each other; pick one budget")
-    if max_top1_drop is not None:
-        if not 0 <= max_top1_drop <= 100:
-            raise UserError(f"--max-top1-drop is a percentage in [0, 100], got {max_top1_drop}")
-        return {"top1": (1 - max_top1_drop / 100, "min")}
-    cosine = 0.99 if min_cosine is None else min_cosine
-    if not 0 < cosine <= 1:
-        raise UserError(f"--min-cosine must be in (0, 1], got {cosine}")
-    return {"cosine": (cosine, "min")}
-
-
-def plan(targets, precisions, calib_methods) -> list[Candidate]:
-    """The candidates to try, in order; targets this machine cannot run are left out (TensorRT without a GPU)."""
+def plan(targets=BACKENDS, precisions=PRECISIONS, calib_methods=DEFAULT_CALIB_METHODS) -> list[Candidate]:
+    """The candidates to try, in order. A backend this machine cannot run stays in the list, skipped with
+    the reason: latency is never measured on a stand-in."""
     plans = []
+    unknown = [m for m in calib_methods if m not in CALIB_METHODS]
+    if unknown:
+        raise UserError(f"unknown calibration method {unknown[0]!r}; choose from {', '.join(CALIB_METHODS)}")
     for target in dict.fromkeys(canonical_target(t) for t in targets):
         backend = get_backend(target)
-        if backend.cannot_run():
-            continue
+        reason = backend.cannot_run()
         for precision in precisions:
-            api.check_precision(precision)
-            methods = [None]
-            if precision == "int8" and not backend.applies_precision:
-                methods = list(calib_methods)
-                unknown = [m for m in methods if m not in CALIB_METHODS]
-                if unknown:
-                    raise UserError(f"unknown calibration method {unknown[0]!r}; choose from {', '.join(CALIB_METHODS)}")
-            plans += [Candidate(target, precision, method) for method in methods]
-    if not plans:
+            precision = check_precision(precision)
+            methods = list(calib_methods) if precision == "int8" and not backend.applies_precision else [None]
+            plans += [Candidate(backend.name, precision, method,
+                                skipped=f"not timed here: {reason}" if reason else None) for method in methods]
+    if all(c.skipped for c in plans):
         raise UserError("no candidate can run here; pass --targets with ort or openvino")
     return plans
 
 
-def optimize(model: str = api.DEFAULT_MODEL, *, platform: str = "host", min_cosine: float | None = None,
-             max_top1_drop: float | None = None, targets=DEFAULT_TARGETS, precisions=("fp32", "fp16", "int8"),
-             calib_methods=("percentile", "entropy"), batch: int = 1, input_size=None, threads: int | None = None,
-             iters: int = 30, warmup: int = 5, images: str | Path | None = None, calib: str | Path | None = None,
-             weights: str | None = None, seed: int = 0, out: str | Path | None = None, make_bundle: bool = True,
-             cpu: str = "cortex-a76", arm_cache=None, progress=None) -> tuple[OptimizeResult, Path]:
+def optimize(model: ModelOptions, *, min_cosine: float | None = None, max_top1_drop: float | None = None,
+             targets=BACKENDS, precisions=PRECISIONS, calib_methods=DEFAULT_CALIB_METHODS, batch: int = 1,
+             images: str | Path | None = None, out: str | Path | None = None, make_bundle: bool = True,
+             int8: Int8Options = Int8Options(), trt: TrtOptions = TrtOptions(),
+             timing: TimingOptions = TimingOptions(), platform: PlatformOptions = PlatformOptions(),
+             progress=None) -> tuple[OptimizeResult, Path]:
     """Search, pick and package; write ``out``/results.json, report.md, report.html (+ the bundle).
 
-    ``progress(done, total, step)`` follows the search. The output folder is written atomically.
-    Returns the result and the output folder.
+    ``int8.min_cosine`` (the INT8 fallback target, cosine to the float graph) defaults to the budget's
+    cosine (0.999 under a top-1 budget). ``progress(done, total, step)`` follows the search. The output
+    folder is written atomically. Returns the result and the output folder.
     """
-    from .bundle import bundle_platform, default_out, package
     from .report import write_report
-    from .roofline import machine_id, roofline
+    from .roofline import machine_id
 
     budget = budget_tolerance(min_cosine, max_top1_drop)
-    platform = bundle_platform(platform)
-    threads = threads or os.cpu_count() or 1
+    if timing.seconds is not None:
+        raise UserError("optimize times every candidate in turns for --iters runs; drop --seconds")
+    target_platform = bundle_platform(platform.platform)
+    threads = timing.threads or os.cpu_count() or 1
     candidates = plan(targets, precisions, calib_methods)
-    spec = get_spec(model)
-    torch_model = create_model(spec.name, input_size=input_size, batch_size=batch, weights=weights, seed=seed)
-    reference_model = torch_model if batch == 1 else create_model(spec.name, input_size=input_size, batch_size=1,
-                                                                  weights=weights, seed=seed)
+    torch_model = build_model(model, batch)
+    reference_model = torch_model if batch == 1 else build_model(model)
     shape = list(torch_model.input_shape)
     h, w = shape[2:]
-    out = Path(out) if out is not None else Path("optimized") / f"{spec.name}-b{batch}-{h}x{w}-{platform.replace('/', '-')}"
+    name = torch_model.spec.name
+    out = Path(out) if out is not None else \
+        Path("optimized") / f"{name}-b{batch}-{h}x{w}-{target_platform.replace('/', '-')}"
     tell = progress or (lambda done, total, step: None)
     final_steps = 3 + make_bundle  # race, per-layer profile, (bundle), done
     tell(0, len(candidates) + final_steps, "PyTorch references on the photos")
-    x_images = api.images_tensor(spec.preprocessing(h, w), images)
-    x_random = np.random.default_rng(seed).standard_normal((2, 3, h, w), dtype=np.float32)
-    references = api.torch_references(reference_model, x_images, x_random)
-    result = OptimizeResult(spec.name, shape, platform, threads, {k: list(v) for k, v in budget.items()},
-                            None, count_macs(spec.name, (h, w), batch) / 1e9, [], machine=machine_id())
+    inputs = reference_inputs(reference_model, Inputs(images, RANDOM_INPUTS), model.seed)
+    fallback = int8.min_cosine or (budget["cosine"][0] if "cosine" in budget else 0.999)
+    result = OptimizeResult(name, shape, target_platform, threads, {k: list(v) for k, v in budget.items()},
+                            None, count_macs(name, (h, w), batch) / 1e9, [], machine=machine_id())
     with atomic_folder(out, marker=RESULTS) as folder, tempfile.TemporaryDirectory(prefix="uninext-optimize-") as tmp:
-        queue, evaluated, runners = list(candidates), {}, {}  # evaluated: index -> (artifact, ParityRun)
-        while queue:
-            candidate = queue.pop(0)
-            index = len(result.candidates)
-            tell(index, index + 1 + len(queue) + final_steps, f"{candidate.name}: export and parity")
-            found = _evaluate(candidate, spec.name, shape, budget, Path(tmp) / f"c{index}", reference_model,
-                              x_images, x_random, references, threads, calib, weights, seed)
-            if found is not None:
-                artifact, run, runner = found
-                evaluated[index], runners[index] = (artifact, run), runner
-            result.candidates.append(candidate)
-            if (candidate.precision == "int8" and candidate.failed and not candidate.fallback
-                    and candidate.error is None and not get_backend(candidate.target).applies_precision):
-                queue.insert(0, Candidate(candidate.target, "int8", candidate.calib, fallback=True))
+        evaluated = _search(result, candidates, model, batch, budget, Path(tmp), reference_model, inputs,
+                            replace(int8, min_cosine=fallback), trt, threads, tell, final_steps)
         done, steps = len(result.candidates), len(result.candidates) + final_steps
         tell(done, steps, "latency of every candidate and PyTorch eager, in turns")
-        _race(result, runners, torch_model, shape, threads, warmup, iters, seed)
-        for candidate in result.candidates:
-            if candidate.latency is not None:
-                candidate.roofline_gflops = roofline(get_backend(candidate.target).name, candidate.precision,
-                                                     threads)["gflops"]
-                candidate.gflops = 2 * result.gmacs / (candidate.latency.p50_ms / 1000)
-        ranked = sorted((i for i, c in enumerate(result.candidates) if c.passed),
-                        key=lambda i: result.candidates[i].latency.p50_ms)
-        if not ranked:
-            result.note = "no candidate met the budget; loosen it or add precisions/targets"
+        _race(result, {i: runner for i, (_, _, runner) in evaluated.items()}, torch_model, shape, threads,
+              timing.warmup, timing.runs)
         tell(done + 1, steps, "per-layer profile of the winner")
-        for index in ranked:
-            result.winner = index
-            winner, (artifact, run) = result.candidates[index], evaluated[index]
-            result.layers = runners[index].per_layer_profile(
-                np.random.default_rng(seed).standard_normal(shape, dtype=np.float32))
-            if not make_bundle:
-                break
-            tell(done + 2, steps, f"bundle of {winner.name}")
-            try:
-                made = package(artifact, run, platform=platform, out=folder / default_out(artifact, platform).name,
-                               tolerance=budget, threads=threads, cpu=cpu, arm_cache=arm_cache)
-            except (ParityFailure, UserError) as exc:  # its golden check (e.g. on the emulated ARM CPU) failed,
-                # or the runtime cannot run it on that CPU: the next fastest candidate is tried
-                winner.failed.append(f"bundle: {exc}")
-                continue
-            result.bundle = made.path.name
-            break
-        else:
-            result.winner = None
+        _pick_and_package(result, evaluated, budget, folder if make_bundle else None, threads, platform,
+                          lambda step: tell(done + 2, steps, step))
         write_report(result, folder)
         tell(steps, steps, "done")
     return result, out
 
 
+def _search(result: OptimizeResult, queue: list[Candidate], model: ModelOptions, batch: int, budget: dict,
+            tmp: Path, reference_model, inputs, int8: Int8Options, trt: TrtOptions, threads: int, tell,
+            final_steps: int) -> dict:
+    """Export and check every candidate (an INT8 one that misses the budget is retried next with float
+    fallback, before the rest); return {index: (artifact, ParityRun, runner)} of those that ran."""
+    evaluated = {}
+    queue = list(queue)
+    while queue:
+        candidate = queue.pop(0)
+        index = len(result.candidates)
+        result.candidates.append(candidate)
+        if candidate.skipped:
+            continue
+        tell(index, index + 1 + len(queue) + final_steps, f"{candidate.name}: export and parity")
+        found = _evaluate(candidate, model, batch, budget, tmp / f"c{index}", reference_model, inputs, int8, trt,
+                          threads)
+        if found is not None:
+            evaluated[index] = found
+        if (candidate.precision == "int8" and candidate.failed and not candidate.fallback
+                and candidate.error is None and not get_backend(candidate.target).applies_precision):
+            queue.insert(0, Candidate(candidate.target, "int8", candidate.calib, fallback=True))
+    return evaluated
+
+
+def _evaluate(candidate: Candidate, model: ModelOptions, batch: int, budget: dict, folder: Path, reference_model,
+              inputs, int8: Int8Options, trt: TrtOptions, threads: int):
+    """Export ``candidate`` and compare it with PyTorch; fill its fields; return (artifact, ParityRun, runner),
+    or None when it cannot be built here."""
+    options = replace(int8, method=candidate.calib or int8.method, min_cosine=int8.min_cosine if candidate.fallback
+                      else None) if candidate.precision == "int8" else None
+    try:
+        artifact = export(model, candidate.target, precision=candidate.precision, batch=batch, out=folder,
+                          int8=options, trt=TrtOptions(**options_for(candidate.target, trt.backend_options())))
+    except UserError as exc:  # MissingDependency included
+        candidate.error = str(exc)
+        return None
+    graph = artifact.manifest.get("precision_graph") or {}
+    candidate.kept_float = len(graph.get("kept_float", []))
+    candidate.float_blocks = list(graph.get("fallback", []))
+    runner = runner_for(artifact, threads, timing=True)
+    x_images, x_random, references = inputs
+    run = check_artifact(artifact, reference_model, x_images, x_random, references=references, runner=runner)
+    candidate.photos, candidate.random, candidate.runner = run.images, run.random, run.runner
+    candidate.failed = failures(run.images, budget, "images")
+    return artifact, run, runner
+
+
 def _race(result: OptimizeResult, runners: dict, torch_model, shape, threads: int, warmup: int, iters: int,
-          seed: int, rounds: int = 5) -> None:
+          rounds: int = 5) -> None:
     """Time every candidate and PyTorch eager in turns, ``iters`` runs each over ``rounds`` rounds, so that
     the machine's drift in speed (large on shared machines) hits them all alike; fill in their latencies."""
     import torch
 
-    x = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
+    x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
     xt = torch.from_numpy(x)
     contestants = {i: (lambda r=runner: r.run(x)) for i, runner in runners.items()}
     contestants["eager"] = lambda: torch_model(xt)
@@ -271,28 +189,36 @@ def _race(result: OptimizeResult, runners: dict, torch_model, shape, threads: in
         result.candidates[index].latency = summarize(samples, shape[0])
 
 
-def _evaluate(candidate: Candidate, model: str, shape, budget, folder: Path, reference_model, x_images, x_random,
-              references, threads, calib, weights, seed):
-    """Export ``candidate`` and compare it with PyTorch; fill its fields; return (artifact, api.ParityRun,
-    runner), or None when it cannot be built here."""
-    int8 = None
-    if candidate.precision == "int8":
-        # fallback aims at the cosine budget; under a top-1 budget, at a near-float graph
-        target_cosine = budget["cosine"][0] if "cosine" in budget else 0.999
-        int8 = Int8Options(calib=calib, method=candidate.calib or "percentile", seed=seed,
-                           min_cosine=target_cosine if candidate.fallback else None)
-    try:
-        artifact = api.export(model, candidate.target, precision=candidate.precision, batch=shape[0],
-                              input_size=tuple(shape[2:]), out=folder, weights=weights, seed=seed, int8=int8)
-    except UserError as exc:  # MissingDependency included
-        candidate.error = str(exc)
-        return None
-    graph = artifact.manifest.get("precision_graph") or {}
-    candidate.kept_float = len(graph.get("kept_float", []))
-    candidate.float_blocks = list(graph.get("fallback", []))
-    runner = api.runner_for(artifact, threads)
-    run = api.check_artifact(artifact, reference_model, x_images, x_random, threads=threads, references=references,
-                             runner=runner)
-    candidate.photos, candidate.random, candidate.runner = run.images, run.random, run.runner
-    candidate.failed = failures(run.images, budget)
-    return artifact, run, runner[0]
+def _pick_and_package(result: OptimizeResult, evaluated: dict, budget: dict, folder: Path | None, threads: int,
+                      platform: PlatformOptions, tell) -> None:
+    """Rank the passing candidates by p50; the fastest whose bundle (in ``folder``, None: no bundle) passes its
+    own golden checks wins, with its per-layer profile and share of the GEMM roofline."""
+    from .bundle import default_out, package
+    from .roofline import roofline
+
+    for candidate in result.candidates:
+        if candidate.latency is not None:
+            candidate.roofline_gflops = roofline(candidate.target, candidate.precision, threads)["gflops"]
+            candidate.gflops = 2 * result.gmacs / (candidate.latency.p50_ms / 1000)
+    ranked = sorted((i for i, c in enumerate(result.candidates) if c.passed),
+                    key=lambda i: result.candidates[i].latency.p50_ms)
+    if not ranked:
+        result.note = "no candidate met the budget; loosen it or add precisions/targets"
+    for index in ranked:
+        winner, (artifact, run, runner) = result.candidates[index], evaluated[index]
+        result.winner = index
+        result.layers = runner.per_layer_profile(np.random.default_rng(0).standard_normal(result.input_shape,
+                                                                                          dtype=np.float32))
+        if folder is None:
+            return
+        tell(f"bundle of {winner.name}")
+        try:
+            made = package(artifact, run, platform=platform, tolerance=budget, threads=threads,
+                           out=folder / default_out(artifact, result.platform).name)
+        except (ParityFailure, UserError) as exc:  # its golden check (e.g. on the emulated ARM CPU) failed,
+            # or the runtime cannot run it on that CPU: the next fastest candidate is tried
+            winner.bundle_error = str(exc)
+            continue
+        result.bundle = made.path.name
+        return
+    result.winner = None

@@ -1,104 +1,214 @@
-"""Compare an artifact's outputs with PyTorch's: metrics, per-precision tolerances, verdicts.
+"""Parity: an artifact against PyTorch on the same inputs, at each batch size, on this CPU and on the
+emulated aarch64 CPU; a failure names where the graph first diverges.
 
-numpy only, so the same comparison runs on the host, under ARM emulation and on the device: bundles ship
-this file verbatim as ``parity.py``.
-Tolerances follow the practice surveyed in ``shared/design/anchors.md`` 4.3: tight elementwise for FP32,
-statistical (cosine) for FP16, task-level (cosine, top-1 agreement) for INT8.
+Runs and verdicts are kept apart, as in Polygraphy: runners produce outputs, ``device/compare.py`` (the
+file bundles ship) turns them into metrics and structured misses.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+import torch
 
-# Input sets whose metrics must meet the tolerance, per precision. INT8 is calibrated on real images, so
-# seeded noise inputs fall outside its calibrated ranges: for INT8 they are reported, not gated.
-GATED_INPUTS = {"fp32": ("images", "random"), "fp16": ("images", "random"), "int8": ("images",)}
-
-# metric -> (bound, "min" | "max"); the metric must be >= a "min" bound and <= a "max" bound.
-TOLERANCES: dict[str, dict[str, tuple[float, str]]] = {
-    "fp32": {"rel_max_abs": (1e-4, "max"), "cosine": (0.99999, "min")},
-    "fp16": {"cosine": (0.999, "min")},
-    "int8": {"cosine": (0.99, "min")},
-}
+from .artifact import Artifact
+from .backends import Runner, get_backend
+from .device.compare import GATED_INPUTS, TOLERANCES, Metrics, Miss, compare, failures, run_batched
+from .errors import UserError
+from .options import DEFAULT_TARGET, Inputs, Int8Options, ModelOptions, PlatformOptions, TrtOptions, check_batch
+from .pipeline import build_model, check_precision, export, images_tensor, model_of, torch_runner
 
 
 @dataclass
-class Metrics:
-    samples: int
-    max_abs: float
-    mean_abs: float
-    rel_max_abs: float  # max_abs / max |reference|: comparable across models with different logit scales
-    cosine: float  # the worst per-sample cosine similarity
-    sqnr_db: float
-    top1: float  # fraction of samples whose arg-max agrees
-    top5: float  # mean overlap of the top-5 sets, in [0, 1]
-    top1_decisive: float  # top-1 agreement over samples whose reference margin (top-1 minus top-2 logit)
-    # exceeds twice the typical deviation (99th percentile of |error|): a flip there needs an outlier error,
-    # a real disagreement; a flip of a near-tie within the typical deviation is not counted
+class ParityRun:
+    """One artifact against PyTorch: metrics per input set, what missed the tolerance, and where it diverged."""
+
+    batch: int
+    artifact: str
+    runner: str
+    images: Metrics
+    random: Metrics
+    failed: list[Miss]
+    divergence: str | None = None
+    arm: dict | None = None  # the same artifact on the emulated aarch64 CPU: runner, metrics, vs x86
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed
+
+    def misses(self, inputs: str) -> list[Miss]:
+        return [miss for miss in self.failed if miss.inputs == inputs]
+
+
+@dataclass
+class ParityReport:
+    model: str
+    target: str
+    precision: str
+    tolerance: dict
+    runs: list[ParityRun] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.runs)
+
+    def summary(self) -> str:
+        """Why it failed, in one line."""
+        return "; ".join(f"batch {r.batch}: {', '.join(map(str, r.failed))}" for r in self.runs if r.failed)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {"model": self.model, "target": self.target, "precision": self.precision,
+                "passed": self.passed, "tolerance": {k: {"bound": b, "kind": t} for k, (b, t) in
+                                                     self.tolerance.items()},
+                "runs": [{"batch": r.batch, "artifact": r.artifact, "runner": r.runner, "passed": r.passed,
+                          "failed": [m.as_dict() for m in r.failed],
+                          "divergence": r.divergence, "images": r.images.as_dict(), "random": r.random.as_dict(),
+                          "arm": None if r.arm is None else {k: v if isinstance(v, str) else v.as_dict()
+                                                             for k, v in r.arm.items()}}
+                         for r in self.runs]}
 
 
-def compare(reference: np.ndarray, output: np.ndarray) -> Metrics:
-    """Metrics of ``output`` against ``reference``, both (samples, classes)."""
-    ref = reference.astype(np.float64).reshape(len(reference), -1)
-    out = output.astype(np.float64).reshape(len(output), -1)
-    if ref.shape != out.shape:
-        raise ValueError(f"output shape {output.shape} differs from reference {reference.shape}")
-    err = out - ref
-    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1)
-    cosine = np.where(norms > 0, (ref * out).sum(axis=1) / np.maximum(norms, 1e-300), 0.0)
-    noise = float((err**2).sum())
-    k = min(5, ref.shape[1])
-    top_ref, top_out = np.argsort(-ref, axis=1)[:, :k], np.argsort(-out, axis=1)[:, :k]
-    overlap = [len(set(a) & set(b)) / k for a, b in zip(top_ref, top_out)]
-    if not np.isfinite(out).all():
-        return Metrics(len(ref), float("inf"), float("inf"), float("inf"), -1.0, float("-inf"), 0.0, 0.0, 0.0)
-    ordered = np.sort(ref, axis=1)
-    margin = ordered[:, -1] - ordered[:, -2] if ref.shape[1] > 1 else np.full(len(ref), np.inf)
-    decisive = margin > 2 * np.percentile(np.abs(err), 99)
-    agree = top_ref[:, 0] == top_out[:, 0]
-    return Metrics(
-        samples=len(ref),
-        max_abs=float(np.abs(err).max()),
-        mean_abs=float(np.abs(err).mean()),
-        rel_max_abs=float(np.abs(err).max() / max(np.abs(ref).max(), 1e-300)),
-        cosine=float(cosine.min()),
-        sqnr_db=float("inf") if noise == 0 else float(10 * np.log10((ref**2).sum() / noise)),
-        top1=float(agree.mean()),
-        top5=float(np.mean(overlap)),
-        top1_decisive=float(agree[decisive].mean()) if decisive.any() else 1.0,
-    )
+def runner_for(artifact: Artifact, threads: int | None = None, timing: bool = False) -> Runner:
+    """The runner of ``artifact``'s backend. Where this machine cannot run that backend (TensorRT without a
+    GPU), accuracy is checked on its stand-in with the graph the backend was given, said so in the runner's
+    name; latency is never measured on a stand-in (``timing``: one UserError saying why)."""
+    backend = get_backend(artifact.backend)
+    reason = backend.cannot_run()
+    if reason is None:
+        return backend.load(artifact, threads=threads)
+    if timing or backend.stand_in is None:
+        raise UserError(f"{backend.name} artifacts cannot be timed here: {reason}; check their accuracy with "
+                        f"`parity` (it runs the graph on {backend.stand_in}), time them where {backend.name} runs")
+    stand_in = get_backend(backend.stand_in)
+    return stand_in.open(artifact.onnx_file(), artifact.precision, threads,
+                         name=f"{stand_in.runtime.package} on the {backend.name} input graph ({reason}: "
+                              "engine parity runs where it can)")
 
 
-def failures(metrics: Metrics, tolerance: dict[str, tuple[float, str]]) -> list[str]:
-    """Human-readable reasons ``metrics`` misses ``tolerance`` (empty when it passes)."""
-    reasons = []
-    for name, (bound, kind) in tolerance.items():
-        value = getattr(metrics, name)
-        if (kind == "min" and not value >= bound) or (kind == "max" and not value <= bound):
-            reasons.append(f"{name} {value:.6g} {'<' if kind == 'min' else '>'} {bound:g}")
-    return reasons
+def torch_references(torch_model: torch.nn.Module, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
+    """PyTorch's outputs on each input set, one sample at a time."""
+    return tuple(run_batched(torch_runner(torch_model), x, 1) for x in inputs)
 
 
-def verdict(run, x: np.ndarray, reference: np.ndarray, batch: int,
-            tolerance: dict[str, tuple[float, str]]) -> tuple[Metrics, list[str]]:
-    """Metrics of ``run`` (batch -> batch) on ``x`` against ``reference``, and how they miss ``tolerance``."""
-    metrics = compare(reference, run_batched(run, x, batch))
-    return metrics, failures(metrics, tolerance)
+def check_artifact(artifact: Artifact, torch_model: torch.nn.Module, x_images: np.ndarray,
+                   x_random: np.ndarray, *, threads: int | None = None,
+                   references: tuple[np.ndarray, np.ndarray] | None = None,
+                   runner: Runner | None = None) -> ParityRun:
+    """Compare ``artifact`` with ``torch_model`` on both input sets; on failure, locate the divergence.
+
+    ``references``: the model's outputs on (x_images, x_random), when the caller already has them;
+    ``runner``: the artifact's runner, when the caller keeps it loaded.
+    """
+    from .divergence import locate_divergence
+
+    tolerance = TOLERANCES[artifact.precision]
+    batch = artifact.input_shape[0]
+    runner = runner or runner_for(artifact, threads)
+    references = references or torch_references(torch_model, x_images, x_random)
+    metrics = {kind: compare(ref, run_batched(runner.run, x, batch))
+               for kind, x, ref in (("images", x_images, references[0]), ("random", x_random, references[1]))}
+    failed = [miss for kind, m in metrics.items() if kind in GATED_INPUTS[artifact.precision]
+              for miss in failures(m, tolerance, kind)]
+    divergence = None
+    if failed:
+        probe = x_images[:batch] if len(x_images) >= batch else x_random[:batch]
+        found = locate_divergence(torch_model, artifact.onnx_file(), probe, tolerance)
+        divergence = str(found) if found else "no single module output misses the tolerance"
+    return ParityRun(batch, str(artifact.path), runner.name, metrics["images"], metrics["random"], failed,
+                     divergence)
 
 
-def batched(x: np.ndarray, batch: int) -> list[np.ndarray]:
-    """Split samples into full batches of ``batch``, repeating the last sample to fill the final one."""
-    pad = (-len(x)) % batch
-    if pad:
-        x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
-    return [x[i:i + batch] for i in range(0, len(x), batch)]
+def parity(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str = "fp32", batches=(1, 2),
+           inputs: Inputs = Inputs(), out: str | Path | None = None, threads: int | None = None,
+           int8: Int8Options | None = None, trt: TrtOptions | None = None,
+           platform: PlatformOptions = PlatformOptions(), progress=None) -> ParityReport:
+    """Export ``model`` at each batch size and compare each artifact with PyTorch on the same inputs.
+    ``progress(step, done=None, total=None)`` is told each step."""
+    from .arm.run import runtime_for
+    from .backends import canonical_target
+
+    target = canonical_target(target)
+    precision = check_precision(precision)
+    if not batches:
+        raise UserError("--batches needs at least one batch size")
+    for batch in batches:
+        check_batch(batch, "--batches")
+    if platform.arm:
+        runtime_for(get_backend(target).name, precision, platform.cpu)  # refuse before exporting anything
+    torch_model = build_model(model)
+    x_images, x_random, references = reference_inputs(torch_model, inputs, model.seed)
+    report = ParityReport(torch_model.spec.name, target, precision, TOLERANCES[precision])
+    artifacts: list[Artifact] = []
+    tell = progress or (lambda step, done=None, total=None: None)
+    with (nullcontext(out) if out is not None else tempfile.TemporaryDirectory(prefix="uninext-parity-")) as root:
+        for batch in batches:
+            tell(f"exporting {torch_model.spec.name} to {target} {precision} at batch {batch}, then comparing")
+            artifact = export(model, target, precision=precision, batch=batch, out=Path(root) / f"b{batch}",
+                              int8=int8, trt=trt)
+            report.runs.append(check_artifact(artifact, torch_model, x_images, x_random, threads=threads,
+                                              references=references))
+            artifacts.append(artifact)
+        if platform.arm:
+            _arm_parity(report, artifacts, x_images, x_random, references, platform, progress)
+    return report
 
 
-def run_batched(run, x: np.ndarray, batch: int) -> np.ndarray:
-    """Apply ``run`` (batch -> batch) to every sample of ``x`` at the fixed ``batch`` size."""
-    return np.concatenate([run(b) for b in batched(x, batch)])[: len(x)]
+def parity_of(artifact: Artifact, *, inputs: Inputs = Inputs(), threads: int | None = None,
+              platform: PlatformOptions = PlatformOptions(), progress=None) -> ParityReport:
+    """Compare an artifact (or bundle) that already exists with the PyTorch model it was exported from."""
+    from .arm.run import runtime_for
+
+    if platform.arm:
+        runtime_for(artifact.backend, artifact.precision, platform.cpu)
+    model = model_of(artifact)
+    torch_model = build_model(model)
+    x_images, x_random, references = reference_inputs(torch_model, inputs, model.seed)
+    report = ParityReport(torch_model.spec.name, artifact.manifest["target"], artifact.precision,
+                          TOLERANCES[artifact.precision])
+    report.runs.append(check_artifact(artifact, torch_model, x_images, x_random, threads=threads,
+                                      references=references))
+    if platform.arm:
+        _arm_parity(report, [artifact], x_images, x_random, references, platform, progress)
+    return report
+
+
+def reference_inputs(torch_model, inputs: Inputs, seed: int):
+    _, _, h, w = torch_model.input_shape
+    x_images = images_tensor(torch_model.spec.preprocessing(h, w), inputs.images)
+    x_random = np.random.default_rng(seed).standard_normal((inputs.random, 3, h, w), dtype=np.float32)
+    return x_images, x_random, torch_references(torch_model, x_images, x_random)
+
+
+def _arm_parity(report: ParityReport, artifacts: list[Artifact], x_images, x_random, references,
+                platform: PlatformOptions, progress) -> None:
+    """Run every artifact on the emulated CPU in one worker; add its metrics and misses to the runs."""
+    from .arm.environment import ArmEnvironment
+    from .arm.run import CROSS_TOLERANCES, ArmJob, run_jobs
+
+    x = np.concatenate([x_images, x_random])
+    reference = np.concatenate(references)
+    host_outputs, host_ms = [], 0.0
+    for artifact in artifacts:
+        runner = get_backend(artifact.backend).load(artifact, threads=1)
+        start = time.perf_counter()
+        host_outputs.append(run_batched(runner.run, x, artifact.input_shape[0]))
+        host_ms = max(host_ms, (time.perf_counter() - start) * 1000 * artifact.input_shape[0] / len(x))
+    def arm_progress(done, total, elapsed, estimate):
+        progress(f"emulated aarch64 {platform.cpu}: batch {done}/{total}, {elapsed:.0f} s of about "
+                 f"{max(estimate, elapsed):.0f} s", done, total)
+
+    outputs = run_jobs([ArmJob(a, x) for a in artifacts], platform.cpu, host_ms,
+                       ArmEnvironment(platform.arm_cache), arm_progress if progress else None)
+    n = len(x_images)
+    for run, artifact, host, arm in zip(report.runs, artifacts, host_outputs, outputs):
+        run.arm = {"runner": f"{artifact.backend} on emulated aarch64 {platform.cpu} (qemu)",
+                   "images": compare(reference[:n], arm[:n]), "random": compare(reference[n:], arm[n:]),
+                   "vs_x86": compare(host, arm)}
+        for kind in GATED_INPUTS[report.precision]:
+            run.failed += failures(run.arm[kind], report.tolerance, f"arm {kind}")
+        run.failed += failures(run.arm["vs_x86"], CROSS_TOLERANCES[report.precision], "arm vs x86")

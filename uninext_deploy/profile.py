@@ -1,54 +1,82 @@
-"""Latency measurement shared by every backend and by PyTorch eager.
-
-Warm-up runs first, then a fixed number of timed runs or as many as fit in a time budget (the
-trtexec / benchmark_app conventions), timed with ``perf_counter`` around each call.
-"""
+"""Latency of an artifact and of PyTorch eager, measured in the same run with the same thread count."""
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
-from typing import Callable
+import os
+import tempfile
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import torch
+
+from .artifact import Artifact
+from .device.timing import Latency, measure, summarize
+from .options import DEFAULT_TARGET, Int8Options, ModelOptions, TimingOptions, TrtOptions
+from .parity import runner_for
+from .pipeline import build_model, export, model_of
 
 
 @dataclass
-class Latency:
-    runs: int
-    mean_ms: float
-    std_ms: float
-    min_ms: float
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    throughput: float  # samples per second at the measured mean latency
+class ProfileReport:
+    model: str
+    target: str
+    precision: str
+    batch: int
+    threads: int
+    runner: dict
+    backend: Latency
+    eager: Latency | None
+    layers: list[dict]
+    device: Latency | None = None  # accelerator-side time (CUDA events), where the runtime can measure it
+
+    @property
+    def speedup(self) -> float | None:
+        return self.eager.p50_ms / self.backend.p50_ms if self.eager else None
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {"model": self.model, "target": self.target, "precision": self.precision, "batch": self.batch,
+                "threads": self.threads, "runner": self.runner, "backend": self.backend.as_dict(),
+                "eager": self.eager.as_dict() if self.eager else None, "speedup_vs_eager": self.speedup,
+                "device": self.device.as_dict() if self.device else None,
+                "layers": self.layers}
 
 
-def measure(fn: Callable[[], object], *, batch: int, warmup: int = 10, iters: int | None = None,
-            seconds: float | None = None) -> Latency:
-    """Time ``fn`` after ``warmup`` calls: ``iters`` runs, or as many as fit in ``seconds`` (at least 5)."""
-    for _ in range(warmup):
-        fn()
-    if iters is None and seconds is None:
-        iters = 50
-    times = []
-    deadline = time.perf_counter() + seconds if seconds is not None else None
-    while (iters is not None and len(times) < iters) or (
-            deadline is not None and (time.perf_counter() < deadline or len(times) < 5)):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000.0)
-    return summarize(times, batch)
+def profile(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str = "fp32", batch: int = 1,
+            timing: TimingOptions = TimingOptions(), per_layer: bool = False, eager: bool = True,
+            out: str | Path | None = None, int8: Int8Options | None = None,
+            trt: TrtOptions | None = None) -> ProfileReport:
+    """Export ``model`` to ``target`` (kept at ``out``, else in a temporary folder) and time it."""
+    with (nullcontext(out) if out is not None else tempfile.TemporaryDirectory(prefix="uninext-profile-")) as root:
+        artifact = export(model, target, precision=precision, batch=batch, out=Path(root) / "artifact",
+                          int8=int8, trt=trt)
+        return profile_of(artifact, timing=timing, per_layer=per_layer, eager=eager)
 
 
-def summarize(times_ms: list[float], batch: int) -> Latency:
-    """Statistics of per-run times in milliseconds, at ``batch`` samples per run."""
-    ms = np.asarray(times_ms)
-    return Latency(
-        runs=len(ms), mean_ms=float(ms.mean()), std_ms=float(ms.std()), min_ms=float(ms.min()),
-        p50_ms=float(np.percentile(ms, 50)), p90_ms=float(np.percentile(ms, 90)),
-        p99_ms=float(np.percentile(ms, 99)), throughput=float(batch * 1000.0 / ms.mean()))
+def profile_of(artifact: Artifact, *, timing: TimingOptions = TimingOptions(), per_layer: bool = False,
+               eager: bool = True) -> ProfileReport:
+    """Time an artifact (or bundle) as it is, next to the PyTorch model it was exported from."""
+    threads = timing.threads or os.cpu_count() or 1
+    runner = runner_for(artifact, threads, timing=True)
+    batch = artifact.input_shape[0]
+    x = np.random.default_rng(0).standard_normal(artifact.input_shape, dtype=np.float32)
+    backend_latency = measure(lambda: runner.run(x), batch=batch, warmup=timing.warmup,
+                              iters=None if timing.seconds else timing.runs, seconds=timing.seconds)
+    device_times = runner.device_times_ms(backend_latency.runs)
+    layers = runner.per_layer_profile(x) if per_layer else []
+    eager_latency = None
+    if eager:
+        torch_model = build_model(model_of(artifact), batch)
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            xt = torch.from_numpy(x)
+            with torch.inference_mode():
+                eager_latency = measure(lambda: torch_model(xt), batch=batch, warmup=timing.warmup,
+                                        iters=None if timing.seconds else timing.runs, seconds=timing.seconds)
+        finally:
+            torch.set_num_threads(previous)
+    return ProfileReport(artifact.manifest["model"]["name"], artifact.manifest["target"], artifact.precision, batch,
+                         threads, runner.info(), backend_latency, eager_latency, layers,
+                         summarize(device_times, batch) if device_times else None)

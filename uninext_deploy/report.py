@@ -13,7 +13,8 @@ import math
 import os
 from pathlib import Path
 
-from .optimize import RESULTS, OptimizeResult
+from .arm.platforms import host_platform
+from .results import RESULTS, OptimizeResult
 
 SCATTER = "latency_vs_cosine.svg"
 LAYERS = "winner_layers.svg"
@@ -43,12 +44,10 @@ def _budget_text(result: OptimizeResult) -> str:
 
 
 def _context(result: OptimizeResult) -> str:
-    from .bundle import bundle_platform
-
     text = (f"Input {result.input_shape}, {result.threads} threads, machine {result.machine}; latency measured here, "
             f"every candidate and PyTorch eager in turns. PyTorch eager p50 {result.eager.p50_ms:.2f} ms; "
             f"{result.gmacs:.3f} GMACs per run.")
-    if result.platform != bundle_platform("host"):
+    if result.platform != host_platform():
         text += (f" Target platform {result.platform}: the winner's bundle is verified there under emulation "
                  "(parity only: emulated latency means nothing).")
     return text
@@ -59,14 +58,16 @@ def rows(result: OptimizeResult) -> list[dict]:
     table = []
     for i, c in enumerate(result.candidates):
         lat = c.latency
-        verdict = ("error" if c.error else "WINNER" if i == result.winner else "pass" if c.passed else "fail")
+        verdict = ("skipped" if c.skipped else "error" if c.error else "WINNER" if i == result.winner else
+                   "pass" if c.passed else "fail")
         table.append({
             "candidate": c.name, "p50": lat.p50_ms if lat else None, "p90": lat.p90_ms if lat else None,
             "p99": lat.p99_ms if lat else None, "speedup": result.eager.p50_ms / lat.p50_ms if lat else None,
             "roofline": c.roofline_pct, "cosine": c.photos.cosine if c.photos else None,
             "max_abs": c.photos.max_abs if c.photos else None, "top1": c.photos.top1 if c.photos else None,
             "top5": c.photos.top5 if c.photos else None, "verdict": verdict,
-            "why": c.error or "; ".join(c.failed),
+            "why": c.skipped or c.error or "; ".join([*map(str, c.failed)] + ([f"bundle: {c.bundle_error}"]
+                                                                              if c.bundle_error else [])),
             "detail": f"{len(c.float_blocks)} block(s) back in float: {', '.join(c.float_blocks)}" if c.float_blocks
             else ""})
     return table

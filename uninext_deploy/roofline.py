@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -21,28 +20,21 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from .cache import cache_dir
 from .device import runtimes
+from .doctor import cpu_model
 
 SIZE = 1024
 ONNX_TYPES = {"fp32": TensorProto.FLOAT, "fp16": TensorProto.FLOAT16, "int8": TensorProto.FLOAT}
 
 
 def cache_file() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "uninext-deploy" / "roofline.json"
+    return cache_dir() / "roofline.json"
 
 
 def machine_id() -> str:
     """CPU model and core count: what the roofline depends on besides runtime and threads."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model} x{os.cpu_count()}"
+    return f"{cpu_model()} x{os.cpu_count()}"
 
 
 def gemm_graph(precision: str, size: int = SIZE) -> onnx.ModelProto:
@@ -77,7 +69,7 @@ def measure_gemm(backend: str, precision: str, threads: int, size: int = SIZE, s
         path = Path(tmp) / "gemm.onnx"
         onnx.save(gemm_graph(precision, size), str(path))
         try:
-            run, _ = runtimes.load(backend, path, precision, threads)
+            run = runtimes.load(backend, path, precision, threads).run
         except Exception:  # e.g. no float16 MatMul kernel for this CPU in this runtime
             return 0.0
         a = np.random.default_rng(1).standard_normal((size, size)).astype(

@@ -17,7 +17,7 @@ pytest.importorskip("openvino", reason="openvino is an optional runtime: pip ins
 @pytest.mark.parametrize("name", ["convmlp_s", "uninext_t"])
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_passes_parity(tmp_path, name, precision):
-    report = api.parity(name, "openvino", precision=precision, batches=(1,), random_inputs=2, out=tmp_path)
+    report = api.parity(name, "openvino", precision=precision, batches=(1,), inputs=api.Inputs(random=2), out=tmp_path)
     assert report.passed, report.as_dict()
     if precision == "fp32":
         assert report.runs[0].images.rel_max_abs < 1e-5  # f32 really is f32, not the bf16 default
@@ -35,7 +35,7 @@ def test_ir_artifact_layout(fp32_ir):
 
 
 def test_inference_precision_is_explicit_and_recorded(fp32_ir, tmp_path):
-    runner = get_backend("openvino").load(fp32_ir, threads=1, cache_dir=tmp_path / "cache")
+    runner = get_backend("openvino").open(fp32_ir.file("model"), "fp32", threads=1, cache_dir=tmp_path / "cache")
     info = runner.info()
     assert info["inference_precision"] == "f32" and info["threads"] == 1
     assert any((tmp_path / "cache").iterdir())  # compiled-model cache written
@@ -75,7 +75,7 @@ def test_a_corrupt_ir_is_one_clear_error(fp32_ir, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(fp32_ir.path, broken)
     (broken / "model.xml").write_text("<net>not really")
-    with pytest.raises(UserError, match="cannot read OpenVINO IR .*model.xml"):
+    with pytest.raises(UserError, match="OpenVINO cannot load .*model.xml: .*; re-export the artifact"):
         get_backend("openvino").load(Artifact.open(broken))
 
 

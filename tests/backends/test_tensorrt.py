@@ -11,10 +11,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from uninext_deploy import api
-from uninext_deploy.backends import trt_build
+from uninext_deploy.device import build_engine as trt_build
 from uninext_deploy.backends.tensorrt import build_script, tensorrt_unavailable
 from uninext_deploy.errors import UserError
-from uninext_deploy.export.trt_check import check_for_tensorrt
+from uninext_deploy.backends.trt_check import check_for_tensorrt
 
 NO_ENGINE = tensorrt_unavailable()
 
@@ -62,10 +62,10 @@ def test_check_refuses_nonzero_zero_points():
     assert any("zero point must be 0" in e for e in check_for_tensorrt(model, (10, 3)).errors)
 
 
-@pytest.mark.parametrize("name", ["convmlp_s", "uninext_t"])
+@pytest.mark.parametrize("name", ["test_convmlp", "test_uninext"])
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_export_leaves_a_folder_ready_to_build_on_the_device(tmp_path, name, precision):
-    artifact = api.export(name, "trt", precision=precision, out=tmp_path / "a")
+    artifact = api.export(name, "trt", precision=precision, out=tmp_path / "a", int8=api.Int8Options(calib_size=4))
     folder = artifact.path
     assert {"model.onnx", "build_engine.sh", "build_engine.py", "trt_check.json", "manifest.json"} <= \
         {p.name for p in folder.iterdir()}
@@ -86,10 +86,10 @@ def test_export_leaves_a_folder_ready_to_build_on_the_device(tmp_path, name, pre
 
 def test_export_refuses_a_graph_the_target_tensorrt_cannot_parse(tmp_path):
     with pytest.raises(UserError, match=r"not ready for TensorRT 8.5: LayerNormalization .* needs TensorRT >= 8.6"):
-        api.export("convmlp_s", "trt", input_size=64, out=tmp_path / "a", backend_options={"trt_version": "8.5"})
+        api.export("convmlp_s", "trt", input_size=64, out=tmp_path / "a", trt=api.TrtOptions(trt_version="8.5"))
     assert not (tmp_path / "a").exists()
     forced = api.export("convmlp_s", "trt", input_size=64, out=tmp_path / "b",
-                        backend_options={"trt_version": "8.5", "force": True})
+                        trt=api.TrtOptions(trt_version="8.5", force=True))
     assert json.loads((forced.path / "trt_check.json").read_text())["errors"]
 
 
@@ -135,11 +135,51 @@ def test_engine_header_round_trip_and_mismatch_messages(tmp_path):
 
 
 def test_parity_checks_the_tensorrt_input_graph_with_onnxruntime_here(tmp_path):
-    report = api.parity("convmlp_s", "trt", precision="fp16", batches=(1,), input_size=96, random_inputs=1,
+    report = api.parity("convmlp_s", "trt", precision="fp16", batches=(1,), input_size=96, inputs=api.Inputs(random=1),
                         out=tmp_path)
     assert report.passed
     runner = report.runs[0].runner
     assert runner == "trt" if not NO_ENGINE else runner.startswith("onnxruntime on the trt input graph")
+
+
+@pytest.mark.skipif(NO_ENGINE is None, reason="TensorRT runs here: its artifacts are timed")
+def test_latency_is_never_measured_on_a_stand_in(tmp_path):
+    """One rule for a runtime that cannot run here: parity checks its graph on the stand-in (above), profile
+    refuses with the reason, optimize lists it as skipped with the reason."""
+    artifact = api.export("test_convmlp", "trt", out=tmp_path / "a")
+    with pytest.raises(UserError, match=f"trt artifacts cannot be timed here: {NO_ENGINE}"):
+        api.profile(artifact=artifact.path)
+    from uninext_deploy.optimize import plan
+
+    candidates = plan(["trt", "ort"], ["fp32"], ["percentile"])
+    assert [(c.target, c.skipped) for c in candidates] == [("trt", f"not timed here: {NO_ENGINE}"), ("ort", None)]
+    with pytest.raises(UserError, match="no candidate can run here"):
+        plan(["trt"], ["fp32"], ["percentile"])
+
+
+def test_the_device_runs_the_engine_either_build_script_writes(tmp_path):
+    """build_engine.sh (trtexec) writes a bare model.plan, build_engine.py a model.engine with our header; the
+    shipped runtime layer picks whichever exists, preferring the one with the header."""
+    from uninext_deploy.device import runtimes
+
+    trt = runtimes.get("trt")
+    script = build_script("fp16")
+    assert "--saveEngine=model.plan" in script
+    (tmp_path / "model.plan").write_bytes(b"plan")
+    assert trt.model_file(tmp_path, {}) == tmp_path / "model.plan"
+    (tmp_path / "model.engine").write_bytes(b"engine")
+    assert trt.model_file(tmp_path, {}) == tmp_path / "model.engine"
+
+
+def test_install_hint_and_requirements_agree():
+    from uninext_deploy.device import runtimes
+
+    requirement = {"package": "tensorrt", "min": "10.3", "below": None, "why": "graph checked"}
+    trt = runtimes.get("trt")
+    lines = trt.device_packages(requirement)
+    assert lines[0] == "cuda-python" and lines[1].startswith("# tensorrt>=10.3: on Jetson it comes with JetPack")
+    hint = trt.install_hint(requirement)
+    assert "pip install 'tensorrt>=10.3'" in hint and "cuda-python" in hint and "JetPack" in hint
 
 
 @pytest.mark.skipif(NO_ENGINE is not None, reason=f"TensorRT engine tests need TensorRT and a CUDA GPU: {NO_ENGINE}")

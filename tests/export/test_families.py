@@ -4,20 +4,21 @@ import onnx
 import pytest
 
 from uninext_deploy import api
-from uninext_deploy.export.trt_check import check_for_tensorrt
+from uninext_deploy.artifact import Artifact
+from uninext_deploy.backends.trt_check import check_for_tensorrt
 from uninext_deploy.models import list_models
 
-ONE_PER_MIXER = [n for n in list_models("uninext") if n.startswith("uninext_t")]
+ONE_PER_MIXER = [n for n in list_models("uninext", official=True) if n.startswith("uninext_t")]
 IN_CI = ONE_PER_MIXER + ["uninet_b0", "uninet_b1"]
 
 
 @pytest.mark.parametrize("name", IN_CI)
 def test_exports_and_passes_ort_fp32_parity_at_batch_1_and_2(tmp_path, name):
-    report = api.parity(name, "ort", batches=(1, 2), out=tmp_path, random_inputs=2)
+    report = api.parity(name, "ort", batches=(1, 2), out=tmp_path, inputs=api.Inputs(random=2))
     assert report.passed, report.as_dict()
     for run in report.runs:
         assert run.images.cosine > 0.99999 and run.images.top1 == 1.0
-    manifest = api.Artifact.open(tmp_path / "b2").manifest
+    manifest = Artifact.open(tmp_path / "b2").manifest
     assert manifest["input"]["shape"][0] == 2 and manifest["onnx"]["nodes"] > 100
     graph = onnx.load(str(tmp_path / "b2" / "model.onnx"))
     assert check_for_tensorrt(graph, (10, 3)).as_dict()["errors"] == []  # JetPack 6's TensorRT would parse it
@@ -37,7 +38,7 @@ def test_uninet_graph_has_bn_folded_and_keeps_se_and_layer_scale_recognisable(tm
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in list_models() if n not in IN_CI])
+@pytest.mark.parametrize("name", [n for n in list_models(official=True) if n not in IN_CI])
 def test_every_other_variant_passes_ort_fp32_parity(tmp_path, name):
-    report = api.parity(name, "ort", batches=(1,), out=tmp_path, random_inputs=1)
+    report = api.parity(name, "ort", batches=(1,), out=tmp_path, inputs=api.Inputs(random=1))
     assert report.passed, report.as_dict()

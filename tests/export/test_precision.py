@@ -1,6 +1,5 @@
 """FP16-typed and QDQ INT8 graphs: their structure, and parity on ONNX Runtime for ConvMLP-S and UniNeXt-T."""
 
-import importlib.metadata
 from collections import Counter
 
 import numpy as np
@@ -11,24 +10,14 @@ from onnx import TensorProto, numpy_helper
 
 from uninext_deploy import api
 from uninext_deploy.errors import UserError
-from uninext_deploy.export.precision import Int8Options
-
-
-def test_the_imported_onnxruntime_is_the_pinned_cpu_build():
-    assert ort.get_available_providers() == ["AzureExecutionProvider", "CPUExecutionProvider"] or \
-        ort.get_available_providers() == ["CPUExecutionProvider"]
-    assert importlib.metadata.version("onnxruntime") == ort.__version__
-    with pytest.raises(importlib.metadata.PackageNotFoundError):
-        importlib.metadata.version("onnxruntime-gpu")
+from uninext_deploy.options import Int8Options
 
 
 @pytest.mark.parametrize("name", ["convmlp_s", "uninext_t"])
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_passes_its_tolerance_on_ort(tmp_path, name, precision):
-    report = api.parity(name, "ort", precision=precision, batches=(1,), random_inputs=2, out=tmp_path)
+    report = api.parity(name, "ort", precision=precision, batches=(1,), inputs=api.Inputs(random=2), out=tmp_path)
     assert report.passed, report.as_dict()
-    run = report.runs[0]
-    assert run.images.cosine >= (0.999 if precision == "fp16" else 0.99)
 
 
 @pytest.fixture(scope="module")
@@ -126,5 +115,5 @@ def test_min_cosine_falls_back_worst_blocks_first_and_reports_them(tmp_path):
 def test_bad_int8_options_are_clear():
     with pytest.raises(UserError, match="unknown calibration method 'kl'"):
         Int8Options(method="kl")
-    with pytest.raises(UserError, match="--min-cosine must be in"):
+    with pytest.raises(UserError, match="--int8-min-cosine must be in"):
         Int8Options(min_cosine=2)

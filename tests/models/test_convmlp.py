@@ -1,4 +1,4 @@
-"""ConvMLP against the official facts of models.md section 2."""
+"""ConvMLP against the facts measured on the official code (Convolutional-MLPs@092bf71)."""
 
 import pytest
 import torch
@@ -7,7 +7,7 @@ from uninext_deploy.errors import UserError
 from uninext_deploy.models import count_macs, create_model, get_spec, list_models
 
 
-@pytest.mark.parametrize("name", list_models("convmlp"))
+@pytest.mark.parametrize("name", list_models("convmlp", official=True))
 def test_macs_within_3_percent_of_official(name):
     assert abs(count_macs(name) / 1e9 / get_spec(name).official_gmacs - 1) <= 0.03
 
@@ -32,7 +32,7 @@ def test_state_dict_has_the_official_layout():
 
 
 def test_connect_conv_replaces_x_and_conv_stage_relu_is_inside_the_branch():
-    # Parameter counts cannot reveal either mistake (models.md 2.5), so check the maths of one block.
+    # Parameter counts cannot reveal either mistake, so check the maths of one block.
     model = create_model("convmlp_s", input_size=32)
     block = model.stages[0].blocks[0]
     x = torch.randn(1, 4, 4, 128)

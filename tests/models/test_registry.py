@@ -8,7 +8,11 @@ from uninext_deploy.errors import UserError
 from uninext_deploy.models import count_params, create_model, get_spec, list_models
 
 
-@pytest.mark.parametrize("name", list_models())
+OFFICIAL = list_models(official=True)
+TINY = [n for n in list_models() if n not in OFFICIAL]
+
+
+@pytest.mark.parametrize("name", OFFICIAL)
 def test_every_variant_matches_its_official_parameter_count(name):
     spec = get_spec(name)
     assert abs(count_params(name) / spec.official_params - 1) <= 0.005
@@ -17,7 +21,18 @@ def test_every_variant_matches_its_official_parameter_count(name):
 def test_registry_holds_the_three_families():
     families = {get_spec(n).family for n in list_models()}
     assert families == {"uninext", "convmlp", "uninet"}
-    assert list_models("convmlp") == ["convmlp_s", "convmlp_m", "convmlp_l"]
+    assert list_models("convmlp") == ["convmlp_s", "convmlp_m", "convmlp_l", "test_convmlp"]
+    with pytest.raises(UserError, match="unknown family 'convnext'; choose one of uninext, convmlp, uninet"):
+        list_models("convnext")
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_one_tiny_variant_per_family_builds_fast_at_64(name):
+    """timm's test_* models: a small model of each family for tests that need "a model of this family"."""
+    assert name == f"test_{get_spec(name).family}" and get_spec(name).native_size == 64
+    assert count_params(name) < 2e6
+    model = create_model(name, batch_size=2)
+    assert model(torch.zeros(model.input_shape)).shape == (2, 1000)
 
 
 def test_names_are_case_and_dash_insensitive():

@@ -23,12 +23,12 @@ def _meta_model(name: str, height: int = 224, width: int = 224) -> nn.Module:
 
 
 def test_registers_the_nine_variants_with_the_default_first():
-    assert list_models("uninext") == [
+    assert list_models("uninext", official=True) == [
         "uninext_t", "uninext_s", "uninext_b", "uninext_t_cswin", "uninext_s_cswin", "uninext_b_cswin",
         "uninext_t_pvt", "uninext_t_dwconv", "uninext_t_pool"]
 
 
-@pytest.mark.parametrize("name", list_models("uninext"))
+@pytest.mark.parametrize("name", list_models("uninext", official=True))
 def test_params_and_macs_match_official(name):
     spec = get_spec(name)
     assert count_params(name) == pytest.approx(spec.official_params, rel=0.005)
@@ -88,7 +88,7 @@ def test_key_map_keeps_unknown_keys_for_the_loader_to_report():
 
 
 @pytest.mark.parametrize("name", [n if n in ONE_PER_MIXER else pytest.param(n, marks=pytest.mark.slow)
-                                  for n in list_models("uninext")])
+                                  for n in list_models("uninext", official=True)])
 def test_batch_of_two_equals_two_batches_of_one(name):
     model = create_model(name, batch_size=2)
     x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
@@ -227,7 +227,7 @@ def test_no_tensor_exceeds_rank_6(name, size):
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.parametrize("name", ONE_PER_MIXER)
 def test_trace_at_batch_1_reads_no_sizes_and_is_right_at_batch_2(name):
-    # The official CSWin code bakes the traced batch size into its window merge (models.md 1.7.2).
+    # The official CSWin code bakes the traced batch size into its window merge.
     model = create_model(name)
     with torch.no_grad():
         traced = torch.jit.trace(model, torch.randn(1, 3, 224, 224), check_trace=False)

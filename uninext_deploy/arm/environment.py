@@ -16,20 +16,20 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..cache import cache_dir
+from ..device import runtimes
 from ..errors import UserError
+from .platforms import check_cpu
 
 PLATFORM_TAGS = ["manylinux2014_aarch64"] + [f"manylinux_2_{v}_aarch64" for v in (17, 27, 28, 31, 34, 35, 36)]
 SYSROOT_PACKAGES = ["python3.11-minimal", "libpython3.11-stdlib", "libstdc++6", "libgcc-s1"]
 SKIPPED_PACKAGES = ("dpkg", "tar", "install-info", "perl", "libperl", "mailcap", "mime-support", "media-types",
                     "readline-common", "libtirpc-common", "libgdbm")
-CPUS = ("cortex-a76", "cortex-a72", "cortex-a57", "cortex-a53", "neoverse-n1", "max")
-RUNTIME_PACKAGES = {"ort": "onnxruntime", "openvino": "openvino"}
 NEEDED_FREE_BYTES = 1 << 30
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "uninext-deploy" / "arm64"
+    return cache_dir("arm64")
 
 
 class ArmEnvironment:
@@ -49,8 +49,7 @@ class ArmEnvironment:
 
     def ensure(self, runtime: str, cpu: str) -> None:
         """Make every piece exist (idempotent); one clear UserError when a step cannot run."""
-        if cpu not in CPUS and not cpu.startswith("max,"):
-            raise UserError(f"unknown --cpu {cpu!r}; qemu 7.2 emulates {', '.join(CPUS)}")
+        check_cpu(cpu)
         self.root.mkdir(parents=True, exist_ok=True)
         if not self._complete(runtime, cpu) and shutil.disk_usage(self.root).free < NEEDED_FREE_BYTES:
             free = shutil.disk_usage(self.root).free >> 20
@@ -61,14 +60,14 @@ class ArmEnvironment:
         need_sysroot = not (self.root / "sysroot" / "usr" / "bin" / "python3.11").exists()
         if not self.qemu.exists() or need_sysroot:
             self._install_from_debian(not self.qemu.exists(), need_sysroot)
-        if not (self.site(runtime) / RUNTIME_PACKAGES[runtime]).is_dir():
+        if not (self.site(runtime) / runtimes.get(runtime).module).is_dir():
             self._install_wheels(runtime)
         cpuinfo = self.cpu_root(cpu) / "proc" / "cpuinfo"
         if not cpuinfo.exists() or cpuinfo.stat().st_size == 0:
             self._make_cpu_root(cpu)
 
     def _complete(self, runtime: str, cpu: str) -> bool:
-        return self.qemu.exists() and (self.site(runtime) / RUNTIME_PACKAGES[runtime]).is_dir() and \
+        return self.qemu.exists() and (self.site(runtime) / runtimes.get(runtime).module).is_dir() and \
             (self.cpu_root(cpu) / "proc" / "cpuinfo").exists()
 
     def command(self, runtime: str, cpu: str, script: Path, *args: str) -> tuple[list[str], dict]:
@@ -110,7 +109,7 @@ class ArmEnvironment:
                 os.replace(staging, self.root / "sysroot")
 
     def _install_wheels(self, runtime: str) -> None:
-        package = RUNTIME_PACKAGES[runtime]
+        package = runtimes.get(runtime).package
         pins = [f"{package}=={importlib.metadata.version(package)}", f"numpy=={importlib.metadata.version('numpy')}"]
         self.log(f"ARM set-up: aarch64 wheels {' '.join(pins)}")
         staging = Path(tempfile.mkdtemp(dir=self.root, prefix=f".site-{runtime}."))

@@ -1,10 +1,8 @@
 """Run artifacts on the emulated aarch64 CPU and compare them with PyTorch and with the x86 run.
 
 All jobs of one parity check go to one worker process, which pays the emulated runtime import once.
-Tolerances: FP32 ARM vs x86 within 1e-5 of the output scale (shared/design/arm-emulation.md measured
-2.6e-7). INT8 and FP16 kernels differ by design between the two ISAs (fixed-point vs float requantisation,
-native FP16 on ARM), by one quantization step per layer; the recipe bounds a single quantized output by
-one step, but our logits come from a float classifier after dozens of quantized layers whose step
+Tolerances: FP32 ARM vs x86 within 1e-5 of the output scale (measured on ConvMLP-S: 2.6e-7). INT8 and FP16 kernels differ by design between the two ISAs (fixed-point vs float requantisation,
+native FP16 on ARM), by one quantization step per layer; that bounds a single quantized output by one step, but our logits come from a float classifier after dozens of quantized layers whose step
 differences compound, so they have no single step to count; even with the classifier quantized
 (``--quantize-classifier``), ARM and x86 differed by 9 output steps on ConvMLP-S (0.137 vs a step of
 0.0152) while each stayed as close to PyTorch as the other (cosine 0.994 vs 0.993). ARM vs x86 must agree on top-1 wherever the
@@ -26,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifact import Artifact
+from ..device import runtimes
 from ..errors import UserError
 from .environment import ArmEnvironment
 
@@ -34,19 +33,9 @@ CROSS_TOLERANCES = {
     "fp16": {"cosine": (0.99, "min"), "top1_decisive": (1.0, "min")},
     "int8": {"cosine": (0.99, "min"), "top1_decisive": (1.0, "min")},
 }
-SLOWDOWN = {"fp32": 270.0, "fp16": 270.0, "int8": 180.0}  # emulated vs native, measured in the recipe
+SLOWDOWN = {"fp32": 270.0, "fp16": 270.0, "int8": 180.0}  # emulated vs native, measured on cortex-a76
 STARTUP_SECONDS = 6.0
 WORKER = Path(__file__).parent.parent / "device" / "worker.py"
-RUNTIMES = {"onnx": "ort", "ort": "ort", "openvino": "openvino"}
-
-
-def normalise_platform(platform: str) -> str:
-    key = platform.strip().lower()
-    if key in ("host", "native", "linux/x86_64", "linux/amd64", "x86_64"):
-        return "host"
-    if key in ("linux/arm64", "linux/aarch64", "arm64", "aarch64"):
-        return "linux/arm64"
-    raise UserError(f"unknown --platform {platform!r}; use linux/arm64 (emulated) or linux/x86_64 (this machine)")
 
 
 @dataclass
@@ -55,30 +44,25 @@ class ArmJob:
     x: np.ndarray
 
 
-def runtime_for(target: str, precision: str, cpu: str) -> str:
-    """The emulated runtime for ``target``, or one line saying why this combination cannot run."""
-    if target not in RUNTIMES:
-        raise UserError(f"--platform linux/arm64 runs ONNX Runtime and OpenVINO artifacts; {target} targets NVIDIA "
-                        "GPUs (use --target ort or openvino)")
-    runtime = RUNTIMES[target]
-    if runtime == "openvino" and cpu.split(",")[0] == "max" and "sme=off" not in cpu:
-        raise UserError("OpenVINO gives wrong results under qemu's -cpu max (its SME code path); use --cpu "
-                        "cortex-a76 (Orin / Raspberry Pi 5 class) or max,sme=off")
-    if runtime == "openvino" and cpu == "cortex-a72" and precision == "int8":
-        raise UserError("OpenVINO cannot compile INT8 models for cortex-a72 (no dotprod); use --cpu cortex-a76")
-    return runtime
+def runtime_for(backend: str, precision: str, cpu: str) -> str:
+    """The runtime that runs ``backend``'s artifacts on the emulated ``cpu``, or one UserError saying why
+    this combination cannot run there (from the runtime's declaration)."""
+    problem = runtimes.emulation_problem(backend, precision, cpu)
+    if problem:
+        raise UserError(problem)
+    return backend
 
 
 def run_jobs(jobs: list[ArmJob], cpu: str, host_ms: float, env: ArmEnvironment, progress=None) -> list[np.ndarray]:
     """Outputs of every job on the emulated ``cpu``; ``host_ms`` (native time per batch) sizes the estimate.
 
     Jobs are spread over one single-threaded worker process per core: under emulation, intra-op threads
-    give no speed-up but parallel processes do (measured in the recipe: 1.7x with two).
+    give no speed-up but parallel processes do (measured: 1.7x with two).
     """
-    runtimes = {runtime_for(job.artifact.manifest["target"], job.artifact.precision, cpu) for job in jobs}
-    if len(runtimes) != 1:
+    names = {runtime_for(job.artifact.backend, job.artifact.precision, cpu) for job in jobs}
+    if len(names) != 1:
         raise UserError("one ARM run takes artifacts of one runtime")
-    runtime = runtimes.pop()
+    runtime = names.pop()
     env.ensure(runtime, cpu)
     workers = max(1, min(len(jobs), os.cpu_count() or 1))
     with tempfile.TemporaryDirectory(prefix="uninext-arm-") as tmp:

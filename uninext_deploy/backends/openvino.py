@@ -9,18 +9,14 @@ CPUs that have it (max abs ~1e-2 on a toy net) and in f16 on ARM. FP32 and INT8 
 from __future__ import annotations
 
 import fnmatch
-import os
 from pathlib import Path
 
 import numpy as np
 
-from ..artifact import Artifact
-from ..device.runtimes import inference_precision
-from ..divergence import module_path
-from ..errors import MissingDependency, UserError
-from ..export.precision import Int8Request
-from ..parity import batched, compare, run_batched
-from .base import Backend, Compiled, Runner
+from ..device.compare import batched, compare, run_batched
+from ..errors import MissingDependency
+from ..export.scopes import module_path
+from .base import Backend, Compiled, Runner, open_session
 
 INSTALL_HINT = "install it with `pip install openvino nncf` to use --target openvino"
 # Op types NNCF must leave in float, as on the ORT path (LayerNorm is MVN in OpenVINO).
@@ -28,49 +24,15 @@ FLOAT_OP_TYPES = ["Softmax", "MVN", "Gelu", "HSigmoid", "Clamp", "Divide"]
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "uninext-deploy" / "openvino"
+    from ..cache import cache_dir
+
+    return cache_dir("openvino")
 
 
 class OpenVinoRunner(Runner):
-    def __init__(self, xml: Path, precision: str, threads: int | None, cache_dir: Path | None):
-        import openvino as ov
-
-        self._core = ov.Core()
-        if cache_dir is not None:
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            self._core.set_property({"CACHE_DIR": str(cache_dir)})
-        self._xml = xml
-        self._threads = threads
-        self._precision = inference_precision(precision, self._core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
-        try:
-            self._model = self._core.read_model(str(xml))
-        except Exception as exc:
-            raise UserError(f"cannot read OpenVINO IR {xml}: {str(exc).strip().splitlines()[0][:160]}; "
-                            "re-export the artifact") from None
-        self._compiled = self._compile(perf_count=False)
-        self._request = self._compiled.create_infer_request()
-
-    def _compile(self, perf_count: bool):
-        config = {"INFERENCE_PRECISION_HINT": self._precision, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1",
-                  "PERF_COUNT": perf_count}
-        if self._threads:
-            config["INFERENCE_NUM_THREADS"] = self._threads
-        return self._core.compile_model(self._model, "CPU", config)
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        return self._request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})[0].copy()
-
-    def info(self) -> dict:
-        import openvino as ov
-
-        return {"runtime": "openvino", "version": ov.get_version(), "device": "CPU",
-                "threads": self._compiled.get_property("INFERENCE_NUM_THREADS"),
-                "inference_precision": self._compiled.get_property("INFERENCE_PRECISION_HINT").to_string()}
-
     def per_layer_profile(self, x: np.ndarray, runs: int = 10) -> list[dict]:
         """OpenVINO's performance counters (executed layers after fusion), averaged over ``runs``."""
-        request = self._compile(perf_count=True).create_infer_request()
+        request = open_session(self.runtime, self.path, self.precision, self.threads, perf_count=True).native["request"]
         totals: dict[str, dict] = {}
         for _ in range(runs):
             request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
@@ -85,8 +47,9 @@ class OpenVinoRunner(Runner):
 
 class OpenVinoBackend(Backend):
     name = "openvino"
-    runtime_package = "openvino"
+    runner_class = OpenVinoRunner
     applies_precision = True
+    host_packages = {"nncf": "pip install nncf (INT8 for --target openvino)"}
 
     def available(self) -> str | None:
         try:
@@ -95,7 +58,7 @@ class OpenVinoBackend(Backend):
             return str(MissingDependency("openvino", INSTALL_HINT))
         return None
 
-    def compile(self, onnx_path: Path, folder: Path, precision: str, int8: Int8Request | None) -> Compiled:
+    def compile(self, onnx_path: Path, folder: Path, precision: str, int8) -> Compiled:
         import openvino as ov
 
         model = ov.convert_model(str(onnx_path))
@@ -106,11 +69,21 @@ class OpenVinoBackend(Backend):
         ov.save_model(model, str(folder / "model.xml"), compress_to_fp16=precision == "fp16")
         return Compiled({"model.xml": "model", "model.bin": "weights"}, report)
 
-    def load(self, artifact: Artifact, threads: int | None = None, cache_dir: Path | None = None) -> Runner:
-        return OpenVinoRunner(artifact.file("model"), artifact.precision, threads, cache_dir or default_cache_dir())
+    def open(self, path: Path, precision: str, threads: int | None = None, name: str = "",
+             cache_dir: Path | None = None) -> Runner:
+        return OpenVinoRunner(self.name, path, precision, threads, name=name or self.name,
+                              cache_dir=cache_dir or default_cache_dir())
+
+    def describe(self, report: dict) -> list[str]:
+        lines = [f"OpenVINO inference precision: {report['inference_precision']}"]
+        if "quantizer" in report:
+            lines.append(f"INT8 by {report['quantizer']} ({report['model_type']} preset) on {report['calib_size']} "
+                         f"samples: cosine to the float IR {report['cosine_vs_float']:.5f}; "
+                         f"{len(report['kept_float'])} ops kept float by the model's hints")
+        return lines
 
 
-def _quantize(model, request: Int8Request):
+def _quantize(model, request):
     """NNCF post-training quantization, keeping the same ops and scopes float as the ORT path.
 
     ``model_type=TRANSFORMER`` for every family, as measured (cosine of the INT8 IR to the float IR on

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -11,48 +10,22 @@ from pathlib import Path
 import numpy as np
 
 from ..artifact import Artifact
-from ..export.precision import Int8Request
-from .base import Backend, Compiled, Runner
+from ..device.runtimes import version_tuple
+from .base import Backend, Compiled, Runner, open_session
 
 
 class OrtRunner(Runner):
-    def __init__(self, model_path: Path, threads: int | None):
-        import onnxruntime as ort
-
-        self._path = model_path
-        self._threads = threads
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-        self._input = self._session.get_inputs()[0].name
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        return self._session.run(None, {self._input: np.ascontiguousarray(x, dtype=np.float32)})[0]
-
-    def info(self) -> dict:
-        import onnxruntime as ort
-
-        return {"runtime": "onnxruntime", "version": ort.__version__, "device": "CPU",
-                "threads": self._threads or os.cpu_count(), "providers": self._session.get_providers()}
-
     def per_layer_profile(self, x: np.ndarray, runs: int = 10) -> list[dict]:
         """ONNX Runtime's own per-node trace, averaged over ``runs``, summed by node."""
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.enable_profiling = True
-        options.profile_file_prefix = str(Path(tempfile.mkdtemp(prefix="ort-profile-")) / "trace")
-        if self._threads:
-            options.intra_op_num_threads = self._threads
-        session = ort.InferenceSession(str(self._path), options, providers=["CPUExecutionProvider"])
-        for _ in range(runs + 1):
-            session.run(None, {self._input: np.ascontiguousarray(x, dtype=np.float32)})
-        trace = Path(session.end_profiling())
-        events = json.loads(trace.read_text())
-        shutil.rmtree(trace.parent, ignore_errors=True)
+        folder = Path(tempfile.mkdtemp(prefix="ort-profile-"))
+        try:
+            session = open_session(self.runtime, self.path, self.precision, self.threads,
+                                   profile_prefix=str(folder / "trace"))
+            for _ in range(runs + 1):
+                session.run(np.ascontiguousarray(x, dtype=np.float32))
+            events = json.loads(Path(session.native["session"].end_profiling()).read_text())
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
         totals: dict[str, dict] = {}
         for event in events:
             if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
@@ -73,8 +46,6 @@ def onnxruntime_requirement(onnx_path: Path) -> dict:
     """The ONNX Runtime versions that run ``onnx_path``: from its opset and IR version, below ORT 2."""
     import onnx
 
-    from ..device.runtimes import version_tuple
-
     model = onnx.load(str(onnx_path), load_external_data=False)
     opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     needs = [v for v in (OPSET_SINCE.get(opset), IR_SINCE.get(model.ir_version)) if v]
@@ -88,16 +59,25 @@ def onnxruntime_requirement(onnx_path: Path) -> dict:
 
 class OrtBackend(Backend):
     name = "ort"
-    runtime_package = "onnxruntime"
+    runner_class = OrtRunner
+    stand_in = None  # it is the stand-in
 
-    def compile(self, onnx_path: Path, folder: Path, precision: str, int8: Int8Request | None) -> Compiled:
+    def compile(self, onnx_path: Path, folder: Path, precision: str, int8) -> Compiled:
         target = folder / "model.onnx"
         if onnx_path.resolve() != target.resolve():
             shutil.copyfile(onnx_path, target)
         return Compiled({"model.onnx": "model"})
 
-    def load(self, artifact: Artifact, threads: int | None = None) -> Runner:
-        return OrtRunner(artifact.file("model"), threads)
+    def describe(self, report: dict) -> list[str]:
+        from ..export.precision import describe
+
+        return describe(report)
 
     def runtime_requirement(self, artifact: Artifact) -> dict:
         return onnxruntime_requirement(artifact.file("model"))
+
+    def onnx_requirement(self, artifact: Artifact) -> dict | None:
+        return {"runtime": self.name, "requirement": self.runtime_requirement(artifact)}
+
+    def graph_requirement(self, onnx_path: Path) -> dict:
+        return onnxruntime_requirement(onnx_path)

@@ -1,9 +1,9 @@
 """TensorRT: strongly typed engines from the FP32 / FP16-typed / QDQ ONNX, built here where TensorRT and a
 CUDA GPU exist, and otherwise on the device from the build scripts written beside the ONNX.
 
-Every export runs the TensorRT compatibility check (export/trt_check.py) against a target TensorRT
-version; errors stop the export unless forced. ``tensorrt`` is imported only when an engine is built or
-loaded: nothing here fakes it.
+Every export runs the TensorRT compatibility check (trt_check.py) against a target TensorRT version;
+errors stop the export unless forced. ``tensorrt`` is imported only when an engine is built or loaded:
+nothing here fakes it. Engines run through ``device/runtimes.py`` (cuda-python buffers), as on the device.
 """
 
 from __future__ import annotations
@@ -12,14 +12,9 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
-import onnx
-
 from ..artifact import Artifact
 from ..errors import UserError
-from ..export.precision import Int8Request
-from ..export.trt_check import check_for_tensorrt, parse_version
-from . import trt_build
+from ..device import build_engine as trt_build
 from .base import Backend, Compiled, Runner
 
 DEFAULT_TRT_VERSION = "10.3"  # JetPack 6, the oldest TensorRT with LayerNormalization in wide use
@@ -33,13 +28,14 @@ def tensorrt_unavailable() -> str | None:
     except ImportError:
         return "TensorRT is not installed here"
     try:
-        import torch
-
-        if not torch.cuda.is_available():
-            return "no CUDA GPU here"
+        try:
+            from cuda.bindings import runtime as cudart
+        except ImportError:
+            from cuda import cudart  # cuda-python < 12.6
     except ImportError:
-        return "torch with CUDA is needed to run engines from uninext-deploy"
-    return None
+        return "cuda-python is not installed here (pip install cuda-python)"
+    error, count = cudart.cudaGetDeviceCount()
+    return "no CUDA GPU here" if int(error) != 0 or count == 0 else None
 
 
 def build_script(precision: str) -> str:
@@ -78,69 +74,32 @@ echo "wrote $(pwd)/model.plan (TensorRT $TRT_VERSION, $PRECISION)"
 
 
 class TensorRtRunner(Runner):
-    """Runs a serialized engine: I/O tensors by name, device buffers as torch CUDA tensors."""
-
-    def __init__(self, path: Path):
-        import tensorrt as trt
-        import torch
-
-        logger = trt.Logger(trt.Logger.WARNING)
-        plan = path.read_bytes()
-        if path.suffix == ".engine":
-            header, plan = trt_build.read_engine(path)
-            problem = trt_build.engine_mismatch(header, trt.__version__, trt_build.gpu_identity())
-            if problem:
-                raise UserError(f"engine {path} was {problem}; rebuild it here with build_engine.py")
-        self._engine = trt.Runtime(logger).deserialize_cuda_engine(plan)
-        if self._engine is None:
-            raise UserError(f"TensorRT {trt.__version__} cannot load {path} (built by another TensorRT version or "
-                            "for another GPU?); rebuild it here with build_engine.sh")
-        self._context = self._engine.create_execution_context()
-        names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
-        self._input = next(n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
-        self._output = next(n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
-        self._buffers = {n: torch.empty(tuple(self._engine.get_tensor_shape(n)), dtype=torch.float32, device="cuda")
-                         for n in names}
-        for name, buffer in self._buffers.items():
-            self._context.set_tensor_address(name, buffer.data_ptr())
-        self._stream = torch.cuda.Stream()
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        import torch
-
-        self._buffers[self._input].copy_(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
-        self._context.execute_async_v3(self._stream.cuda_stream)
-        self._stream.synchronize()
-        return self._buffers[self._output].cpu().numpy()
+    """The shipped engine runner, plus GPU-side time of each run by CUDA events (no host copies)."""
 
     def device_times_ms(self, runs: int) -> list[float]:
-        """GPU time of each of ``runs`` executions, by CUDA events (no host copies)."""
-        import torch
-
+        native = self.session.native
+        cudart, context, stream = native["cudart"], native["context"], native["stream"]
         times = []
         for _ in range(runs):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record(self._stream)
-            self._context.execute_async_v3(self._stream.cuda_stream)
-            end.record(self._stream)
-            end.synchronize()
-            times.append(start.elapsed_time(end))
+            start, end = cudart.cudaEventCreate()[1], cudart.cudaEventCreate()[1]
+            cudart.cudaEventRecord(start, stream)
+            context.execute_async_v3(int(stream))
+            cudart.cudaEventRecord(end, stream)
+            cudart.cudaEventSynchronize(end)
+            times.append(float(cudart.cudaEventElapsedTime(start, end)[1]))
+            cudart.cudaEventDestroy(start)
+            cudart.cudaEventDestroy(end)
         return times
-
-    def info(self) -> dict:
-        import tensorrt as trt
-        import torch
-
-        return {"runtime": "tensorrt", "version": trt.__version__, "device": torch.cuda.get_device_name(0)}
 
 
 class TensorRtBackend(Backend):
     name = "trt"
-    runtime_package = "tensorrt"
+    runner_class = TensorRtRunner
     default_opset = TRT_OPSET
     device_roles = ("onnx", "build-script", "check")  # the engine is built on the device
-    device_note = ("The TensorRT engine is built on first use (`python3 run.py --verify` builds it, or "
-                   "`./build_engine.sh`) on the device itself: an engine is tied to one GPU and TensorRT version.")
+    device_note = ("The TensorRT engine is built on the device itself, as an engine is tied to one GPU and TensorRT "
+                   "version: `python3 run.py --verify` builds model.engine on first use (build_engine.py), "
+                   "`./build_engine.sh` builds model.plan with trtexec; run.py runs whichever exists.")
 
     def __init__(self, trt_version: str | None = None, force: bool = False, dla_core: int | None = None,
                  workspace_mb: int = 4096):
@@ -152,7 +111,11 @@ class TensorRtBackend(Backend):
     def cannot_run(self) -> str | None:
         return tensorrt_unavailable()
 
-    def compile(self, onnx_path: Path, folder: Path, precision: str, int8: Int8Request | None) -> Compiled:
+    def compile(self, onnx_path: Path, folder: Path, precision: str, int8) -> Compiled:
+        import onnx
+
+        from .trt_check import check_for_tensorrt, parse_version
+
         target = self.trt_version or self.runtime_version() or DEFAULT_TRT_VERSION
         check = check_for_tensorrt(onnx.load(str(onnx_path)), parse_version(target))
         (folder / "trt_check.json").write_text(json.dumps(check.as_dict(), indent=2) + "\n")
@@ -175,17 +138,14 @@ class TensorRtBackend(Backend):
                                "or python3 build_engine.py there"
         return Compiled(files, report)
 
-    def load(self, artifact: Artifact, threads: int | None = None) -> Runner:
-        reason = tensorrt_unavailable()
-        if reason:
-            raise UserError(f"cannot run TensorRT engines: {reason}")
-        for name in ("model.engine", "model.plan"):
-            if (artifact.path / name).exists():
-                return TensorRtRunner(artifact.path / name)
-        raise UserError(f"{artifact.path} has no engine yet; build it with ./build_engine.sh in that folder")
+    def describe(self, report: dict) -> list[str]:
+        from ..export.precision import describe
 
-    def device_requirements(self, requirement: dict) -> list[str]:
-        return ["cuda-python", f"# tensorrt>={requirement['min']}: from JetPack or NVIDIA's packages, not PyPI"]
+        check = report["tensorrt_check"]
+        lines = [f"TensorRT {check['tensorrt']} check: {problem}" for problem in check["errors"] + check["warnings"]]
+        engine = report["engine"]
+        lines.append(f"TensorRT engine: {engine}" if isinstance(engine, str) else f"TensorRT engine built: {engine}")
+        return lines + describe(report)
 
     def runtime_requirement(self, artifact: Artifact) -> dict:
         checked = artifact.manifest["precision_graph"]["tensorrt_check"]["tensorrt"]

@@ -1,15 +1,66 @@
-"""Open a model with its runtime on the device: numpy and the one runtime, nothing else.
+"""The one code that opens, version-checks and runs a model file, on the host and on the device.
 
-``load(backend, path, precision, threads)`` returns ``(run, info)``: ``run`` maps an input batch to
-the output batch. Bundles ship this file as ``runtimes.py``; the ARM worker and the host OpenVINO
-backend use the same choices (thread count, OpenVINO inference precision).
+numpy and the one runtime, nothing else: bundles ship this file verbatim as ``runtimes.py``; the host's
+runners (``uninext_deploy/backends``) wrap :func:`load` and add only host extras (per-layer profiles,
+accelerator-side timing). Each runtime is declared once, as data, in :data:`RUNTIMES`: its package and
+version lookup, how it opens a model, which file of a folder it runs, how to install it, and the
+platforms and CPUs it supports or refuses, with the reason. Adding a runtime is one declaration here
+plus one backend module.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
+
+PLATFORMS = ("linux/x86_64", "linux/arm64")
+GRAPH_RUNTIME = "ort"  # runs plain ONNX graphs wherever the host needs a reference: simplifier, quantizer
+# and divergence checks, and the graph of a runtime that cannot run here
+
+
+class RuntimeProblem(Exception):
+    """The runtime cannot run the model here for a reason the user can fix (one line, with the fix)."""
+
+
+@dataclass
+class Session:
+    """A model opened by its runtime. ``run`` maps an input batch to the output batch; ``info`` says what
+    runs it (runtime, version, device, threads, precision); ``native`` holds the runtime's own objects, for
+    host extras."""
+
+    run: Callable[[np.ndarray], np.ndarray]
+    info: dict
+    native: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Everything about one runtime that any code needs to know.
+
+    ``opener(path, precision, threads, **extras)`` opens a model file; ``model_file(folder, manifest)`` is
+    the file of an artifact or bundle folder that it runs; ``emulation`` is None when the emulated aarch64
+    CPU runs it here, else why not; ``cpu_refusal(cpu, precision)`` says why it cannot run on an emulated
+    CPU model, or None; ``device_packages(requirement)`` are the requirements.txt lines that install it.
+    """
+
+    name: str  # the backend name, as in manifest["backend"]
+    title: str
+    package: str  # the pip distribution
+    module: str  # the import name
+    version: Callable[[], str]
+    opener: Callable[..., Session]
+    install: str  # how to install it, "{spec}" standing for the version range
+    model_file: Callable[[Path, dict], Path]
+    device_packages: Callable[[dict], list[str]]
+    emulation: str | None = None
+    cpu_refusal: Callable[[str, str], str | None] = lambda cpu, precision: None
+    platforms: tuple[str, ...] = PLATFORMS
+
+    def install_hint(self, requirement: dict | None = None) -> str:
+        return self.install.format(spec=spec(requirement) if requirement else self.package)
 
 
 def version_tuple(text: str) -> tuple[int, ...]:
@@ -21,6 +72,13 @@ def version_tuple(text: str) -> tuple[int, ...]:
             break
         parts.append(int(digits))
     return tuple(parts)
+
+
+def spec(requirement: dict) -> str:
+    """The pip requirement string, e.g. "onnxruntime>=1.17,<2"."""
+    bounds = [f">={requirement['min']}"] if requirement.get("min") else []
+    bounds += [f"<{requirement['below']}"] if requirement.get("below") else []
+    return requirement["package"] + ",".join(bounds)
 
 
 def version_problem(installed: str, requirement: dict) -> tuple[bool, str] | None:
@@ -35,32 +93,90 @@ def version_problem(installed: str, requirement: dict) -> tuple[bool, str] | Non
     return None
 
 
-def spec(requirement: dict) -> str:
-    """The pip requirement string, e.g. "onnxruntime>=1.17,<2"."""
-    bounds = [f">={requirement['min']}"] if requirement.get("min") else []
-    bounds += [f"<{requirement['below']}"] if requirement.get("below") else []
-    return requirement["package"] + ",".join(bounds)
+def get(name: str) -> Runtime:
+    if name not in RUNTIMES:
+        raise ValueError(f"unknown runtime {name!r}; known: {', '.join(RUNTIMES)}")
+    return RUNTIMES[name]
 
 
-def installed_version(backend: str) -> str | None:
-    """The version of ``backend``'s runtime ("ort", "openvino", "trt"), or None when it is not installed."""
+def installed_version(name: str) -> str | None:
+    """The installed version of runtime ``name``, or None when it is not installed."""
     try:
-        if backend == "ort":
-            import onnxruntime
-
-            return onnxruntime.__version__
-        if backend == "openvino":
-            import openvino
-
-            return openvino.get_version().split("-")[0]
-        if backend == "trt":
-            import tensorrt
-
-            return tensorrt.__version__
+        return get(name).version()
     except ImportError:
         return None
-    raise ValueError(f"unknown backend {backend!r}")
 
+
+def checked_version(name: str, requirement: dict) -> tuple[str, str | None]:
+    """(installed version, warning or None) for ``requirement``; RuntimeProblem when the runtime is missing or
+    too old, naming how to install the right one."""
+    runtime = get(name)
+    installed = installed_version(name)
+    if installed is None:
+        raise RuntimeProblem(f"{runtime.package} is not installed; {runtime.install_hint(requirement)} "
+                             "(or pip install -r requirements.txt)")
+    problem = version_problem(installed, requirement)
+    if problem and problem[0]:
+        raise RuntimeProblem(problem[1])
+    return installed, problem[1] if problem else None
+
+
+def emulation_problem(name: str, precision: str, cpu: str) -> str | None:
+    """Why runtime ``name`` cannot run a ``precision`` model on the emulated aarch64 ``cpu`` here, or None."""
+    runtime = get(name)
+    if runtime.emulation:
+        runnable = " and ".join(r.title for r in RUNTIMES.values() if r.emulation is None)
+        return f"--platform linux/arm64 runs {runnable} artifacts here; {name} {runtime.emulation}"
+    return runtime.cpu_refusal(cpu, precision)
+
+
+def load(name: str, path: Path, precision: str, threads: int | None = None, **extras) -> Session:
+    """Open the model file at ``path`` with runtime ``name`` ("ort": .onnx, "openvino": .xml, "trt": an
+    engine) for an artifact of ``precision``, on ``threads`` CPU threads (None: the runtime's default)."""
+    return get(name).opener(path if isinstance(path, bytes) else Path(path), precision, threads, **extras)
+
+
+def file_with_role(folder: Path, manifest: dict, role: str = "model") -> Path:
+    for name, entry in manifest["files"].items():
+        if entry["role"] == role:
+            return Path(folder) / name
+    raise RuntimeProblem(f"{folder} lists no {role} file in its manifest; re-export it")
+
+
+# --- ONNX Runtime ---------------------------------------------------------------------------------------
+
+def _onnxruntime(path: Path | bytes, precision: str, threads: int | None, profile_prefix: str | None = None,
+                 optimization: str = "all") -> Session:
+    """``path``: an .onnx file or a serialized model; ``optimization`` "basic" keeps the nodes as written
+    (for comparing intermediate tensors), "all" fuses as a deployment does."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+                                        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}[optimization]
+    if threads:
+        options.intra_op_num_threads = threads
+        # sequential execution never uses the inter-op pool; one thread keeps it from spinning beside
+        # the intra-op threads we asked for
+        options.inter_op_num_threads = 1
+    if profile_prefix:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
+    session = ort.InferenceSession(path if isinstance(path, bytes) else str(path), options,
+                                   providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    info = {"runtime": "onnxruntime", "version": ort.__version__, "device": "CPU",
+            "threads": threads or "default", "providers": session.get_providers()}
+    return Session(lambda x: session.run(None, {name: x})[0], info, {"session": session, "input": name})
+
+
+def _onnxruntime_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
+
+
+# --- OpenVINO -------------------------------------------------------------------------------------------
 
 def inference_precision(precision: str, capabilities: list[str]) -> str:
     """OpenVINO's INFERENCE_PRECISION_HINT for an artifact of ``precision``: always explicit, since the CPU
@@ -70,57 +186,100 @@ def inference_precision(precision: str, capabilities: list[str]) -> str:
     return "f16" if "FP16" in capabilities else "bf16" if "BF16" in capabilities else "f32"
 
 
-def load(backend: str, path: Path, precision: str, threads: int | None = None):
-    """``(run, info)`` for the model file at ``path`` ("ort": .onnx, "openvino": .xml, "trt": .engine)."""
-    opener = {"ort": _onnxruntime, "openvino": _openvino, "trt": _tensorrt}.get(backend)
-    if opener is None:
-        raise ValueError(f"unknown backend {backend!r}")
-    return opener(Path(path), precision, threads)
-
-
-def _onnxruntime(path: Path, precision: str, threads: int | None):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    info = {"runtime": "onnxruntime", "version": ort.__version__, "device": "CPU", "threads": threads or "default"}
-    return (lambda x: session.run(None, {name: x})[0]), info
-
-
-def _openvino(path: Path, precision: str, threads: int | None):
+def _openvino(path: Path, precision: str, threads: int | None, cache_dir: Path | None = None,
+              perf_count: bool = False) -> Session:
     import openvino as ov
 
     core = ov.Core()
+    if cache_dir is not None:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        core.set_property({"CACHE_DIR": str(cache_dir)})
     hint = inference_precision(precision, core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
-    config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}
+    config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1",
+              "PERF_COUNT": perf_count}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
-    compiled = core.compile_model(str(path), "CPU", config)
+    compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
     request = compiled.create_infer_request()
-    info = {"runtime": "openvino", "version": ov.get_version(), "device": "CPU", "inference_precision": hint,
+    info = {"runtime": "openvino", "version": ov.get_version(), "device": "CPU",
+            "inference_precision": compiled.get_property("INFERENCE_PRECISION_HINT").to_string(),
             "threads": compiled.get_property("INFERENCE_NUM_THREADS")}
-    return (lambda x: request.infer({0: x})[0].copy()), info
+    return Session(lambda x: request.infer({0: x})[0].copy(), info, {"compiled": compiled, "request": request})
 
 
-def _tensorrt(path: Path, precision: str, threads: int | None):
+def _openvino_version() -> str:
+    import openvino
+
+    return openvino.get_version().split("-")[0]
+
+
+def _openvino_cpu_refusal(cpu: str, precision: str) -> str | None:
+    if cpu.split(",")[0] == "max" and "sme=off" not in cpu:
+        return ("OpenVINO gives wrong results under qemu's -cpu max (its SME code path); use --cpu cortex-a76 "
+                "(Orin / Raspberry Pi 5 class) or max,sme=off")
+    if cpu == "cortex-a72" and precision == "int8":
+        return "OpenVINO cannot compile INT8 models for cortex-a72 (no dotprod); use --cpu cortex-a76"
+    return None
+
+
+# --- TensorRT -------------------------------------------------------------------------------------------
+
+ENGINE_FILES = ("model.engine", "model.plan")  # build_engine.py (with our header), trtexec (a bare plan)
+
+
+def _engine_tools():
+    """build_engine.py, the file beside this one (on the host as in TensorRT bundles): the engine format."""
+    import importlib.util
+    import sys
+
+    if "build_engine" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("build_engine", Path(__file__).with_name("build_engine.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules["build_engine"] = module
+    return sys.modules["build_engine"]
+
+
+def _tensorrt_model_file(folder: Path, manifest: dict) -> Path:
+    """The folder's engine; built here on first use from its ONNX (an engine is tied to one GPU and TensorRT
+    version), by the same build_engine.py the folder ships."""
+    folder = Path(folder)
+    for name in ENGINE_FILES:
+        if (folder / name).exists():
+            return folder / name
+    engine = folder / ENGINE_FILES[0]
+    import sys
+
+    print(f"building the TensorRT engine for this GPU (once): {engine}", file=sys.stderr)
+    _engine_tools().build(file_with_role(folder, manifest, "onnx"), engine, manifest["precision"],
+                          timing_cache=folder / "timing.cache",
+                          metadata={"model": manifest["model"]["name"], "input": manifest["input"]["shape"]})
+    return engine
+
+
+def _tensorrt(path: Path, precision: str, threads: int | None) -> Session:
     """A TensorRT engine with device buffers from cuda-python (no torch on the device)."""
     import tensorrt as trt
-
-    import build_engine  # shipped beside this file in TensorRT bundles
 
     try:
         from cuda.bindings import runtime as cudart
     except ImportError:
-        from cuda import cudart  # cuda-python < 12.6
-
-    header, plan = build_engine.read_engine(path)
-    problem = build_engine.engine_mismatch(header, trt.__version__, build_engine.gpu_identity())
-    if problem:
-        raise RuntimeError(f"engine {path} was {problem}; delete it and run again to rebuild it here")
+        try:
+            from cuda import cudart  # cuda-python < 12.6
+        except ImportError:
+            raise RuntimeProblem("cuda-python is not installed; pip install cuda-python") from None
+    tools = _engine_tools()
+    if path.read_bytes()[:len(tools.MAGIC)] == tools.MAGIC:
+        header, plan = tools.read_engine(path)
+        problem = tools.engine_mismatch(header, trt.__version__, tools.gpu_identity())
+        if problem:
+            raise RuntimeProblem(f"engine {path} was {problem}; delete it and run again to rebuild it here")
+    else:  # a bare plan from trtexec
+        header, plan = {"gpu": tools.gpu_identity()["gpu"]}, path.read_bytes()
     engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(plan)
+    if engine is None:
+        raise RuntimeProblem(f"TensorRT {trt.__version__} cannot load {path} (another TensorRT version or GPU?); "
+                             "delete it and run again to rebuild it here")
     context = engine.create_execution_context()
     names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
     shapes = {n: tuple(engine.get_tensor_shape(n)) for n in names}
@@ -150,9 +309,34 @@ def _tensorrt(path: Path, precision: str, threads: int | None):
 
     info = {"runtime": "tensorrt", "version": trt.__version__, "device": header.get("gpu"),
             "strongly_typed": header.get("strongly_typed")}
-    return run, info
+    return Session(run, info, {"context": context, "stream": stream, "cudart": cudart})
 
 
 def _cuda_check(error, what: str) -> None:
     if int(error) != 0:
         raise RuntimeError(f"CUDA {what} failed with error {int(error)}")
+
+
+def _tensorrt_version() -> str:
+    import tensorrt
+
+    return tensorrt.__version__
+
+
+TENSORRT_INSTALL = ("on Jetson it comes with JetPack (python3-libnvinfer), elsewhere from NVIDIA's wheels "
+                    "(pip install '{spec}'); the runner also needs pip install cuda-python")
+
+RUNTIMES: dict[str, Runtime] = {runtime.name: runtime for runtime in (
+    Runtime("ort", "ONNX Runtime", "onnxruntime", "onnxruntime", _onnxruntime_version, _onnxruntime,
+            install="pip install '{spec}'", model_file=file_with_role,
+            device_packages=lambda requirement: [spec(requirement)]),
+    Runtime("openvino", "OpenVINO", "openvino", "openvino", _openvino_version, _openvino,
+            install="pip install '{spec}'", model_file=file_with_role,
+            device_packages=lambda requirement: [spec(requirement)], cpu_refusal=_openvino_cpu_refusal),
+    Runtime("trt", "TensorRT", "tensorrt", "tensorrt", _tensorrt_version, _tensorrt, install=TENSORRT_INSTALL,
+            model_file=_tensorrt_model_file,
+            device_packages=lambda requirement: [
+                "cuda-python", f"# {spec(requirement)}: " + TENSORRT_INSTALL.split(" (pip")[0]],
+            emulation="targets NVIDIA GPUs, which the emulated CPU lacks (use --target ort or openvino)"),
+)}
+

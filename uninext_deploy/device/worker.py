@@ -1,5 +1,5 @@
 """Run under the emulated aarch64 Python: every job of a job file in one process (the runtime import
-alone costs seconds under emulation). Needs only numpy, the runtime and runtimes.py beside it.
+alone costs seconds under emulation). Needs only numpy, the runtime, and runtimes.py and compare.py beside it.
 
     python worker.py jobs.json
 
@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 
+import compare
 import runtimes
 
 
@@ -23,18 +24,16 @@ def main() -> None:
     done = 0
     for job in jobs:
         # one thread each: under emulation threads do not help, processes do
-        run, info = runtimes.load(job["runtime"], job["model"], job["precision"], threads=1)
+        session = runtimes.load(job["runtime"], job["model"], job["precision"], threads=1)
         x = np.load(job["inputs"])["x"]
-        batch = job["batch"]
-        pad = (-len(x)) % batch
-        padded = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)]) if pad else x
         outputs = []
-        for start in range(0, len(padded), batch):
-            outputs.append(np.asarray(run(np.ascontiguousarray(padded[start:start + batch]))))
+        for batch in compare.batched(x, job["batch"]):
+            outputs.append(np.asarray(session.run(np.ascontiguousarray(batch))))
             done += 1
             print(f"progress {done} {total}", file=sys.stderr, flush=True)
+        info = dict(session.info)
         info.update(machine=platform.machine())
-        np.savez(job["out"], y=np.concatenate(outputs)[: len(x)], info=json.dumps(info))
+        np.savez(job["out"], y=np.concatenate(outputs)[: len(x)], info=json.dumps(info, default=str))
 
 
 if __name__ == "__main__":

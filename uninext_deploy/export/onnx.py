@@ -1,8 +1,8 @@
 """PyTorch -> static-shape ONNX: export, simplify, check the simplified graph against the original.
 
 Uses the TorchScript exporter (``dynamo=False``): with a fixed input shape it gives a graph whose shape
-arithmetic onnxsim folds away completely, and it is the exporter the official-code measurements in
-``shared/design/models.md`` validated on all three families.
+arithmetic onnxsim folds away completely, and it is the exporter whose graphs were checked against the
+official code of all three families.
 """
 
 from __future__ import annotations
@@ -12,15 +12,13 @@ import io
 import time
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 from torch import nn
 
-from ..errors import UserError
+from ..device import runtimes
 from .graph import GraphReport, check_graph
 
 INPUT_NAME = "input"
@@ -88,11 +86,11 @@ def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def _max_rel_deviation(a: onnx.ModelProto, b: onnx.ModelProto, shape, n: int, seed: int) -> float:
     rng = np.random.default_rng(seed)
-    sessions = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]) for m in (a, b)]
+    sessions = [runtimes.load(runtimes.GRAPH_RUNTIME, m.SerializeToString(), "fp32") for m in (a, b)]
     worst = 0.0
     for _ in range(n):
         x = rng.standard_normal(shape, dtype=np.float32)
-        ref, out = (s.run(None, {INPUT_NAME: x})[0] for s in sessions)
+        ref, out = (s.run(x) for s in sessions)
         worst = max(worst, float(np.abs(ref - out).max() / max(np.abs(ref).max(), 1e-12)))
     return worst
 
@@ -102,13 +100,3 @@ def set_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
     del model.metadata_props[:]
     for key, value in metadata.items():
         model.metadata_props.add(key=key, value=str(value))
-
-
-def read_onnx(path: str | Path) -> onnx.ModelProto:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"ONNX file {path} does not exist")
-    try:
-        return onnx.load(str(path))
-    except Exception:
-        raise UserError(f"{path} is not a readable ONNX model") from None

@@ -9,69 +9,16 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from dataclasses import dataclass
-from typing import Callable, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..errors import UserError
+from .spec import ModelSpec
+from .weights import calibrate_batchnorm, load_official_weights, seeded_init
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-StateDict = Mapping[str, torch.Tensor]
 BN_PHOTOS = 4  # shipped photos whose statistics the seeded BatchNorms take
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Everything the toolchain knows about one variant, as data.
-
-    ``build(batch, height, width)`` returns the module in its static-shape form for that input.
-    ``size_error(height, width)`` returns None when the size is supported, else the rule as one line.
-    ``key_map`` turns an official state dict into ours (identity where the layouts agree).
-
-    INT8 hints, as module paths of the exported graph's scopes: ``classifier`` (kept float unless asked),
-    ``int8_float_scopes`` (glob patterns kept float, e.g. SE gates) and ``block_depth`` (how many leading
-    path components name one block, the unit of sensitivity analysis and float fallback).
-    """
-
-    name: str
-    family: str
-    build: Callable[[int, int, int], nn.Module]
-    native_size: int
-    official_params: int
-    official_gmacs: float
-    size_error: Callable[[int, int], str | None]
-    key_map: Callable[[StateDict], dict[str, torch.Tensor]] = dict
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    crop_pct: float = 0.9
-    interpolation: str = "bicubic"
-    num_classes: int = 1000
-    source: str = ""
-    classifier: str = "head"
-    int8_float_scopes: tuple[str, ...] = ()
-    block_depth: int = 2
-
-    def preprocessing(self, height: int | None = None, width: int | None = None) -> dict:
-        """The preprocessing a deployed artifact needs, as plain data (also written to manifests)."""
-        h = height or self.native_size
-        w = width or self.native_size
-        return {
-            "resize_short_side": None if self.crop_pct >= 1.0 else int(min(h, w) / self.crop_pct),
-            "resize_exact": self.crop_pct >= 1.0,
-            "crop": [h, w],
-            "interpolation": self.interpolation,
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "color": "RGB",
-            "layout": "NCHW",
-            "scale": 1.0 / 255.0,
-        }
-
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
@@ -87,10 +34,14 @@ def _normalise(name: str) -> str:
     return name.strip().lower().replace("-", "_").replace(" ", "_")
 
 
-def list_models(family: str | None = None) -> list[str]:
-    """Registered model names, optionally of one family, in registration order."""
+def list_models(family: str | None = None, *, official: bool = False) -> list[str]:
+    """Registered model names, optionally of one family (an unknown family is one UserError naming the
+    families), in registration order; ``official``: only variants with official numbers (no test_*)."""
     _load_families()
-    return [n for n, s in _REGISTRY.items() if family is None or s.family == family]
+    if family is not None and _normalise(family) not in FAMILIES:
+        raise UserError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}")
+    return [n for n, s in _REGISTRY.items() if (family is None or s.family == _normalise(family))
+            and not (official and s.official_params is None)]
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -129,7 +80,6 @@ def create_model(
     """
     from ..device.imaging import preprocess
     from ..images import find_images, load_images
-    from .weights import calibrate_batchnorm, load_official_weights, seeded_init
 
     spec = get_spec(name)
     if batch_size < 1:
@@ -151,11 +101,11 @@ def create_model(
     return model
 
 
-_FAMILIES = ("uninext", "convmlp", "uninet")
+FAMILIES = ("uninext", "convmlp", "uninet")
 
 
 def _load_families() -> None:
     # Registering is a side effect of importing the family modules, as in timm; done lazily so that
     # importing the registry stays cheap.
-    for family in _FAMILIES:
+    for family in FAMILIES:
         importlib.import_module(f"{__package__}.{family}")

@@ -1,6 +1,6 @@
 """ConvMLP: "ConvMLP: Hierarchical Convolutional MLPs for Vision" (Li et al., arXiv 2109.04454).
 
-Re-implemented from the architecture facts in ``shared/design/models.md`` section 2 (official code:
+Re-implemented from the paper's architecture facts (official code:
 SHI-Labs/Convolutional-MLPs, Apache-2.0). Module names follow the official state dict, so official
 checkpoints load with the identity key mapping.
 
@@ -16,7 +16,8 @@ from functools import partial
 
 from torch import Tensor, nn
 
-from ._registry import ModelSpec, register
+from ._registry import register
+from .spec import ModelSpec
 from .layers import Mlp
 
 
@@ -124,14 +125,15 @@ class ConvMLPConfig:
     blocks: tuple[int, int, int]
     dims: tuple[int, int, int]
     mlp_ratio: float
-    params: int  # official, measured (models.md 2.2)
-    gmacs: float
+    params: int | None  # official, measured on the official code; None for the test variant
+    gmacs: float | None
 
 
 CONFIGS = {
     "convmlp_s": ConvMLPConfig(64, 2, (2, 4, 2), (128, 256, 512), 2, 9_022_920, 2.399),
     "convmlp_m": ConvMLPConfig(64, 3, (3, 6, 3), (128, 256, 512), 3, 17_410_504, 3.948),
     "convmlp_l": ConvMLPConfig(96, 3, (4, 8, 3), (192, 384, 768), 3, 42_728_440, 9.904),
+    "test_convmlp": ConvMLPConfig(16, 1, (1, 1, 1), (32, 64, 128), 2, None, None),  # tiny, for fast tests
 }
 
 
@@ -148,7 +150,7 @@ def _size_error(height: int, width: int) -> str | None:
 
 for _name, _cfg in CONFIGS.items():
     register(ModelSpec(
-        name=_name, family="convmlp", build=partial(_build, _cfg), native_size=224,
+        name=_name, family="convmlp", build=partial(_build, _cfg), native_size=224 if _cfg.params else 64,
         official_params=_cfg.params, official_gmacs=_cfg.gmacs, size_error=_size_error,
         crop_pct=0.9, source="SHI-Labs/Convolutional-MLPs@092bf71", block_depth=4))
 

@@ -1,7 +1,7 @@
 """UniNet: "UniNet: Unified Architecture Search with Convolution, Transformer, and MLP" (Liu et al.,
 ECCV 2022, arXiv 2207.05420 -- not the different arXiv v1 2110.04035 architecture).
 
-Re-implemented from the architecture facts in ``shared/design/models.md`` section 3 and checked against
+Re-implemented from the paper's architecture facts and checked against
 the official code (Sense-X/UniNet@81ef332, MIT; its model class is called ``VisionTransformer``).
 Module names follow the official state dict, including its single flat ``blocks`` index over
 down-sampling modules (DSMs) and blocks, so official checkpoints load with the identity key mapping.
@@ -37,7 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._registry import ModelSpec, register
+from ._registry import register
+from .spec import ModelSpec
 from .layers import Mlp, conv_out, nchw_to_tokens, tokens_to_nchw
 
 HEAD_DIM = 32  # every attention in the family uses 32-channel heads
@@ -278,8 +279,8 @@ class UniNetConfig:
     native_size: int
     repeats: tuple[int, int, int, int, int, int]
     channels: tuple[int, int, int, int, int, int]
-    params: int  # official, measured (models.md 3.2)
-    gmacs: float
+    params: int | None  # official, measured on the official code; None for the test variant
+    gmacs: float | None
 
 
 CONFIGS = {
@@ -290,6 +291,7 @@ CONFIGS = {
     "uninet_b4": UniNetConfig(320, (2, 4, 9, 9, 9, 18), (32, 64, 112, 192, 192, 352), 43_796_288, 9.429),
     "uninet_b5": UniNetConfig(384, (3, 5, 10, 10, 10, 20), (32, 64, 112, 224, 224, 448), 72_883_072, 20.423),
     "uninet_b6": UniNetConfig(448, (4, 6, 12, 12, 12, 24), (48, 96, 160, 256, 256, 512), 116_687_344, 51.035),
+    "test_uninet": UniNetConfig(64, (1, 1, 1, 1, 1, 1), (16, 16, 32, 32, 32, 64), None, None),  # tiny, for fast tests
 }
 
 

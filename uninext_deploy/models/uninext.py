@@ -1,7 +1,7 @@
 """UniNeXt: "UniNeXt: Exploring A Unified Architecture for Vision Recognition" (arXiv 2304.13700,
 ACM MM 2023).
 
-Re-implemented from the architecture facts in ``shared/design/models.md`` section 1 (official code:
+Re-implemented from the paper's architecture facts (official code:
 jianlong-yuan/UniNeXt, no licence, so nothing is copied). Module and parameter names follow the official
 state dicts, so official checkpoints load with the identity key mapping.
 
@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._registry import ModelSpec, register
+from ._registry import register
+from .spec import ModelSpec
 from .layers import conv_out
 
 DEPTHS = (2, 2, 18, 2)
@@ -321,8 +322,10 @@ class MergeBlock(nn.Module):
 class UniNeXt(nn.Module):
     """Stem, then for each stage i: ``merge{i-1}``, blocks ``stage{i}`` each followed by x + ``cpe{i}``(x)."""
 
-    def __init__(self, embed_dim: int, mixer: str, height: int, width: int, num_classes: int = 1000):
+    def __init__(self, embed_dim: int, mixer: str, height: int, width: int, num_classes: int = 1000,
+                 depths: tuple[int, ...] = DEPTHS):
         super().__init__()
+        self.depths = depths
         half = embed_dim // 2
         height, width = conv_out(height), conv_out(width)
         self.stem_tokens = height * width
@@ -333,7 +336,7 @@ class UniNeXt(nn.Module):
         self.stem3 = TokenConv(half, half, height, width)
         self.norm_act3 = nn.Sequential(nn.LayerNorm(half), nn.GELU())
         dim_in = half
-        for stage, depth in enumerate(DEPTHS):
+        for stage, depth in enumerate(depths):
             dim = embed_dim * 2 ** stage
             self.add_module(f"merge{stage}", MergeBlock(dim_in, dim, height, width))
             height, width = conv_out(height), conv_out(width)
@@ -350,7 +353,7 @@ class UniNeXt(nn.Module):
         x = self.norm_act1(x.reshape(-1, self.stem1.out_channels, self.stem_tokens).transpose(1, 2))
         x = self.norm_act2(self.stem2(x))
         x = self.norm_act3(self.stem3(x))
-        for stage in range(len(DEPTHS)):
+        for stage in range(len(self.depths)):
             x = getattr(self, f"merge{stage}")(x)
             for block, cpe in zip(getattr(self, f"stage{stage + 1}"), getattr(self, f"cpe{stage + 1}")):
                 x = block(x)
@@ -365,8 +368,9 @@ class UniNeXt(nn.Module):
 class UniNeXtConfig:
     mixer: str  # window | cswin | pvt | dwconv | pool
     embed_dim: int
-    params: int  # official, measured (models.md 1.4)
-    gmacs: float
+    params: int | None  # official, measured on the official code; None for the test variant
+    gmacs: float | None
+    depths: tuple[int, int, int, int] = DEPTHS
 
 
 CONFIGS = {
@@ -379,12 +383,14 @@ CONFIGS = {
     "uninext_t_pvt": UniNeXtConfig("pvt", 64, 29_311_400, 4.303),
     "uninext_t_dwconv": UniNeXtConfig("dwconv", 64, 18_577_320, 3.463),
     "uninext_t_pool": UniNeXtConfig("pool", 64, 18_276_520, 3.387),
+    # a tiny model of the family for fast tests (every code path of the window variant, one block a stage)
+    "test_uninext": UniNeXtConfig("window", 32, None, None, depths=(1, 1, 1, 1)),
 }
 
 
 def _build(cfg: UniNeXtConfig, batch: int, height: int, width: int) -> UniNeXt:
     # Batch-independent: forward reshapes use -1 for the batch.
-    return UniNeXt(cfg.embed_dim, cfg.mixer, height, width)
+    return UniNeXt(cfg.embed_dim, cfg.mixer, height, width, depths=cfg.depths)
 
 
 def _size_error(cfg: UniNeXtConfig, height: int, width: int) -> str | None:
@@ -399,7 +405,7 @@ def _size_error(cfg: UniNeXtConfig, height: int, width: int) -> str | None:
 
 for _name, _cfg in CONFIGS.items():
     register(ModelSpec(
-        name=_name, family="uninext", build=partial(_build, _cfg), native_size=224,
+        name=_name, family="uninext", build=partial(_build, _cfg), native_size=224 if _cfg.params else 64,
         official_params=_cfg.params, official_gmacs=_cfg.gmacs, size_error=partial(_size_error, _cfg),
         crop_pct=0.9, source="jianlong-yuan/UniNeXt@413ff71",
         # INT8: the PC convs (cpe) read the residual stream, whose range per-tensor INT8 cannot hold:

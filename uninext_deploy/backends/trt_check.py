@@ -13,7 +13,10 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .graph import MAX_RANK, static_dims
+from ..errors import UserError
+from ..export.graph import static_dims
+
+MAX_RANK = 8  # TensorRT's limit on tensor rank
 
 # op -> first TensorRT version whose ONNX parser supports it (the ops the three families export to).
 MIN_VERSION = {
@@ -27,16 +30,16 @@ MIN_VERSION = {
 }
 # TensorRT version -> highest ONNX opset its parser takes
 MAX_OPSET = [((10, 0), 20), ((9, 2), 19), ((8, 5), 17), ((8, 0), 13)]
-STRONGLY_TYPED_SINCE = (10, 12)  # weak typing deprecated from here; TensorRT 11 removed it
 
 
 def parse_version(text: str) -> tuple[int, int]:
-    parts = text.strip().split(".")
-    try:
-        return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
-    except ValueError:
-        from ..errors import UserError
-        raise UserError(f"cannot read TensorRT version {text!r}; write it as MAJOR.MINOR, e.g. 10.3") from None
+    """"10.3" -> (10, 3), or one UserError asking for MAJOR.MINOR."""
+    from ..device.runtimes import version_tuple
+
+    parts = version_tuple(text.strip())
+    if not parts or not text.strip()[:1].isdigit():
+        raise UserError(f"cannot read TensorRT version {text!r}; write it as MAJOR.MINOR, e.g. 10.3")
+    return parts[0], parts[1] if len(parts) > 1 else 0
 
 
 def max_opset(version: tuple[int, int]) -> int:

@@ -1,0 +1,39 @@
+"""ONNX Runtime behind the Backend interface: the artifact is the ONNX; its version range comes from the graph;
+per-layer profiles name real nodes; it is the stand-in that checks other runtimes' graphs."""
+
+import numpy as np
+import pytest
+
+from uninext_deploy import api
+from uninext_deploy.backends import get_backend
+from uninext_deploy.backends.ort import onnxruntime_requirement
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory):
+    return api.export("test_convmlp", "ort", out=tmp_path_factory.mktemp("ort") / "a")
+
+
+@pytest.mark.parametrize("opset, ir, minimum", [(17, 8, "1.13"), (20, 9, "1.17")])
+def test_version_range_comes_from_opset_and_ir(tmp_path, opset, ir, minimum):
+    """ORT's version matrix: opset 17 (IR 8) came with 1.13, opset 20 with 1.17 (1.16.3 refuses our graphs)."""
+    made = api.export("test_convmlp", "ort", opset=opset, out=tmp_path / "a")
+    requirement = onnxruntime_requirement(made.file("model"))
+    assert requirement == {"package": "onnxruntime", "min": minimum, "below": "2",
+                           "why": f"ONNX opset {opset}, IR version {ir}"}
+    assert get_backend("ort").onnx_requirement(made) == {"runtime": "ort", "requirement": requirement}
+
+
+def test_per_layer_profile_names_real_nodes(artifact):
+    layers = get_backend("ort").load(artifact, threads=1).per_layer_profile(
+        np.zeros(artifact.input_shape, np.float32), runs=2)
+    assert len(layers) > 10 and layers[0]["ms"] >= layers[-1]["ms"]
+    assert {"Conv", "LayerNormalization"} <= {layer["op"] for layer in layers}
+
+
+def test_cpu_runners_report_no_device_time(artifact):
+    assert get_backend("ort").load(artifact).device_times_ms(3) == []
+
+
+def test_it_is_the_stand_in_for_the_tensorrt_graph():
+    assert get_backend("trt").stand_in == "ort" and get_backend("ort").stand_in is None

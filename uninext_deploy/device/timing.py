@@ -1,0 +1,55 @@
+"""Latency measurement shared by every runner, PyTorch eager and the device's ``run.py --bench``.
+
+numpy only: bundles ship this file verbatim as ``timing.py``. Warm-up runs first, then a fixed number
+of timed runs or as many as fit in a time budget (the trtexec / benchmark_app conventions), timed with
+``perf_counter`` around each call.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass
+class Latency:
+    runs: int
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    throughput: float  # samples per second at the measured mean latency
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def measure(fn: Callable[[], object], *, batch: int, warmup: int = 10, iters: int | None = None,
+            seconds: float | None = None) -> Latency:
+    """Time ``fn`` after ``warmup`` calls: ``iters`` runs, or as many as fit in ``seconds`` (at least 5)."""
+    for _ in range(warmup):
+        fn()
+    if iters is None and seconds is None:
+        iters = 50
+    times = []
+    deadline = time.perf_counter() + seconds if seconds is not None else None
+    while (iters is not None and len(times) < iters) or (
+            deadline is not None and (time.perf_counter() < deadline or len(times) < 5)):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000.0)
+    return summarize(times, batch)
+
+
+def summarize(times_ms: list[float], batch: int) -> Latency:
+    """Statistics of per-run times in milliseconds, at ``batch`` samples per run."""
+    ms = np.asarray(times_ms)
+    return Latency(
+        runs=len(ms), mean_ms=float(ms.mean()), std_ms=float(ms.std()), min_ms=float(ms.min()),
+        p50_ms=float(np.percentile(ms, 50)), p90_ms=float(np.percentile(ms, 90)),
+        p99_ms=float(np.percentile(ms, 99)), throughput=float(batch * 1000.0 / ms.mean()))

@@ -1,0 +1,173 @@
+"""Option groups shared by every command and the Python API, each validated once, here.
+
+The CLI expands each group into the same flags on every command that takes it (cli.py), and the API takes
+the group objects, so a Python caller gets the same one-line errors as a user of the CLI.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from .errors import UserError
+
+CALIB_METHODS = ("minmax", "entropy", "percentile")
+PRECISIONS = ("fp32", "fp16", "int8")
+DEFAULT_MODEL = "uninext_t"
+DEFAULT_TARGET = "ort"  # the same for every command that takes --target
+DEFAULT_CPU = "cortex-a76"  # Jetson Orin / Raspberry Pi 5 class
+MIN_OPSET = 17  # LayerNormalization as one node
+DEFAULT_ITERS = 50
+
+
+def _set(obj, name: str, value) -> None:
+    object.__setattr__(obj, name, value)  # normalising a frozen dataclass in __post_init__
+
+
+def at_least(name: str, value, low, unit: str = "") -> None:
+    if value is not None and not value >= low:
+        raise UserError(f"{name} must be at least {low}{unit}, got {value}")
+
+
+def input_size(value) -> tuple[int, int] | None:
+    """``224``, ``"224"``, ``"224x192"``, ``"224,192"`` or ``(224, 192)`` -> (224, 192); None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        parts = [p for p in re.split(r"[x,\s]+", value.strip().lower()) if p]
+        if not 1 <= len(parts) <= 2 or not all(p.isdigit() for p in parts):
+            raise UserError(f"--input-size {value!r}: give a side (224) or height and width (224x192)")
+        value = tuple(int(p) for p in parts)
+    sides = (value, value) if isinstance(value, int) else tuple(value)
+    if len(sides) == 1:
+        sides = sides * 2
+    if len(sides) != 2 or not all(isinstance(s, int) and s > 0 for s in sides):
+        raise UserError(f"--input-size {value!r}: give positive pixel counts, a side (224) or height and width")
+    return int(sides[0]), int(sides[1])
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Which model and how it is built: registered name, input size (None: native), weights or seed."""
+
+    model: str = DEFAULT_MODEL
+    input_size: int | tuple[int, int] | str | None = None
+    weights: str | Path | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        from .models import get_spec
+        from .models._registry import resolve_size
+
+        spec = get_spec(self.model)  # unknown names and sizes the family cannot take: one line, before any work
+        _set(self, "model", spec.name)
+        _set(self, "input_size", resolve_size(spec, input_size(self.input_size)) if self.input_size else None)
+        _set(self, "weights", str(self.weights) if self.weights else None)
+        at_least("--seed", self.seed, 0)
+
+
+@dataclass(frozen=True)
+class Int8Options:
+    """How to quantize: calibration data and method, what stays float, the fallback target.
+
+    ``min_cosine`` (``--int8-min-cosine``) is the INT8 fallback target: blocks return to float, most
+    sensitive first, until the QDQ graph's cosine to *the float graph* reaches it. It is not the optimize
+    budget, which is the cosine to *PyTorch*.
+    """
+
+    calib: str | Path | None = None  # folder of images; None: the shipped photos, augmented
+    calib_size: int = 32
+    method: str = "percentile"
+    quantize_classifier: bool = False
+    min_cosine: float | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        _set(self, "method", self.method.lower())
+        if self.method not in CALIB_METHODS:
+            raise UserError(f"unknown calibration method {self.method!r}; choose one of {', '.join(CALIB_METHODS)}")
+        if self.min_cosine is not None and not 0 < self.min_cosine <= 1:
+            raise UserError(f"--int8-min-cosine must be in (0, 1], got {self.min_cosine}")
+        at_least("--calib-size", self.calib_size, 1)
+
+
+@dataclass(frozen=True)
+class TrtOptions:
+    """TensorRT: the version the graph is checked against, forcing past the check, a Jetson DLA core."""
+
+    trt_version: str | None = None
+    force: bool = False
+    dla_core: int | None = None
+
+    def __post_init__(self):
+        at_least("--dla-core", self.dla_core, 0)
+
+    def backend_options(self) -> dict:
+        """The options the user set (a backend that does not take them refuses them by name)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) is not None and getattr(self, f.name) is not False}
+
+
+@dataclass(frozen=True)
+class PlatformOptions:
+    """Where the artifact runs: this machine, or linux/arm64 checked on an emulated ``cpu``."""
+
+    platform: str = "host"
+    cpu: str = DEFAULT_CPU
+    arm_cache: str | Path | None = None
+
+    def __post_init__(self):
+        from .arm.platforms import check_cpu, normalise_platform
+
+        _set(self, "platform", normalise_platform(self.platform))
+        check_cpu(self.cpu)
+
+    @property
+    def arm(self) -> bool:
+        return self.platform == "linux/arm64"
+
+
+@dataclass(frozen=True)
+class TimingOptions:
+    """How latency is measured: threads (None: all cores), warm-up runs, then ``iters`` runs or ``seconds``."""
+
+    threads: int | None = None
+    warmup: int = 10
+    iters: int | None = None
+    seconds: float | None = None
+
+    def __post_init__(self):
+        if self.iters is not None and self.seconds is not None:
+            raise UserError("--iters and --seconds exclude each other; pick one")
+        at_least("--threads", self.threads, 1)
+        at_least("--warmup", self.warmup, 0)
+        at_least("--iters", self.iters, 1)
+        if self.seconds is not None and not self.seconds > 0:
+            raise UserError(f"--seconds must be above 0, got {self.seconds}")
+
+    @property
+    def runs(self) -> int:
+        return self.iters or DEFAULT_ITERS
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Parity inputs: the photos of ``images`` (a folder; None: the shipped ones) and ``random`` seeded
+    standard-normal inputs (reported for INT8, gated for FP32 and FP16)."""
+
+    images: str | Path | None = None
+    random: int = 4
+
+    def __post_init__(self):
+        at_least("--random-inputs", self.random, 0)
+
+
+def check_opset(opset: int | None) -> None:
+    if opset is not None and opset < MIN_OPSET:
+        raise UserError(f"opset {opset} is too old: LayerNormalization needs opset >= {MIN_OPSET}")
+
+
+def check_batch(batch: int, flag: str = "--batch") -> int:
+    at_least(flag, batch, 1)
+    return batch

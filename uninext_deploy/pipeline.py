@@ -1,0 +1,159 @@
+"""The data path, one way: model (registry) -> static ONNX -> precision graph -> backend artifact folder.
+
+Everything downstream (parity, profile, bundle, optimize) starts from the artifact this writes.
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .artifact import GOLDEN, Artifact, atomic_folder, write_manifest
+from .backends import canonical_target, get_backend
+from .device import runtimes
+from .device.compare import run_batched
+from .device.imaging import preprocess
+from .errors import UserError
+from .export.calibration import calibration_set
+from .export.onnx import DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, export_onnx, set_metadata
+from .export.precision import Int8Request, quantize_int8, to_fp16
+from .images import find_images, load_images
+from .models import create_model, get_spec
+from .options import DEFAULT_TARGET, PRECISIONS, Int8Options, ModelOptions, TrtOptions, check_batch, check_opset
+
+
+def versions() -> dict[str, str]:
+    """The toolchain's versions, for the manifest (the runtime that checks every graph included)."""
+    import onnx
+
+    graph_runtime = runtimes.get(runtimes.GRAPH_RUNTIME)
+    return {"uninext-deploy": __version__, "torch": torch.__version__.split("+")[0], "onnx": onnx.__version__,
+            graph_runtime.package: graph_runtime.version(), "python": platform.python_version()}
+
+
+def check_precision(precision: str) -> str:
+    """``precision`` lower-cased, or one UserError naming the choices."""
+    precision = precision.lower()
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    return precision
+
+
+def build_model(model: ModelOptions, batch: int = 1) -> torch.nn.Module:
+    return create_model(model.model, input_size=model.input_size, batch_size=check_batch(batch),
+                        weights=model.weights, seed=model.seed)
+
+
+def torch_runner(model: torch.nn.Module):
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(np.ascontiguousarray(x))).numpy()
+    return run
+
+
+def images_tensor(pre: dict, folder: str | Path | None, limit: int | None = None) -> np.ndarray:
+    """The photos of ``folder`` (default: the shipped ones) preprocessed per ``pre``, cycled to ``limit``."""
+    images, _ = load_images(find_images(folder))
+    if not images:
+        raise UserError(f"no readable images in {folder}; pass a folder of jpg/png/bmp/webp images")
+    if limit:
+        images = [images[i % len(images)] for i in range(limit)]
+    return np.stack([preprocess(im, pre) for im in images])
+
+
+def int8_request(torch_model: torch.nn.Module, options: Int8Options | None) -> Int8Request:
+    """Calibration samples, held-out photos and the model's INT8 hints for quantizing ``torch_model``."""
+    spec, options = torch_model.spec, options or Int8Options()
+    batch, _, h, w = torch_model.input_shape
+    pre = spec.preprocessing(h, w)
+    return Int8Request(samples=calibration_set(pre, options.calib, options.calib_size, seed=options.seed),
+                       batch=batch, options=options, check_inputs=images_tensor(pre, None),
+                       classifier=spec.classifier, float_scope_patterns=spec.int8_float_scopes,
+                       block_depth=spec.block_depth)
+
+
+def precision_graph(float_model, precision: str, request: Int8Request | None):
+    """The graph that carries ``precision`` and its report: the float graph itself, its FP16-typed or its
+    QDQ form."""
+    if precision == "fp32":
+        return float_model, {}
+    if precision == "fp16":
+        return to_fp16(float_model)
+    result = quantize_int8(float_model, request)
+    report = dict(result.report)
+    report["sensitivity"] = [{k: v for k, v in e.items() if k != "nodes"} for e in report["sensitivity"]]
+    return result.model, report
+
+
+def default_out(model: str, target: str, precision: str, batch: int, h: int, w: int) -> Path:
+    return Path("artifacts") / f"{get_spec(model).name}-{target}-{precision}-b{batch}-{h}x{w}"
+
+
+def export(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str = "fp32", batch: int = 1,
+           out: str | Path | None = None, opset: int | None = None, simplify: bool = True,
+           int8: Int8Options | None = None, trt: TrtOptions | None = None) -> Artifact:
+    """Export ``model`` to ``target`` and write the artifact folder (atomically) at ``out``.
+
+    ``precision`` "fp16" writes an FP16-typed graph, "int8" a QDQ graph calibrated per ``int8``.
+    ``opset`` defaults to the backend's (TensorRT: 17, for JetPack's parsers) or else 20.
+    """
+    target = canonical_target(target)
+    precision = check_precision(precision)
+    check_opset(opset)
+    backend = get_backend(target, **(trt or TrtOptions()).backend_options())
+    opset = opset or backend.default_opset or DEFAULT_OPSET
+    torch_model = build_model(model, batch)
+    spec = torch_model.spec
+    _, _, h, w = torch_model.input_shape
+    out = Path(out) if out is not None else default_out(spec.name, target, precision, batch, h, w)
+    with atomic_folder(out) as folder:
+        exported = export_onnx(torch_model, opset=opset, simplify=simplify, seed=model.seed)
+        pre = spec.preprocessing(h, w)
+        set_metadata(exported.model, {
+            "model": spec.name, "family": spec.family, "input_shape": list(torch_model.input_shape),
+            "mean": list(spec.mean), "std": list(spec.std), "precision": precision,
+            "weights": model.weights or f"seeded:{model.seed}", **{f"version.{k}": v for k, v in versions().items()
+                                                                   if k != "python"}})
+        request = int8_request(torch_model, int8) if precision == "int8" else None
+        graph, precision_report = ((exported.model, {}) if backend.applies_precision
+                                   else precision_graph(exported.model, precision, request))
+        onnx_path = folder / "model.onnx"
+        onnx_path.write_bytes(graph.SerializeToString())
+        compiled = backend.compile(onnx_path, folder, precision, request)
+        precision_report.update(compiled.report)
+        golden_x = images_tensor(pre, None, limit=max(batch, 4))
+        golden_y = run_batched(torch_runner(torch_model), golden_x, batch)
+        np.savez_compressed(folder / GOLDEN, inputs=golden_x, outputs=golden_y)
+        manifest = {
+            "tool": "uninext-deploy", "tool_version": __version__,
+            "model": {"name": spec.name, "family": spec.family, "source": spec.source,
+                      "weights": model.weights, "seed": None if model.weights else model.seed,
+                      "params": sum(p.numel() for p in torch_model.parameters())},
+            "input": {"name": INPUT_NAME, "shape": list(torch_model.input_shape), "dtype": "float32",
+                      "layout": "NCHW"},
+            "output": {"name": OUTPUT_NAME, "shape": [batch, spec.num_classes], "dtype": "float32",
+                       "meaning": f"ImageNet-{spec.num_classes} logits (before softmax)"},
+            "preprocessing": pre, "precision": precision, "backend": backend.name, "target": target,
+            "runtime": {backend.runtime.package: backend.runtime_version()},
+            "onnx": {"opset": opset, "nodes": exported.graph.nodes, "ops": exported.graph.ops,
+                     "simplified": simplify, "simplify_max_rel_dev": exported.simplify_max_abs},
+            "precision_graph": precision_report,
+            "export_seconds": round(exported.seconds, 2), "versions": versions(),
+        }
+        write_manifest(folder, manifest, {"model.onnx": "onnx", **compiled.files, GOLDEN: "golden"})
+    return Artifact.open(out)
+
+
+def model_of(artifact: Artifact) -> ModelOptions:
+    """The model options an existing artifact (or bundle) was exported with, from its manifest."""
+    m = artifact.manifest["model"]
+    weights = m.get("weights")
+    if weights and not Path(weights).is_file():
+        raise UserError(f"{artifact.path} was exported from weights file {weights}, which is not here; "
+                        "run from where that path resolves")
+    _, _, h, w = artifact.input_shape
+    return ModelOptions(m["name"], (h, w), weights, m.get("seed") or 0)

@@ -1,0 +1,113 @@
+"""What an optimize run found, as data: its candidates, the winner and the budget; ``results.json`` is
+this, and the reports are rendered from it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .device.compare import Metrics, Miss
+from .device.timing import Latency
+from .errors import UserError
+
+RESULTS = "results.json"
+
+
+@dataclass
+class Candidate:
+    target: str
+    precision: str
+    calib: str | None = None
+    fallback: bool = False
+    latency: Latency | None = None
+    photos: Metrics | None = None
+    random: Metrics | None = None
+    failed: list[Miss] = field(default_factory=list)  # budget misses; empty and no error: it meets the budget
+    error: str | None = None  # could not be built or run here (or, TensorRT without a GPU, not timed here)
+    bundle_error: str | None = None  # fastest within the budget, but its bundle's golden check failed
+    skipped: str | None = None  # not tried here, and why (a runtime that cannot run on this machine)
+    kept_float: int = 0  # INT8: quantizable nodes left in float by the model's hints
+    float_blocks: list[str] = field(default_factory=list)  # INT8 fallback: blocks returned to float, worst first
+    gflops: float | None = None
+    roofline_gflops: float | None = None
+    runner: str = ""
+
+    @property
+    def name(self) -> str:
+        extra = ", ".join(x for x in (self.calib, "fallback" if self.fallback else None) if x)
+        return f"{self.target} {self.precision}" + (f" ({extra})" if extra else "")
+
+    @property
+    def passed(self) -> bool:
+        return (self.error is None and self.skipped is None and not self.failed and self.bundle_error is None
+                and self.latency is not None)
+
+    @property
+    def roofline_pct(self) -> float | None:
+        return 100 * self.gflops / self.roofline_gflops if self.gflops and self.roofline_gflops else None
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data.update(name=self.name, passed=self.passed, roofline_pct=self.roofline_pct)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Candidate":
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        for key, kind in (("latency", Latency), ("photos", Metrics), ("random", Metrics)):
+            fields[key] = kind(**fields[key]) if fields.get(key) else None
+        fields["failed"] = [Miss.from_dict(miss) for miss in fields.get("failed", [])]
+        return cls(**fields)
+
+
+@dataclass
+class OptimizeResult:
+    model: str
+    input_shape: list[int]
+    platform: str
+    threads: int
+    budget: dict  # {"cosine": [bound, "min"]} or {"top1": [bound, "min"]}
+    eager: Latency | None  # measured in turns with the candidates
+    gmacs: float
+    candidates: list[Candidate]
+    winner: int | None = None
+    layers: list[dict] = field(default_factory=list)  # per-layer time of the winner
+    bundle: str | None = None
+    machine: str = ""
+    note: str = ""
+
+    def as_dict(self) -> dict:
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        data.update(eager=self.eager.as_dict(), candidates=[c.as_dict() for c in self.candidates])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "OptimizeResult":
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        fields.update(eager=Latency(**data["eager"]), candidates=[Candidate.from_dict(c) for c in data["candidates"]])
+        return cls(**fields)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "OptimizeResult":
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, ValueError, KeyError, TypeError):
+            raise UserError(f"{path} is not a results.json written by `uninext-deploy optimize` or `report`") from None
+
+    @property
+    def best(self) -> Candidate | None:
+        return self.candidates[self.winner] if self.winner is not None else None
+
+
+def budget_tolerance(min_cosine: float | None, max_top1_drop: float | None) -> dict:
+    if min_cosine is not None and max_top1_drop is not None:
+        raise UserError("--min-cosine and --max-top1-drop exclude each other; pick one budget")
+    if max_top1_drop is not None:
+        if not 0 <= max_top1_drop <= 100:
+            raise UserError(f"--max-top1-drop is a percentage in [0, 100], got {max_top1_drop}")
+        return {"top1": (1 - max_top1_drop / 100, "min")}
+    cosine = 0.99 if min_cosine is None else min_cosine
+    if not 0 < cosine <= 1:
+        raise UserError(f"--min-cosine must be in (0, 1], got {cosine}")
+    return {"cosine": (cosine, "min")}

@@ -1,0 +1,102 @@
+"""Check a bundle as the device would: every file's checksum, then its own ``run.py --verify`` (on this
+machine, or on the emulated aarch64 CPU). The host check and the device check are the same shipped code."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .archive import opened
+from .arm.platforms import bundle_platform, emulated
+from .backends import get_backend
+from .device.compare import Metrics, Miss
+from .device.integrity import IntegrityError, check_files, read_manifest
+from .errors import UserError
+from .options import PlatformOptions
+
+
+@dataclass
+class VerifyReport:
+    bundle: str
+    platform: str
+    runner: str
+    files_checked: int
+    metrics: Metrics
+    tolerance: dict
+    failed: list[Miss] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed
+
+    def as_dict(self) -> dict:
+        return {"bundle": self.bundle, "platform": self.platform, "runner": self.runner, "passed": self.passed,
+                "files_checked": self.files_checked, "metrics": self.metrics.as_dict(),
+                "tolerance": self.tolerance, "failed": [m.as_dict() for m in self.failed]}
+
+    def record(self) -> dict:
+        """What a bundle's manifest keeps of the check."""
+        return {k: v for k, v in self.as_dict().items() if k not in ("bundle", "tolerance", "files_checked")}
+
+
+def newest_bundle(folder: Path) -> Path:
+    """The most recently written bundle folder in ``folder`` (what `verify` checks when given none)."""
+    found = [p for p in folder.glob("*") if (p / "manifest.json").is_file()] if folder.is_dir() else []
+    if not found:
+        raise UserError(f"no bundle given and none in {folder}/; pass a bundle folder or .tar.gz, or make one "
+                        "with `uninext-deploy bundle`")
+    return max(found, key=lambda p: p.stat().st_mtime)
+
+
+def verify(path: str | Path, *, platform: PlatformOptions = PlatformOptions(),
+           threads: int | None = None) -> VerifyReport:
+    """Check a bundle (folder or archive): every checksum first, then its golden outputs on ``platform``."""
+    with opened(path) as folder:
+        try:
+            manifest = read_manifest(folder)
+            if "bundle" not in manifest:
+                raise IntegrityError(f"{folder} is an artifact, not a bundle; make one with `uninext-deploy bundle`")
+            check_files(folder, manifest)
+        except IntegrityError as exc:
+            raise UserError(f"integrity check failed: {exc}") from None
+        report = run_verify(folder, manifest, threads, platform)
+    report.bundle = str(path)
+    return report
+
+
+def run_verify(folder: Path, manifest: dict, threads: int | None, platform: PlatformOptions) -> VerifyReport:
+    """``run.py --verify --json`` of the bundle in ``folder``: with this machine's Python, or under the emulated
+    aarch64 CPU for an ARM platform. Where the bundle's runtime cannot run here, ``--graph`` checks its ONNX
+    on the stand-in runtime, and the runner says so."""
+    target = bundle_platform(platform.platform)
+    threads = 1 if emulated(target) else threads  # under emulation threads do not help (arm/run.py)
+    args = ["--verify", "--json", *(["--threads", str(threads)] if threads else [])]
+    backend = get_backend(manifest["backend"])
+    reason = backend.cannot_run()
+    if reason:
+        args.append("--graph")
+    if emulated(target):
+        from .arm.environment import ArmEnvironment
+        from .arm.run import runtime_for
+
+        runtime = runtime_for(manifest["backend"], manifest["precision"], platform.cpu)
+        env = ArmEnvironment(platform.arm_cache)
+        env.ensure(runtime, platform.cpu)
+        command, environ = env.command(runtime, platform.cpu, folder / "run.py", *args)
+        where = f" on emulated {{machine}} {platform.cpu} (qemu)"
+    else:
+        command, environ, where = [sys.executable, str(folder / "run.py"), *args], None, ""
+    result = subprocess.run(command, env=environ, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if result.returncode not in (0, 1):
+        last = (result.stderr.strip().splitlines() or ["no message"])[-1][:200].removeprefix("error: ")
+        raise UserError(f"run.py --verify failed{where.format(machine='aarch64') or ' here'}: {last}")
+    report = json.loads(result.stdout)
+    info, checked = report["runtime"], report["verify"]
+    label = f"run.py: {info['runtime']} {info['version']}{where.format(machine=report['machine'])}"
+    if reason:
+        label += f", on the {backend.name} input graph ({reason}: engine parity runs where it can)"
+    return VerifyReport(str(folder), target, label, report["files_checked"], Metrics(**checked["metrics"]),
+                        checked["tolerance"], [Miss.from_dict(m) for m in checked["failed"]])
