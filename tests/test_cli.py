@@ -12,15 +12,23 @@ from conftest import run_cli
 from uninext_deploy.device import runtimes
 
 
-def test_models_lists_every_variant_with_official_numbers():
-    result = run_cli("models", "--json")
+@pytest.fixture(scope="module")
+def models_cache(tmp_path_factory):
+    """A cache folder whose models table the first `models` run fills (the tests below share it)."""
+    return {**os.environ, "XDG_CACHE_HOME": str(tmp_path_factory.mktemp("cache"))}
+
+
+def test_models_lists_every_variant_with_official_numbers(models_cache):
+    result = subprocess.run([sys.executable, "-m", "uninext_deploy", "models", "--json"], env=models_cache,
+                            capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     rows = {r["name"]: r for r in json.loads(result.stdout)}
     assert {"uninext_t", "convmlp_s", "uninet_b1", "test_uninext", "test_convmlp", "test_uninet"} <= set(rows)
     official = [r for r in rows.values() if r["official_params_m"] is not None]
     assert len(official) == 19
     assert all(abs(r["params_delta_pct"]) <= 0.5 and abs(r["gmacs_delta_pct"]) <= 3 for r in official)
-    convmlp = json.loads(run_cli("models", "--family", "convmlp", "--json").stdout)
+    convmlp = json.loads(subprocess.run([sys.executable, "-m", "uninext_deploy", "models", "--family", "convmlp",
+                                         "--json"], env=models_cache, capture_output=True, text=True).stdout)
     assert {r["name"] for r in convmlp} == {"convmlp_s", "convmlp_m", "convmlp_l", "test_convmlp"}
 
 
@@ -36,10 +44,10 @@ def test_doctor_shows_each_runtime_as_its_declaration_says():
 
 
 @pytest.mark.parametrize("command", [["--help"], ["export", "--help"], ["doctor", "--json"], ["models", "--json"]])
-def test_help_doctor_and_models_start_without_importing_torch(command, tmp_path):
+def test_help_doctor_and_models_start_without_importing_torch(command, models_cache):
     """What makes --help take seconds is importing torch and the runtimes; these commands import neither
-    (models reads its cached table, filled by a first run)."""
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    (models reads its cached table, filled by its first run)."""
+    env = models_cache
     if command[0] == "models":
         assert subprocess.run([sys.executable, "-m", "uninext_deploy", "models"], env=env,
                               capture_output=True).returncode == 0

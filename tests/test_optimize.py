@@ -39,16 +39,16 @@ def test_the_winner_is_written_as_a_verified_bundle(optimized):
 
 def test_no_candidate_within_the_budget_is_a_failure_with_a_report(tmp_path):
     out = tmp_path / "none"
-    result = run_cli("optimize", "-m", "convmlp_s", "--input-size", "64", "64", "--targets", "ort", "--precisions",
-                     "fp16", "--min-cosine", "1.0", "--iters", "3", "--out", str(out))
+    result = run_cli("optimize", "-m", "test_convmlp", "--targets", "ort", "--precisions", "fp16", "--min-cosine",
+                     "1.0", "--iters", "3", "--out", str(out))
     assert result.returncode == 1 and "no candidate met the budget" in result.stderr
     assert "**No winner**" in (out / "report.md").read_text()
     assert not list(out.glob("*.tar.gz"))
 
 
 def test_int8_missing_the_budget_is_retried_with_float_fallback(tmp_path):
-    result, _ = api.optimize("convmlp_s", input_size=96, targets=("ort",), precisions=("int8",),
-                             calib_methods=("percentile",), min_cosine=0.995,
+    result, _ = api.optimize("test_convmlp", targets=("ort",), precisions=("int8",),
+                             calib_methods=("percentile",), min_cosine=0.998,
                              timing=api.TimingOptions(iters=3, warmup=1), out=tmp_path / "o", make_bundle=False)
     plain, fallback = result.candidates
     assert plain.failed and not plain.fallback and fallback.fallback
@@ -67,6 +67,12 @@ def test_interrupted_optimize_leaves_nothing_behind(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_tensorrt_options_reach_only_the_backend_that_takes_them(tmp_path):
+    result, _ = api.optimize("test_convmlp", targets=("ort",), precisions=("fp32",), trt=api.TrtOptions(force=True),
+                             timing=api.TimingOptions(iters=2, warmup=0), out=tmp_path / "o", make_bundle=False)
+    assert result.best is not None and result.best.target == "ort"
+
+
 def test_budget_options_are_checked():
     assert budget_tolerance(None, None) == {"cosine": (0.99, "min")}
     assert budget_tolerance(None, 0.5) == {"top1": (0.995, "min")}
@@ -80,8 +86,8 @@ def test_budget_options_are_checked():
 
 def test_top1_budget_without_bundle(tmp_path):
     out = tmp_path / "top1"
-    result = run_cli("optimize", "-m", "convmlp_s", "--input-size", "64", "64", "--targets", "ort", "--precisions",
-                     "fp32", "--max-top1-drop", "0", "--iters", "3", "--no-bundle", "--out", str(out))
+    result = run_cli("optimize", "-m", "test_convmlp", "--targets", "ort", "--precisions", "fp32",
+                     "--max-top1-drop", "0", "--iters", "3", "--no-bundle", "--out", str(out))
     assert result.returncode == 0, result.stderr
     loaded = OptimizeResult.load(out / "results.json")
     assert loaded.budget == {"top1": [1.0, "min"]} and loaded.best.photos.top1 == 1.0 and loaded.bundle is None

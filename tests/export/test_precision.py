@@ -13,10 +13,17 @@ from uninext_deploy.errors import UserError
 from uninext_deploy.options import Int8Options
 
 
-@pytest.mark.parametrize("name", ["convmlp_s", "uninext_t"])
+# UniNeXt-T INT8 at 128 px: ORT's calibrator holds every activation of every calibration sample (8.7 GB peak
+# at 224, 4.2 GB at 128 with 32 samples); 16 samples at 128 keep the default run's memory low
+SIZES = {"convmlp_s": (None, 32), "uninext_t": (128, 16)}
+
+
+@pytest.mark.parametrize("name", SIZES)
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_passes_its_tolerance_on_ort(tmp_path, name, precision):
-    report = api.parity(name, "ort", precision=precision, batches=(1,), inputs=api.Inputs(random=2), out=tmp_path)
+    size, calib = SIZES[name]
+    report = api.parity(name, "ort", precision=precision, batches=(1,), input_size=size, inputs=api.Inputs(random=2),
+                        int8=Int8Options(calib_size=calib), out=tmp_path)
     assert report.passed, report.as_dict()
 
 
@@ -103,11 +110,11 @@ def test_classifier_can_be_quantized(tmp_path):
 
 
 def test_min_cosine_falls_back_worst_blocks_first_and_reports_them(tmp_path):
-    artifact = api.export("convmlp_s", "ort", precision="int8", input_size=64, out=tmp_path / "a",
+    artifact = api.export("test_convmlp", "ort", precision="int8", out=tmp_path / "a",
                           int8=Int8Options(calib_size=4, method="minmax", min_cosine=0.9999))
     report = artifact.manifest["precision_graph"]
     errors = [e["error"] for e in report["sensitivity"]]
-    assert len(errors) > 10 and errors == sorted(errors, reverse=True)
+    assert len(errors) >= 4 and errors == sorted(errors, reverse=True)
     assert report["fallback"] == [e["block"] for e in report["sensitivity"][:len(report["fallback"])]]
     assert report["fallback"] and (report["cosine_vs_float"] >= 0.9999) == report["met_target"]
 
