@@ -16,6 +16,19 @@ def run_cli(*args: str, cwd=None, timeout: int = 900) -> subprocess.CompletedPro
                           timeout=timeout, stdin=subprocess.DEVNULL, cwd=cwd, env={**os.environ, "COLUMNS": "200"})
 
 
+def invoke(*args: str) -> subprocess.CompletedProcess:
+    """``uninext-deploy ARGS`` in this interpreter (typer's test runner): the same app, exit code and streams
+    as run_cli, without the seconds a fresh interpreter spends importing torch. For errors and small runs."""
+    from typer.testing import CliRunner
+
+    from uninext_deploy.cli import app
+
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
+
+
 @pytest.fixture(scope="session")
 def convmlp_s_artifact(tmp_path_factory):
     """ConvMLP-S exported once to an ORT artifact (batch 1, 224)."""

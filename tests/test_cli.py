@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import run_cli
+from conftest import invoke, run_cli
 from uninext_deploy.device import runtimes
 
 
@@ -18,18 +18,23 @@ def models_cache(tmp_path_factory):
     return {**os.environ, "XDG_CACHE_HOME": str(tmp_path_factory.mktemp("cache"))}
 
 
-def test_models_lists_every_variant_with_official_numbers(models_cache):
-    result = subprocess.run([sys.executable, "-m", "uninext_deploy", "models", "--json"], env=models_cache,
-                            capture_output=True, text=True)
+def test_models_lists_a_family_with_official_numbers(models_cache):
+    """(Every variant's counts against the official ones: tests/models.)"""
+    result = subprocess.run([sys.executable, "-m", "uninext_deploy", "models", "--family", "convmlp", "--json"],
+                            env=models_cache, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     rows = {r["name"]: r for r in json.loads(result.stdout)}
-    assert {"uninext_t", "convmlp_s", "uninet_b1", "test_uninext", "test_convmlp", "test_uninet"} <= set(rows)
-    official = [r for r in rows.values() if r["official_params_m"] is not None]
-    assert len(official) == 19
-    assert all(abs(r["params_delta_pct"]) <= 0.5 and abs(r["gmacs_delta_pct"]) <= 3 for r in official)
-    convmlp = json.loads(subprocess.run([sys.executable, "-m", "uninext_deploy", "models", "--family", "convmlp",
-                                         "--json"], env=models_cache, capture_output=True, text=True).stdout)
-    assert {r["name"] for r in convmlp} == {"convmlp_s", "convmlp_m", "convmlp_l", "test_convmlp"}
+    assert set(rows) == {"convmlp_s", "convmlp_m", "convmlp_l", "test_convmlp"}
+    assert rows["test_convmlp"]["official_params_m"] is None and rows["test_convmlp"]["input_size"] == 64
+    assert all(abs(r["params_delta_pct"]) <= 0.5 and abs(r["gmacs_delta_pct"]) <= 3 for n, r in rows.items()
+               if n != "test_convmlp")
+
+
+def test_the_table_knows_the_registered_families():
+    from uninext_deploy import model_table
+    from uninext_deploy.models._registry import FAMILIES
+
+    assert model_table.FAMILIES == FAMILIES
 
 
 def test_doctor_shows_each_runtime_as_its_declaration_says():
@@ -43,13 +48,14 @@ def test_doctor_shows_each_runtime_as_its_declaration_says():
         assert entry["hint"] == (None if entry["version"] else runtime.install_hint())
 
 
-@pytest.mark.parametrize("command", [["--help"], ["export", "--help"], ["doctor", "--json"], ["models", "--json"]])
+@pytest.mark.parametrize("command", [["--help"], ["export", "--help"], ["doctor", "--json"],
+                                     ["models", "--family", "convmlp", "--json"]])
 def test_help_doctor_and_models_start_without_importing_torch(command, models_cache):
     """What makes --help take seconds is importing torch and the runtimes; these commands import neither
     (models reads its cached table, filled by its first run)."""
     env = models_cache
     if command[0] == "models":
-        assert subprocess.run([sys.executable, "-m", "uninext_deploy", "models"], env=env,
+        assert subprocess.run([sys.executable, "-m", "uninext_deploy", *command], env=env,
                               capture_output=True).returncode == 0
     code = ("import sys\nfrom uninext_deploy import cli\ntry:\n    cli.app(args=sys.argv[1:], prog_name='u')\n"
             "except SystemExit as exit:\n    assert not exit.code, exit.code\n"
@@ -100,7 +106,7 @@ def test_parity_and_profile_take_the_existing_artifact(default_artifact):
 
 
 def test_profile_per_layer_names_real_nodes():
-    result = run_cli("profile", "-m", "test_convmlp", "--iters", "3", "--warmup", "1", "--per-layer", "--no-eager",
+    result = invoke("profile", "-m", "test_convmlp", "--iters", "3", "--warmup", "1", "--per-layer", "--no-eager",
                      "--json")
     assert result.returncode == 0, result.stderr
     layers = json.loads(result.stdout)["layers"]
@@ -109,8 +115,9 @@ def test_profile_per_layer_names_real_nodes():
 
 @pytest.mark.parametrize("size, shape", [("48", [1, 3, 48, 48]), ("64x32", [1, 3, 64, 32]), ("64 32", [1, 3, 64, 32])])
 def test_input_size_is_a_side_or_height_and_width(tmp_path, size, shape):
-    result = run_cli("export", "-m", "test_convmlp", "--input-size", *size.split(), "--out", str(tmp_path / "a"),
-                     "--json")
+    command = ["export", "-m", "test_convmlp", "--input-size", *size.split(), "--out", str(tmp_path / "a"), "--json"]
+    # the two-number form is joined by the console script's entry point, so it runs as a user runs it
+    result = run_cli(*command) if " " in size else invoke(*command)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["manifest"]["input"]["shape"] == shape
 
@@ -145,8 +152,9 @@ def test_input_size_is_a_side_or_height_and_width(tmp_path, size, shape):
     (("models", "--family", "xyz"), "unknown family 'xyz'; choose one of uninext, convmlp, uninet"),
     (("optimize", "--seconds", "1"), "No such option: --seconds"),
 ])
-def test_bad_input_is_one_line_with_exit_2(args, message, tmp_path):
-    result = run_cli(*args, cwd=tmp_path)
+def test_bad_input_is_one_line_with_exit_2(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(*args)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     errors = [line for line in result.stderr.strip().splitlines() if not line.startswith("[")]  # progress lines
@@ -156,14 +164,14 @@ def test_bad_input_is_one_line_with_exit_2(args, message, tmp_path):
 
 def test_output_path_that_is_a_file(tmp_path):
     (tmp_path / "taken").write_text("x")
-    result = run_cli("export", "-m", "test_convmlp", "--out", str(tmp_path / "taken"))
+    result = invoke("export", "-m", "test_convmlp", "--out", str(tmp_path / "taken"))
     assert result.returncode == 2 and "is an existing file" in result.stderr
     assert (tmp_path / "taken").read_text() == "x"
 
 
 def test_corrupt_weights_file(tmp_path):
     (tmp_path / "w.pth").write_bytes(b"garbage")
-    result = run_cli("export", "-m", "convmlp_s", "--weights", str(tmp_path / "w.pth"), "--out", str(tmp_path / "a"))
+    result = invoke("export", "-m", "convmlp_s", "--weights", str(tmp_path / "w.pth"), "--out", str(tmp_path / "a"))
     assert result.returncode == 2 and "not a PyTorch state dict" in result.stderr
     assert len([line for line in result.stderr.strip().splitlines() if line.startswith("error")]) == 1
     assert not (tmp_path / "a").exists() and [p.name for p in tmp_path.iterdir()] == ["w.pth"]

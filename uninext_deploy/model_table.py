@@ -18,6 +18,7 @@ from .cache import cache_dir
 from .errors import UserError
 
 MODELS = Path(__file__).parent / "models"
+FAMILIES = ("uninext", "convmlp", "uninet")  # as registered (models/_registry.py); a test keeps the two equal
 
 
 def _key() -> str:
@@ -27,11 +28,11 @@ def _key() -> str:
     return digest.hexdigest()[:16]
 
 
-def _count() -> list[dict]:
+def _count(family: str) -> list[dict]:
     from .models import count_macs, count_params, get_spec, list_models
 
     rows = []
-    for name in list_models():
+    for name in list_models(family):
         spec = get_spec(name)
         params, macs = count_params(name), count_macs(name)
         official = spec.official_params is not None
@@ -45,17 +46,21 @@ def _count() -> list[dict]:
 
 
 def rows(family: str | None = None) -> list[dict]:
-    """Every variant's row (of ``family`` only, if given: an unknown family is one UserError)."""
-    path = cache_dir(f"models-{_key()}.json")
+    """Every variant's row (of ``family`` only, if given: an unknown family is one UserError), counted per
+    family on first use."""
+    if family is not None and family.strip().lower() not in FAMILIES:
+        raise UserError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}")
+    return [row for name in ([family.strip().lower()] if family else FAMILIES) for row in _family_rows(name)]
+
+
+def _family_rows(family: str) -> list[dict]:
+    path = cache_dir(f"models-{family}-{_key()}.json")
     try:
-        table = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
-        table = _count()
+        table = _count(family)
         path.parent.mkdir(parents=True, exist_ok=True)
         staged = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         staged.write_text(json.dumps(table))
         os.replace(staged, path)
-    families = list(dict.fromkeys(row["family"] for row in table))
-    if family is not None and family.strip().lower() not in families:
-        raise UserError(f"unknown family {family!r}; choose one of {', '.join(families)}")
-    return [row for row in table if family is None or row["family"] == family.strip().lower()]
+        return table

@@ -20,7 +20,7 @@ IN_CI = {**ONE_PER_MIXER, "uninet_b0": 96}
 
 @pytest.mark.parametrize("name, size", IN_CI.items())
 def test_exports_and_passes_ort_fp32_parity_at_batch_1_and_2(tmp_path, name, size):
-    report = api.parity(name, "ort", batches=(1, 2), input_size=size, out=tmp_path, inputs=api.Inputs(random=2))
+    report = api.parity(name, "ort", batches=(1, 2), input_size=size, out=tmp_path, inputs=api.Inputs(random=1))
     assert report.passed, report.as_dict()
     for run in report.runs:
         assert run.images.cosine > 0.99999 and run.images.top1 == 1.0
