@@ -82,12 +82,19 @@ def runner_for(artifact: Artifact, threads: int | None = None, timing: bool = Fa
     if reason is None:
         return backend.load(artifact, threads=threads)
     if timing or backend.stand_in is None:
-        raise UserError(f"{backend.name} artifacts cannot be timed here: {reason}; check their accuracy with "
-                        f"`parity` (it runs the graph on {backend.stand_in}), time them where {backend.name} runs")
+        refuse_timing(backend)
     stand_in = get_backend(backend.stand_in)
     return stand_in.open(artifact.onnx_file(), artifact.precision, threads,
                          name=f"{stand_in.runtime.package} on the {backend.name} input graph ({reason}: "
                               "engine parity runs where it can)")
+
+
+def refuse_timing(backend) -> None:
+    """One UserError when ``backend`` cannot run here, so its latency cannot be measured: said before any work."""
+    reason = backend.cannot_run()
+    if reason:
+        raise UserError(f"{backend.name} artifacts cannot be timed here: {reason}; check their accuracy with "
+                        f"`parity` (it runs the graph on {backend.stand_in}), time them where {backend.name} runs")
 
 
 def torch_references(torch_model: torch.nn.Module, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -14,7 +14,8 @@ import torch
 from .artifact import Artifact
 from .device.timing import Latency, measure, summarize
 from .options import DEFAULT_TARGET, Int8Options, ModelOptions, TimingOptions, TrtOptions
-from .parity import runner_for
+from .backends import get_backend
+from .parity import refuse_timing, runner_for
 from .pipeline import build_model, export, model_of
 
 
@@ -48,6 +49,7 @@ def profile(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str
             out: str | Path | None = None, int8: Int8Options | None = None,
             trt: TrtOptions | None = None) -> ProfileReport:
     """Export ``model`` to ``target`` (kept at ``out``, else in a temporary folder) and time it."""
+    refuse_timing(get_backend(target, **(trt or TrtOptions()).backend_options()))
     with (nullcontext(out) if out is not None else tempfile.TemporaryDirectory(prefix="uninext-profile-")) as root:
         artifact = export(model, target, precision=precision, batch=batch, out=Path(root) / "artifact",
                           int8=int8, trt=trt)

@@ -149,6 +149,9 @@ def test_latency_is_never_measured_on_a_stand_in(tmp_path):
     artifact = api.export("test_convmlp", "trt", out=tmp_path / "a")
     with pytest.raises(UserError, match=f"trt artifacts cannot be timed here: {NO_ENGINE}"):
         api.profile(artifact=artifact.path)
+    with pytest.raises(UserError, match="cannot be timed here"):  # before exporting anything
+        api.profile("test_convmlp", "trt", out=tmp_path / "never")
+    assert not (tmp_path / "never").exists()
     from uninext_deploy.optimize import plan
 
     candidates = plan(["trt", "ort"], ["fp32"], ["percentile"])
