@@ -20,7 +20,7 @@ pytest.importorskip("openvino", reason="openvino is an optional runtime: pip ins
     ("uninext_t", 128, "fp32"), ("uninext_t", 128, "int8")])
 def test_passes_parity(tmp_path, name, size, precision):
     report = api.parity(name, "openvino", precision=precision, batches=(1,), input_size=size,
-                        inputs=api.Inputs(random=2), out=tmp_path)
+                        inputs=api.Inputs(random=2), int8=api.Int8Options(calib_size=16), out=tmp_path)
     assert report.passed, report.as_dict()
     if precision == "fp32":
         assert report.runs[0].images.rel_max_abs < 1e-5  # f32 really is f32, not the bf16 default

@@ -1,4 +1,4 @@
-"""One model per mixer / family exports to a static graph and passes ORT FP32 parity at batch 1 and 2.
+"""One model per mixer / family exports to a static graph and passes ORT FP32 parity at static batches.
 
 At small inputs: every static grid, window, stripe and reduction path is exercised at any supported size
 (the smallest each mixer takes without degenerating: CSWin's stripes need multiples of 112). UniNet-B1 is
@@ -16,11 +16,15 @@ from uninext_deploy.models import list_models
 ONE_PER_MIXER = {n: 112 if "cswin" in n else 96 for n in list_models("uninext", official=True)
                  if n.startswith("uninext_t")}
 IN_CI = {**ONE_PER_MIXER, "uninet_b0": 96}
+# batch 1 too where a mixer reshapes windows or stripes (the official CSWin code baked the traced batch in);
+# the conv mixers and PVT's reduction reshape only with -1 for the batch, so batch 2 alone shows it is right
+BOTH_BATCHES = ("uninext_t", "uninext_t_cswin", "uninet_b0")
 
 
 @pytest.mark.parametrize("name, size", IN_CI.items())
-def test_exports_and_passes_ort_fp32_parity_at_batch_1_and_2(tmp_path, name, size):
-    report = api.parity(name, "ort", batches=(1, 2), input_size=size, out=tmp_path, inputs=api.Inputs(random=1))
+def test_exports_and_passes_ort_fp32_parity_at_static_batches(tmp_path, name, size):
+    batches = (1, 2) if name in BOTH_BATCHES else (2,)
+    report = api.parity(name, "ort", batches=batches, input_size=size, out=tmp_path, inputs=api.Inputs(random=1))
     assert report.passed, report.as_dict()
     for run in report.runs:
         assert run.images.cosine > 0.99999 and run.images.top1 == 1.0
