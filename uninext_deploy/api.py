@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Iterator
 from . import __version__
 from .errors import ParityFailure, UserError
 from .options import (DEFAULT_MODEL, DEFAULT_TARGET, PRECISIONS, Inputs, Int8Options, ModelOptions, PlatformOptions,
-                      TimingOptions, TrtOptions)
+                      TimingOptions, TrtOptions, check_threads)
 
 if TYPE_CHECKING:
     from .artifact import Artifact
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_MODEL", "DEFAULT_TARGET", "PRECISIONS", "Inputs", "Int8Options", "ModelOptions", "PlatformOptions",
            "TimingOptions", "TrtOptions", "UserError", "ParityFailure", "__version__", "export", "parity",
            "profile", "bundle", "verify", "optimize", "report", "models_table", "doctor", "describe",
-           "default_targets", "newest_bundle", "gated_inputs", "bounds_text", "candidate_table"]
+           "default_targets", "newest_bundle", "gated_inputs", "bounds_text", "candidate_table", "requirement_text"]
 
 
 def _model(model: str | ModelOptions, input_size=None, weights=None, seed: int = 0) -> ModelOptions:
@@ -78,7 +78,7 @@ def parity(model: str | ModelOptions = DEFAULT_MODEL, target: str = DEFAULT_TARG
     follows that."""
     from . import parity as harness
 
-    TimingOptions(threads=threads)
+    check_threads(threads)
     if artifact is not None:
         with _existing(artifact) as found:
             return harness.parity_of(found, inputs=inputs, threads=threads, platform=platform, progress=progress)
@@ -109,7 +109,7 @@ def bundle(model: str | ModelOptions = DEFAULT_MODEL, target: str = DEFAULT_TARG
     """Export, prove and package ``model`` for the device: ``out``/ and ``out``.tar.gz."""
     from .bundle import bundle as run
 
-    TimingOptions(threads=threads)
+    check_threads(threads)
     return run(_model(model, input_size, weights, seed), target, precision=precision, platform=platform,
                batch=batch, out=out, threads=threads, int8=int8, trt=trt, progress=progress)
 
@@ -125,7 +125,7 @@ def verify(path: str | Path | None = None, *, platform: PlatformOptions = Platfo
     """Check a bundle folder or archive (default: the newest in ./bundles): checksums, then its golden outputs."""
     from .verify import verify as run
 
-    TimingOptions(threads=threads)
+    check_threads(threads)
     return run(path or newest_bundle(), platform=platform, threads=threads)
 
 
@@ -176,6 +176,13 @@ def doctor() -> dict:
     from .doctor import report as run
 
     return run()
+
+
+def requirement_text(requirement: dict) -> str:
+    """A runtime requirement as pip writes it, e.g. "onnxruntime>=1.17,<2"."""
+    from .device.runtimes import spec
+
+    return spec(requirement)
 
 
 def gated_inputs(precision: str) -> tuple[str, ...]:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .archive import write_archive
-from .arm.platforms import bundle_platform, emulated, host_platform
+from .arm.platforms import bundle_platform, emulated
 from .artifact import GOLDEN, Artifact, atomic_folder, check_output_path, write_manifest
 from .backends import canonical_target, get_backend
 from .device.compare import TOLERANCES, bounds_text
@@ -114,8 +114,7 @@ def package(artifact: Artifact, run: ParityRun, *, platform: PlatformOptions = P
             if emulated(target):
                 tell(f"verifying with run.py on the emulated aarch64 {platform.cpu} (qemu)")
                 checks.append(run_verify(folder, manifest, threads, platform))
-            manifest["bundle"]["verified"] = {(host_platform() if i == 0 else target): c.record()
-                                              for i, c in enumerate(checks)}
+            manifest["bundle"]["verified"] = {check.platform: check.record() for check in checks}
             missed = [f"{c.platform} ({c.runner}): {'; '.join(map(str, c.failed))}" for c in checks if not c.passed]
             if missed:
                 raise ParityFailure(f"not bundled: the golden check failed on {', '.join(missed)}")

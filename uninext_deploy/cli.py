@@ -181,12 +181,9 @@ def parity(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 =
     sizes = tuple(_int(b, "--batches") for b in _listed(batches) or ("1", "2"))
     what = artifact or f"{model.model} on {target}"
     with _steps(f"checking {what} against PyTorch") as step:
-        def arm_progress(text, done=None, total=None):
-            step(text, done, total)
-
         report = api.parity(model, target, precision=_precision(fp16, int8), batches=sizes,
                             inputs=api.Inputs(images, random_inputs), out=out_dir, threads=timing.threads,
-                            int8=int8_options, trt=trt, platform=platform, artifact=artifact, progress=arm_progress)
+                            int8=int8_options, trt=trt, platform=platform, artifact=artifact, progress=step)
     if as_json:
         _print_json(report.as_dict())
     else:
@@ -301,11 +298,8 @@ def bundle(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 =
     if as_json:
         return _print_json({"bundle": str(result.path), "archive": str(result.archive),
                             "archive_bytes": result.archive.stat().st_size, "manifest": m})
-    requirement = b["runtime"]
-    needs = requirement["package"] + ",".join([f">={requirement['min']}"] * bool(requirement.get("min"))
-                                              + [f"<{requirement['below']}"] * bool(requirement.get("below")))
     out.print(f"[green]wrote[/green] {result.path} and {result.archive}  ({m['model']['name']}, {m['backend']} "
-              f"{m['precision']}, {b['platform']}, needs {needs})", highlight=False)
+              f"{m['precision']}, {b['platform']}, needs {api.requirement_text(b['runtime'])})", highlight=False)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("file", "role", "MB"):
         table.add_column(col, justify="right" if col == "MB" else "left")

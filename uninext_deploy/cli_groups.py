@@ -58,8 +58,10 @@ FLAGS: dict[type, dict[str, object]] = {
     },
     TrtOptions: {
         "trt_version": Annotated[Optional[str], _option("--trt-version", help="TensorRT version to check the graph "
-                                                                              "against (default: installed, else "
-                                                                              "10.3).", panel=TRT, metavar="X.Y")],
+                                                                              "against (default: the installed one, "
+                                                                              "else the backend's default; "
+                                                                              "the export says which).", panel=TRT,
+                                                        metavar="X.Y")],
         "force": Annotated[bool, _option("--force", help="Export even when the TensorRT check fails.", panel=TRT,
                                          metavar="")],
         "dla_core": Annotated[Optional[int], _option("--dla-core", help="Build for this Jetson DLA core.", panel=TRT,

@@ -10,12 +10,12 @@ import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from .backends.registry import DEFAULT_TARGET  # noqa: F401 (re-exported: the option groups' defaults)
 from .errors import UserError
 
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_MODEL = "uninext_t"
-DEFAULT_TARGET = "ort"  # the same for every command that takes --target
 DEFAULT_CPU = "cortex-a76"  # Jetson Orin / Raspberry Pi 5 class
 MIN_OPSET = 17  # LayerNormalization as one node
 DEFAULT_ITERS = 50
@@ -166,6 +166,11 @@ class Inputs:
 def check_opset(opset: int | None) -> None:
     if opset is not None and opset < MIN_OPSET:
         raise UserError(f"opset {opset} is too old: LayerNormalization needs opset >= {MIN_OPSET}")
+
+
+def check_threads(threads: int | None) -> int | None:
+    at_least("--threads", threads, 1)
+    return threads
 
 
 def check_batch(batch: int, flag: str = "--batch") -> int:

@@ -34,6 +34,3 @@ def test_per_layer_profile_names_real_nodes(artifact):
 def test_cpu_runners_report_no_device_time(artifact):
     assert get_backend("ort").load(artifact).device_times_ms(3) == []
 
-
-def test_it_is_the_stand_in_for_the_tensorrt_graph():
-    assert get_backend("trt").stand_in == "ort" and get_backend("ort").stand_in is None

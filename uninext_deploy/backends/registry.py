@@ -19,6 +19,7 @@ _TARGETS = {
     "openvino": ("openvino", "OpenVinoBackend"),
     "trt": ("tensorrt", "TensorRtBackend"),
 }
+DEFAULT_TARGET = "ort"  # the same for every command that takes --target
 ALIASES = {"onnxruntime": "ort", "ov": "openvino", "tensorrt": "trt", "engine": "trt"}
 ALL_TARGETS = ("onnx", "ort", "openvino", "trt")
 BACKENDS = ("ort", "openvino", "trt")  # one per runtime: what optimize tries by default

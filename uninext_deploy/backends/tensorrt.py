@@ -142,7 +142,8 @@ class TensorRtBackend(Backend):
         from ..export.precision import describe
 
         check = report["tensorrt_check"]
-        lines = [f"TensorRT {check['tensorrt']} check: {problem}" for problem in check["errors"] + check["warnings"]]
+        lines = [f"graph checked against TensorRT {check['tensorrt']}"]
+        lines += [f"TensorRT {check['tensorrt']} check: {problem}" for problem in check["errors"] + check["warnings"]]
         engine = report["engine"]
         lines.append(f"TensorRT engine: {engine}" if isinstance(engine, str) else f"TensorRT engine built: {engine}")
         return lines + describe(report)

@@ -10,6 +10,8 @@ plus one backend module.
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -229,9 +231,6 @@ ENGINE_FILES = ("model.engine", "model.plan")  # build_engine.py (with our heade
 
 def _engine_tools():
     """build_engine.py, the file beside this one (on the host as in TensorRT bundles): the engine format."""
-    import importlib.util
-    import sys
-
     if "build_engine" not in sys.modules:
         spec = importlib.util.spec_from_file_location("build_engine", Path(__file__).with_name("build_engine.py"))
         module = importlib.util.module_from_spec(spec)
@@ -248,8 +247,6 @@ def _tensorrt_model_file(folder: Path, manifest: dict) -> Path:
         if (folder / name).exists():
             return folder / name
     engine = folder / ENGINE_FILES[0]
-    import sys
-
     print(f"building the TensorRT engine for this GPU (once): {engine}", file=sys.stderr)
     _engine_tools().build(file_with_role(folder, manifest, "onnx"), engine, manifest["precision"],
                           timing_cache=folder / "timing.cache",
@@ -269,7 +266,9 @@ def _tensorrt(path: Path, precision: str, threads: int | None) -> Session:
         except ImportError:
             raise RuntimeProblem("cuda-python is not installed; pip install cuda-python") from None
     tools = _engine_tools()
-    if path.read_bytes()[:len(tools.MAGIC)] == tools.MAGIC:
+    with open(path, "rb") as f:
+        with_header = f.read(len(tools.MAGIC)) == tools.MAGIC
+    if with_header:
         header, plan = tools.read_engine(path)
         problem = tools.engine_mismatch(header, trt.__version__, tools.gpu_identity())
         if problem:

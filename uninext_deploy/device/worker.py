@@ -3,7 +3,7 @@ alone costs seconds under emulation). Needs only numpy, the runtime, and runtime
 
     python worker.py jobs.json
 
-jobs.json: [{"runtime": "ort" | "openvino", "model": PATH, "precision": "fp32" | "fp16" | "int8",
+jobs.json: [{"runtime": a name in runtimes.RUNTIMES, "model": PATH, "precision": "fp32" | "fp16" | "int8",
              "inputs": NPZ (array "x", samples first), "batch": N, "out": NPZ}]
 Progress goes to stderr as "progress DONE TOTAL", one line per batch.
 """
