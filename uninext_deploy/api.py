@@ -105,13 +105,15 @@ def profile(model: str | ModelOptions = DEFAULT_MODEL, target: str = DEFAULT_TAR
 def bundle(model: str | ModelOptions = DEFAULT_MODEL, target: str = DEFAULT_TARGET, *, precision: str = "fp32",
            platform: PlatformOptions = PlatformOptions(), batch: int = 1, input_size=None, weights=None,
            seed: int = 0, out: str | Path | None = None, threads: int | None = None,
-           int8: Int8Options | None = None, trt: TrtOptions | None = None, progress=None) -> "Bundle":
-    """Export, prove and package ``model`` for the device: ``out``/ and ``out``.tar.gz."""
+           int8: Int8Options | None = None, trt: TrtOptions | None = None, labels: str | Path | None = None,
+           progress=None) -> "Bundle":
+    """Export, prove and package ``model`` for the device: ``out``/ and ``out``.tar.gz. ``labels``: a file of
+    class names for a fine-tuned classifier (default: ImageNet's for 1000 classes, else numbered)."""
     from .bundle import bundle as run
 
     check_threads(threads)
     return run(_model(model, input_size, weights, seed), target, precision=precision, platform=platform,
-               batch=batch, out=out, threads=threads, int8=int8, trt=trt, progress=progress)
+               batch=batch, out=out, threads=threads, int8=int8, trt=trt, labels=labels, progress=progress)
 
 
 def newest_bundle(folder: str | Path = "bundles") -> Path:
@@ -141,7 +143,7 @@ def optimize(model: str | ModelOptions = DEFAULT_MODEL, *, input_size=None, weig
              images: str | Path | None = None, out: str | Path | None = None, make_bundle: bool = True,
              int8: Int8Options = Int8Options(), trt: TrtOptions = TrtOptions(),
              timing: TimingOptions = TimingOptions(), platform: PlatformOptions = PlatformOptions(),
-             progress=None) -> tuple["OptimizeResult", Path]:
+             labels: str | Path | None = None, progress=None) -> tuple["OptimizeResult", Path]:
     """The fastest artifact within a budget (cosine or top-1 drop vs PyTorch on the photos): search, race,
     report and bundle. Returns the result and its folder."""
     from .optimize import optimize as run
@@ -149,7 +151,7 @@ def optimize(model: str | ModelOptions = DEFAULT_MODEL, *, input_size=None, weig
     return run(_model(model, input_size, weights, seed), min_cosine=min_cosine, max_top1_drop=max_top1_drop,
                targets=tuple(targets or default_targets()), precisions=tuple(precisions),
                calib_methods=tuple(calib_methods), batch=batch, images=images, out=out, make_bundle=make_bundle,
-               int8=int8, trt=trt, timing=timing, platform=platform, progress=progress)
+               int8=int8, trt=trt, timing=timing, platform=platform, labels=labels, progress=progress)
 
 
 def report(results: str | Path, out: str | Path | None = None) -> tuple["OptimizeResult", Path]:

@@ -1,7 +1,8 @@
 """Embedded runtime bundles: what a user copies to the device, proven before it leaves the host.
 
 A bundle is an artifact folder cut down to what the device runs (the backend's ``device_roles``), plus
-golden inputs and PyTorch outputs, ImageNet labels, a torch-free runner (``run.py`` and the standalone
+golden inputs and PyTorch outputs (every output: logits or feature maps), class labels for a classifier
+(ImageNet's, the user's ``--labels`` file, or numbered), a torch-free runner (``run.py`` and the standalone
 modules of :mod:`uninext_deploy.device`), ``requirements.txt`` and a README, all listed with their
 sha256 in ``manifest.json``; and the same folder as a ``.tar.gz``. Both are written atomically.
 
@@ -60,17 +61,63 @@ def default_out(artifact: Artifact, platform: str) -> Path:
     return Path("bundles") / f"{name}-{platform.replace('/', '-')}"
 
 
+def read_labels(path: str | Path | None, model: ModelOptions) -> list[str] | None:
+    """The class names of ``path`` (one per line) checked against ``model``'s classes, or None (the default
+    labels). A feature model has no classes; a file of another length is one UserError."""
+    if path is None:
+        return None
+    if model.features is not None:
+        raise UserError("--labels names the classes of a classifier; a --features bundle has none, drop --labels")
+    path = Path(path)
+    try:
+        labels = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read --labels {path}: {getattr(exc, 'strerror', None) or exc}; pass a UTF-8 text "
+                        "file with one class name per line") from None
+    classes = expected_classes(model)
+    if len(labels) != classes:
+        raise UserError(f"--labels {path} names {len(labels)} classes but the model has {classes}; give one "
+                        "non-empty line per class, in class order")
+    return labels
+
+
+def expected_classes(model: ModelOptions) -> int:
+    """How many classes ``model`` will have: --num-classes, else its checkpoint's, else 1000."""
+    if model.num_classes is not None:
+        return model.num_classes
+    if model.weights:
+        from .models import get_spec
+        from .models.weights import checkpoint_classes, read_state_dict
+
+        spec = get_spec(model.model)
+        found = checkpoint_classes(spec.key_map(read_state_dict(model.weights)), spec)
+        if found:
+            return found
+    return 1000
+
+
+def default_labels(manifest: dict) -> list[str] | None:
+    """ImageNet's class names for a 1000-class classifier, "class 0".. for another size, None for features."""
+    logits = [o for o in manifest["outputs"] if o["kind"] == "logits"]
+    if not logits:
+        return None
+    classes = logits[0]["classes"]
+    return LABELS.read_text().splitlines() if classes == 1000 else [f"class {i}" for i in range(classes)]
+
+
 def bundle(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str = "fp32",
            platform: PlatformOptions = PlatformOptions(), batch: int = 1, out: str | Path | None = None,
            threads: int | None = None, int8: Int8Options | None = None, trt: TrtOptions | None = None,
-           progress=None) -> Bundle:
+           labels: str | Path | None = None, progress=None) -> Bundle:
     """Export, prove and package ``model`` for ``target`` on ``platform``; write ``out`` and ``out``.tar.gz.
 
+    ``labels``: a file of class names for a classifier (default: ImageNet's for 1000 classes, else numbered).
     ``progress(step)`` is told each step by name. A bundle that misses its parity tolerance is not written
     (ParityFailure); nothing half-written is left on any error or interruption.
     """
     target = canonical_target(target)
     check_batch(batch)
+    names = read_labels(labels, model)
     backend = get_backend(target, **(trt or TrtOptions()).backend_options())
     if emulated(platform.platform):
         from .arm.run import runtime_for
@@ -84,12 +131,12 @@ def bundle(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str 
             raise ParityFailure(f"not bundled: parity failed ({report.summary()}); "
                                 f"{report.runs[0].divergence or ''}".rstrip("; "))
         return package(Artifact.open(Path(tmp) / f"b{batch}"), report.runs[0], platform=platform, out=out,
-                       threads=threads, progress=progress)
+                       threads=threads, labels=names, progress=progress)
 
 
 def package(artifact: Artifact, run: ParityRun, *, platform: PlatformOptions = PlatformOptions(),
             out: str | Path | None = None, tolerance: dict | None = None, threads: int | None = None,
-            progress=None) -> Bundle:
+            labels: list[str] | None = None, progress=None) -> Bundle:
     """Package ``artifact``, which passed ``run`` against PyTorch, as a bundle.
 
     The golden check uses ``tolerance`` ({metric: (bound, "min"|"max")}; default: the precision's): the
@@ -108,7 +155,7 @@ def package(artifact: Artifact, run: ParityRun, *, platform: PlatformOptions = P
     staged_archive = None
     try:
         with atomic_folder(out) as folder:
-            manifest = _assemble(folder, artifact, backend, target, run, tolerance)
+            manifest = _assemble(folder, artifact, backend, target, run, tolerance, labels)
             tell("verifying the bundle with its own run.py on this machine")
             checks = [run_verify(folder, manifest, threads, PlatformOptions())]
             if emulated(target):
@@ -128,7 +175,8 @@ def package(artifact: Artifact, run: ParityRun, *, platform: PlatformOptions = P
     return Bundle(out, archive, read_manifest(out))
 
 
-def _assemble(folder: Path, artifact: Artifact, backend, platform: str, run: ParityRun, tolerance: dict) -> dict:
+def _assemble(folder: Path, artifact: Artifact, backend, platform: str, run: ParityRun, tolerance: dict,
+              labels: list[str] | None) -> dict:
     """Copy the device's files into ``folder``; write the runner, labels, requirements, README, manifest."""
     roles = {}
     for name, entry in artifact.manifest["files"].items():
@@ -139,13 +187,15 @@ def _assemble(folder: Path, artifact: Artifact, backend, platform: str, run: Par
         shutil.copyfile(source, folder / name)
         roles[name] = "runner"
     (folder / "run.py").chmod(0o755)
-    shutil.copyfile(LABELS, folder / "labels.txt")
-    roles["labels.txt"] = "labels"
+    labels = labels or default_labels(artifact.manifest)
+    if labels:
+        (folder / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
+        roles["labels.txt"] = "labels"
     requirement = backend.runtime_requirement(artifact)
     golden = np.load(artifact.path / GOLDEN)
     manifest = dict(artifact.manifest)
     manifest["bundle"] = {
-        "platform": platform, "entrypoint": "run.py", "labels": "labels.txt", "golden": GOLDEN,
+        "platform": platform, "entrypoint": "run.py", "labels": "labels.txt" if labels else None, "golden": GOLDEN,
         "golden_samples": int(len(golden["inputs"])), "runtime": requirement,
         "stand_in": backend.onnx_requirement(artifact),  # what `run.py --graph` runs the shipped ONNX with
         "tolerance": {k: list(v) for k, v in tolerance.items()},
@@ -170,7 +220,9 @@ def _readme(manifest: dict, requirements: list[str], device_note: str) -> str:
     stand_in = (f" `python3 run.py --verify --graph` checks the shipped ONNX graph with "
                 f"{b['stand_in']['requirement']['package']} instead." if b.get("stand_in") and
                 b["stand_in"]["runtime"] != manifest["backend"] else "")
-    seeded = ("\nThe weights are seeded (deterministic, untrained): predictions are not meaningful classes, "
+    outputs = "\n".join(f"- Output `{o['name']}`: {o['dtype']} {o['shape']}, {o['meaning']}." for o in manifest["outputs"])
+    features = all(o["kind"] == "features" for o in manifest["outputs"])
+    seeded = ("\nThe weights are seeded (deterministic, untrained): outputs are not meaningful classes or features, "
               "but every number is still checked against PyTorch.\n" if model.get("seed") is not None else "")
     return f"""# {model['name']} ({manifest['precision']}, {manifest['backend']}) for {b['platform']}
 
@@ -183,17 +235,19 @@ Made by uninext-deploy {manifest['tool_version']} on {b['created']}. Needs Pytho
 ```
 pip install -r requirements.txt
 python3 run.py --verify           # checksums, then golden inputs vs PyTorch ({b['golden_samples']} photos)
-python3 run.py photo.jpg          # top-5 ImageNet classes
+{"python3 run.py photo.jpg --save maps/  # each feature map's shape and statistics, saved as .npy"
+ if features else "python3 run.py photo.jpg          # top-5 classes"}
 python3 run.py --bench            # latency percentiles (--threads N, --iters N)
 ```
 {engine_note}{seeded}
 - Input `{manifest['input']['name']}`: {manifest['input']['dtype']} {manifest['input']['layout']} \
-{manifest['input']['shape']} (static). Output `{manifest['output']['name']}`: {manifest['output']['meaning']}.
+{manifest['input']['shape']} (static).
+{outputs}
 - Preprocessing: RGB, {resize} to {pre['crop'][0]}x{pre['crop'][1]}, scale to [0, 1], subtract mean \
 {pre['mean']}, divide by std {pre['std']} (`imaging.py`).
 - Runtime: {b['runtime']['package']} (needs {b['runtime']['why']}).{stand_in}
-- Parity at export ({b['parity']['runner']}): cosine {b['parity']['photos']['cosine']:.6f}, max abs \
-{b['parity']['photos']['max_abs']:.2e}, top-1 agreement {b['parity']['photos']['top1']:.2f} on photos.
+- Parity at export ({b['parity']['runner']}), worst output {b['parity']['photos']['output']}: cosine \
+{b['parity']['photos']['cosine']:.6f}, max abs {b['parity']['photos']['max_abs']:.2e} on photos.
 - `run.py --verify` passes when the golden outputs meet {bounds_text(b['tolerance'])}.
 
 Every file's sha256 is in `manifest.json` and is checked before anything is loaded.

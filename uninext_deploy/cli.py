@@ -47,6 +47,9 @@ Images = Annotated[Optional[Path], typer.Option("--images", help="Folder of real
 Existing = Annotated[Optional[Path], typer.Option("--artifact", help="Check or time this artifact folder or bundle "
                                                                      "(folder or .tar.gz) as it is, instead of "
                                                                      "exporting.", metavar="PATH")]
+Labels = Annotated[Optional[Path], typer.Option("--labels", help="Class names of a fine-tuned classifier for the "
+                                                                 "bundle, one per line (default: ImageNet's for "
+                                                                 "1000 classes, else numbered).", metavar="FILE")]
 MIN_COSINE_MOVED = {"--min-cosine": "the INT8 fallback target (cosine to the float graph) is --int8-min-cosine; "
                                     "--min-cosine is optimize's budget (cosine to PyTorch)"}
 
@@ -123,14 +126,16 @@ def models(family: Annotated[Optional[str], typer.Option("--family", help="Only 
     rows = api.models_table(family)
     if as_json:
         return _print_json(rows)
-    table = Table(title="Registered models (MACs at the native size, batch 1)")
-    for col in ("model", "family", "input", "params (M)", "official", "GMACs", "official"):
-        table.add_column(col, justify="left" if col in ("model", "family") else "right")
+    table = Table(title="Registered models (MACs at the native size, batch 1; --features stages as "
+                        "index:channels/stride)")
+    for col in ("model", "family", "input", "params (M)", "official", "GMACs", "official", "feature stages"):
+        table.add_column(col, justify="left" if col in ("model", "family", "feature stages") else "right")
     for r in rows:
         official = r["official_params_m"] is not None
         table.add_row(r["name"], r["family"], str(r["input_size"]), f"{r['params_m']:.2f}",
                       f"{r['official_params_m']:.2f}" if official else "test", f"{r['gmacs']:.3f}",
-                      f"{r['official_gmacs']:.3f}" if official else "test")
+                      f"{r['official_gmacs']:.3f}" if official else "test",
+                      " ".join(f"{i}:{f['channels']}/{f['stride']}" for i, f in enumerate(r["features"])))
     out.print(table)
 
 
@@ -155,6 +160,8 @@ def export(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 =
               f"input {tuple(m['input']['shape'])}, {m['onnx']['nodes']} ONNX nodes, {m['export_seconds']} s)")
     for name, entry in m["files"].items():
         out.print(f"  {name:<16} {entry['bytes'] / 1e6:8.2f} MB  {entry['role']}")
+    out.print("outputs: " + ", ".join(f"{o['name']} {'x'.join(map(str, o['shape']))}" for o in m["outputs"]),
+              highlight=False)
     for line in api.describe(artifact):
         out.print(line, highlight=False)
 
@@ -198,15 +205,20 @@ def _int(text: str, flag: str) -> int:
     return int(text)
 
 
-def _metrics_row(table, batch: str, kind: str, m, verdict: str) -> None:
-    table.add_row(batch, kind, str(m.samples), f"{m.max_abs:.1e}", f"{m.mean_abs:.1e}", f"{m.rel_max_abs:.1e}",
-                  f"{m.cosine:.6f}", f"{m.sqnr_db:.1f}", f"{m.top1:.2f}", f"{m.top5:.2f}", verdict)
+def _metrics_row(table, batch: str, kind: str, metrics, run, inputs: str, gated: bool) -> None:
+    """One row per output (the output named beside the input set where the model has several)."""
+    several = len(metrics.outputs) > 1
+    for m in metrics.each():
+        top = (f"{m.top1:.2f}", f"{m.top5:.2f}") if m.top1 is not None else ("-", "-")
+        table.add_row(batch, f"{kind} {m.output}" if several or m.top1 is None else kind, str(m.samples), f"{m.max_abs:.1e}",
+                      f"{m.mean_abs:.1e}", f"{m.rel_max_abs:.1e}", f"{m.cosine:.6f}", f"{m.sqnr_db:.1f}", *top,
+                      _verdict(run, inputs, gated, m.output if several else ""))
 
 
-def _verdict(run, inputs: str, gated: bool) -> str:
+def _verdict(run, inputs: str, gated: bool, output: str = "") -> str:
     if not gated:
         return "report"
-    missed = run.misses(inputs)
+    missed = [m for m in run.misses(inputs) if m.output == output]
     return "[green]pass[/green]" if not missed else f"[red]FAIL {','.join(m.metric for m in missed)}[/red]"
 
 
@@ -219,12 +231,12 @@ def _print_parity(report) -> None:
         table.add_column(col, justify="right", no_wrap=True)
     for r in report.runs:
         for label, key in (("photos", "images"), ("random", "random")):
-            _metrics_row(table, str(r.batch), label, getattr(r, key), _verdict(r, key, key in gated))
+            _metrics_row(table, str(r.batch), label, getattr(r, key), r, key, key in gated)
         if r.arm:
             for label, key, inputs, is_gated in (("arm photos", "images", "arm images", True),
                                                  ("arm random", "random", "arm random", "random" in gated),
                                                  ("arm vs x86", "vs_x86", "arm vs x86", True)):
-                _metrics_row(table, str(r.batch), label, r.arm[key], _verdict(r, inputs, is_gated))
+                _metrics_row(table, str(r.batch), label, r.arm[key], r, inputs, is_gated)
     out.print(table)
     runners = [r.runner for r in report.runs] + [r.arm["runner"] for r in report.runs if r.arm]
     for runner in dict.fromkeys(runners):
@@ -288,12 +300,14 @@ def bundle(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 =
            out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Bundle folder to write (and "
                                                                                 "FOLDER.tar.gz beside it).",
                                                            metavar="DIR")] = None,
+           labels: Labels = None,
            as_json: Json = False, *, model: ModelOptions, int8_options: Int8Options, trt: TrtOptions,
            platform: PlatformOptions, timing: TimingOptions) -> None:
     """Package a proven artifact for the device: model, manifest, golden I/O and a torch-free run.py."""
     with _steps(f"bundling {model.model} for {target}") as step:
         result = api.bundle(model, target, precision=_precision(fp16, int8), platform=platform, batch=batch,
-                            out=out_dir, threads=timing.threads, int8=int8_options, trt=trt, progress=step)
+                            out=out_dir, threads=timing.threads, int8=int8_options, trt=trt, labels=labels,
+                            progress=step)
     m, b = result.manifest, result.manifest["bundle"]
     if as_json:
         return _print_json({"bundle": str(result.path), "archive": str(result.archive),
@@ -310,8 +324,9 @@ def bundle(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 =
     table.add_row(result.archive.name, "archive (gzip)", f"{result.archive.stat().st_size / 1e6:.3f}")
     out.print(table)
     for where, v in b["verified"].items():
+        worst = f" (worst output {v['metrics']['output']})" if v["metrics"].get("outputs") else ""
         out.print(f"golden check on {where} ({v['runner']}): {'pass' if v['passed'] else 'FAIL'}, cosine "
-                  f"{v['metrics']['cosine']:.6f}, max abs {v['metrics']['max_abs']:.2e}", highlight=False)
+                  f"{v['metrics']['cosine']:.6f}, max abs {v['metrics']['max_abs']:.2e}{worst}", highlight=False)
     out.print(f"on the device: tar xzf {result.archive.name} && cd {result.path.name} && "
               "pip install -r requirements.txt && python3 run.py --verify", highlight=False)
 
@@ -331,9 +346,11 @@ def verify(path: Annotated[Optional[Path], typer.Argument(help="Bundle folder or
     else:
         m = report.metrics
         out.print(f"integrity: {report.files_checked} files match manifest.json", highlight=False)
-        out.print(f"golden: {'[green]PASS[/green]' if report.passed else '[red]FAIL[/red]'} on {m.samples} inputs with "
-                  f"{report.runner} ({report.platform}): cosine {m.cosine:.6f}, max abs {m.max_abs:.2e}, rel "
-                  f"{m.rel_max_abs:.2e}, top-1 {m.top1:.2f}, top-5 {m.top5:.2f}", highlight=False)
+        for each in m.each():
+            top = f", top-1 {each.top1:.2f}, top-5 {each.top5:.2f}" if each.top1 is not None else ""
+            out.print(f"golden {each.output}: {'[green]PASS[/green]' if report.passed else '[red]FAIL[/red]'} on "
+                      f"{each.samples} inputs with {report.runner} ({report.platform}): cosine {each.cosine:.6f}, "
+                      f"max abs {each.max_abs:.2e}, rel {each.rel_max_abs:.2e}{top}", highlight=False)
     if not report.passed:
         raise ParityFailure(f"bundle {path} failed its golden check: {'; '.join(map(str, report.failed))}")
 
@@ -360,7 +377,8 @@ def optimize(min_cosine: Annotated[Optional[float], typer.Option(
                                                                                   "winner's bundle.", metavar="DIR")] = None,
              make_bundle: Annotated[bool, typer.Option("--bundle/--no-bundle", help="Write the winner as a "
                                                                                     "bundle.", metavar="")] = True,
-             as_json: Json = False, *, model: ModelOptions, int8_options: Int8Options, trt: TrtOptions,
+             labels: Labels = None, as_json: Json = False, *, model: ModelOptions, int8_options: Int8Options,
+             trt: TrtOptions,
              timing: TimingOptions, platform: PlatformOptions) -> None:
     """The fastest artifact within an accuracy budget: search, report, bundle."""
     with _steps(f"searching {model.model}") as step:
@@ -369,7 +387,7 @@ def optimize(min_cosine: Annotated[Optional[float], typer.Option(
             precisions=_listed(precisions) or api.PRECISIONS,
             calib_methods=_listed(calib_methods) or ("percentile", "entropy"), batch=batch, images=images,
             out=out_dir, make_bundle=make_bundle, int8=int8_options, trt=trt, timing=timing, platform=platform,
-            progress=lambda done, total, text: step(text, done, total))
+            labels=labels, progress=lambda done, total, text: step(text, done, total))
     _print_search(result, folder, as_json)
     if result.best is None:
         raise ParityFailure(result.note or "no candidate met the budget")

@@ -41,6 +41,13 @@ FLAGS: dict[type, dict[str, object]] = {
                                                      panel=MODEL, metavar="PATH")],
         "seed": Annotated[int, _option("--seed", help="Seed of the deterministic weights used without --weights "
                                                       "(and of the random inputs).", panel=MODEL, metavar="N")],
+        "features": Annotated[Optional[str], _option(
+            "--features", help="Backbone feature maps instead of logits: 'all' or stages by index (0-based, as "
+                               "timm's out_indices) or name, e.g. 1,2,3 or stage2,stage3 (see `models`).",
+            panel=MODEL, metavar="STAGES")],
+        "num_classes": Annotated[Optional[int], _option(
+            "--num-classes", help="Classifier size of a fine-tuned model (default: the checkpoint's, else 1000).",
+            panel=MODEL, metavar="N")],
     },
     Int8Options: {
         "calib": Annotated[Optional[Path], _option("--calib", help="Folder of calibration images (default: the "

@@ -41,7 +41,8 @@ def _count(family: str) -> list[dict]:
                      "official_params_m": spec.official_params / 1e6 if official else None,
                      "official_gmacs": spec.official_gmacs if official else None,
                      "params_delta_pct": 100 * (params / spec.official_params - 1) if official else None,
-                     "gmacs_delta_pct": 100 * (macs / 1e9 / spec.official_gmacs - 1) if official else None})
+                     "gmacs_delta_pct": 100 * (macs / 1e9 / spec.official_gmacs - 1) if official else None,
+                     "features": [f.as_dict() for f in spec.features]})
     return rows
 
 

@@ -63,8 +63,11 @@ def optimize(model: ModelOptions, *, min_cosine: float | None = None, max_top1_d
              images: str | Path | None = None, out: str | Path | None = None, make_bundle: bool = True,
              int8: Int8Options = Int8Options(), trt: TrtOptions = TrtOptions(),
              timing: TimingOptions = TimingOptions(), platform: PlatformOptions = PlatformOptions(),
-             progress=None) -> tuple[OptimizeResult, Path]:
+             labels: str | Path | None = None, progress=None) -> tuple[OptimizeResult, Path]:
     """Search, pick and package; write ``out``/results.json, report.md, report.html (+ the bundle).
+
+    A feature model (``model.features``) is judged on its worst output: the budget must be a cosine.
+    ``labels``: the class names the bundle carries (see bundle.read_labels).
 
     ``int8.min_cosine`` (the INT8 fallback target, cosine to the float graph) defaults to the budget's
     cosine (0.999 under a top-1 budget). ``progress(done, total, step)`` follows the search. The output
@@ -73,7 +76,13 @@ def optimize(model: ModelOptions, *, min_cosine: float | None = None, max_top1_d
     from .report import write_report
     from .roofline import machine_id
 
+    from .bundle import read_labels
+
     budget = budget_tolerance(min_cosine, max_top1_drop)
+    if model.features is not None and "top1" in budget:
+        raise UserError("--max-top1-drop needs class logits; a --features model is judged on its worst feature "
+                        "map, so give --min-cosine instead")
+    names = read_labels(labels, model)
     if timing.seconds is not None:
         raise UserError("optimize times every candidate in turns for --iters runs; drop --seconds")
     target_platform = bundle_platform(platform.platform)
@@ -92,7 +101,7 @@ def optimize(model: ModelOptions, *, min_cosine: float | None = None, max_top1_d
     inputs = reference_inputs(reference_model, Inputs(images, RANDOM_INPUTS), model.seed)
     fallback = int8.min_cosine or (budget["cosine"][0] if "cosine" in budget else 0.999)
     result = OptimizeResult(name, shape, target_platform, threads, {k: list(v) for k, v in budget.items()},
-                            None, count_macs(name, (h, w), batch) / 1e9, [], machine=machine_id())
+                            None, count_macs(name, (h, w), batch, model.features) / 1e9, [], machine=machine_id())
     with atomic_folder(out, marker=RESULTS) as folder, tempfile.TemporaryDirectory(prefix="uninext-optimize-") as tmp:
         evaluated = _search(result, candidates, model, batch, budget, Path(tmp), reference_model, inputs,
                             replace(int8, min_cosine=fallback), trt, threads, tell, final_steps)
@@ -101,7 +110,7 @@ def optimize(model: ModelOptions, *, min_cosine: float | None = None, max_top1_d
         _race(result, {i: runner for i, (_, _, runner) in evaluated.items()}, torch_model, shape, threads,
               timing.warmup, timing.runs)
         tell(done + 1, steps, "per-layer profile of the winner")
-        _pick_and_package(result, evaluated, budget, folder if make_bundle else None, threads, platform,
+        _pick_and_package(result, evaluated, budget, folder if make_bundle else None, threads, platform, names,
                           lambda step: tell(done + 2, steps, step))
         write_report(result, folder)
         tell(steps, steps, "done")
@@ -190,7 +199,7 @@ def _race(result: OptimizeResult, runners: dict, torch_model, shape, threads: in
 
 
 def _pick_and_package(result: OptimizeResult, evaluated: dict, budget: dict, folder: Path | None, threads: int,
-                      platform: PlatformOptions, tell) -> None:
+                      platform: PlatformOptions, labels: list[str] | None, tell) -> None:
     """Rank the passing candidates by p50; the fastest whose bundle (in ``folder``, None: no bundle) passes its
     own golden checks wins, with its per-layer profile and share of the GEMM roofline."""
     from .bundle import default_out, package
@@ -213,7 +222,7 @@ def _pick_and_package(result: OptimizeResult, evaluated: dict, budget: dict, fol
             return
         tell(f"bundle of {winner.name}")
         try:
-            made = package(artifact, run, platform=platform, tolerance=budget, threads=threads,
+            made = package(artifact, run, platform=platform, tolerance=budget, threads=threads, labels=labels,
                            out=folder / default_out(artifact, result.platform).name)
         except (ParityFailure, UserError) as exc:  # its golden check (e.g. on the emulated ARM CPU) failed,
             # or the runtime cannot run it on that CPU: the next fastest candidate is tried

@@ -49,22 +49,34 @@ def input_size(value) -> tuple[int, int] | None:
 
 @dataclass(frozen=True)
 class ModelOptions:
-    """Which model and how it is built: registered name, input size (None: native), weights or seed."""
+    """Which model and how it is built: registered name, input size (None: native), weights or seed, and
+    what it outputs: the logits of a ``num_classes`` classifier (None: the checkpoint's, else 1000), or with
+    ``features`` ("all", stage indices or names, as ``--features 1,2,3``) the feature maps of those stages,
+    normalised to sorted indices."""
 
     model: str = DEFAULT_MODEL
     input_size: int | tuple[int, int] | str | None = None
     weights: str | Path | None = None
     seed: int = 0
+    features: str | tuple[int, ...] | None = None
+    num_classes: int | None = None
 
     def __post_init__(self):
         from .models import get_spec
         from .models._registry import resolve_size
+        from .models.features import out_indices
 
         spec = get_spec(self.model)  # unknown names and sizes the family cannot take: one line, before any work
         _set(self, "model", spec.name)
         _set(self, "input_size", resolve_size(spec, input_size(self.input_size)) if self.input_size else None)
         _set(self, "weights", str(self.weights) if self.weights else None)
         at_least("--seed", self.seed, 0)
+        at_least("--num-classes", self.num_classes, 1)
+        if self.features is not None:
+            if self.num_classes is not None:
+                raise UserError("--num-classes sizes the classifier, which a feature model has none of; "
+                                "drop --num-classes or --features")
+            _set(self, "features", out_indices(spec.features, spec.name, self.features))
 
 
 @dataclass(frozen=True)

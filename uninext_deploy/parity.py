@@ -198,7 +198,7 @@ def _arm_parity(report: ParityReport, artifacts: list[Artifact], x_images, x_ran
     from .arm.run import CROSS_TOLERANCES, ArmJob, run_jobs
 
     x = np.concatenate([x_images, x_random])
-    reference = np.concatenate(references)
+    photos, noise = slice(None, len(x_images)), slice(len(x_images), None)
     host_outputs, host_ms = [], 0.0
     for artifact in artifacts:
         runner = get_backend(artifact.backend).load(artifact, threads=1)
@@ -211,11 +211,15 @@ def _arm_parity(report: ParityReport, artifacts: list[Artifact], x_images, x_ran
 
     outputs = run_jobs([ArmJob(a, x) for a in artifacts], platform.cpu, host_ms,
                        ArmEnvironment(platform.arm_cache), arm_progress if progress else None)
-    n = len(x_images)
     for run, artifact, host, arm in zip(report.runs, artifacts, host_outputs, outputs):
         run.arm = {"runner": f"{artifact.backend} on emulated aarch64 {platform.cpu} (qemu)",
-                   "images": compare(reference[:n], arm[:n]), "random": compare(reference[n:], arm[n:]),
+                   "images": compare(references[0], _part(arm, photos)),
+                   "random": compare(references[1], _part(arm, noise)),
                    "vs_x86": compare(host, arm)}
         for kind in GATED_INPUTS[report.precision]:
             run.failed += failures(run.arm[kind], report.tolerance, f"arm {kind}")
         run.failed += failures(run.arm["vs_x86"], CROSS_TOLERANCES[report.precision], "arm vs x86")
+
+
+def _part(outputs: dict, samples: slice) -> dict:
+    return {name: y[samples] for name, y in outputs.items()}

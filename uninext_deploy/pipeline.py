@@ -15,11 +15,11 @@ from . import __version__
 from .artifact import GOLDEN, Artifact, atomic_folder, write_manifest
 from .backends import canonical_target, get_backend
 from .device import runtimes
-from .device.compare import run_batched
+from .device.compare import LOGITS, golden_arrays, run_batched
 from .device.imaging import preprocess
 from .errors import UserError
 from .export.calibration import calibration_set
-from .export.onnx import DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, export_onnx, set_metadata
+from .export.onnx import DEFAULT_OPSET, INPUT_NAME, export_onnx, set_metadata
 from .export.precision import Int8Request, quantize_int8, to_fp16
 from .images import find_images, load_images
 from .models import create_model, get_spec
@@ -45,14 +45,36 @@ def check_precision(precision: str) -> str:
 
 def build_model(model: ModelOptions, batch: int = 1) -> torch.nn.Module:
     return create_model(model.model, input_size=model.input_size, batch_size=check_batch(batch),
-                        weights=model.weights, seed=model.seed)
+                        weights=model.weights, seed=model.seed, features_only=model.features is not None,
+                        out_indices=model.features, num_classes=model.num_classes)
 
 
 def torch_runner(model: torch.nn.Module):
-    def run(x: np.ndarray) -> np.ndarray:
+    """``model`` as a runner: a batch -> {output name: batch}, as the device runtimes return them."""
+    def run(x: np.ndarray) -> dict[str, np.ndarray]:
         with torch.inference_mode():
-            return model(torch.from_numpy(np.ascontiguousarray(x))).numpy()
+            y = model(torch.from_numpy(np.ascontiguousarray(x)))
+        return dict(zip(model.output_names, (t.numpy() for t in (y if isinstance(y, tuple) else (y,)))))
     return run
+
+
+def output_entries(torch_model: torch.nn.Module, outputs: dict[str, np.ndarray], batch: int) -> list[dict]:
+    """The manifest's description of every output: name, static shape, dtype, and what it holds."""
+    features = {f.name: f for f in torch_model.features}
+    entries = []
+    for name, y in outputs.items():
+        entry = {"name": name, "shape": [batch, *y.shape[1:]], "dtype": "float32"}
+        if name == LOGITS:
+            classes = y.shape[1]
+            entry.update(kind="logits", classes=classes, meaning=(
+                f"ImageNet-{classes} logits (before softmax)" if classes == 1000 else
+                f"{classes}-class logits (before softmax)"))
+        else:
+            feature = features[name]
+            entry.update(kind="features", channels=feature.channels, stride=feature.stride, layout="NCHW",
+                         meaning=f"feature map of {name}: {feature.channels} channels at stride {feature.stride}")
+        entries.append(entry)
+    return entries
 
 
 def images_tensor(pre: dict, folder: str | Path | None, limit: int | None = None) -> np.ndarray:
@@ -127,16 +149,17 @@ def export(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str 
         precision_report.update(compiled.report)
         golden_x = images_tensor(pre, None, limit=max(batch, 4))
         golden_y = run_batched(torch_runner(torch_model), golden_x, batch)
-        np.savez_compressed(folder / GOLDEN, inputs=golden_x, outputs=golden_y)
+        np.savez_compressed(folder / GOLDEN, **golden_arrays(golden_y, golden_x))
         manifest = {
             "tool": "uninext-deploy", "tool_version": __version__,
             "model": {"name": spec.name, "family": spec.family, "source": spec.source,
                       "weights": model.weights, "seed": None if model.weights else model.seed,
+                      "features": list(model.features) if model.features is not None else None,
+                      "num_classes": golden_y[LOGITS].shape[1] if LOGITS in golden_y else None,
                       "params": sum(p.numel() for p in torch_model.parameters())},
             "input": {"name": INPUT_NAME, "shape": list(torch_model.input_shape), "dtype": "float32",
                       "layout": "NCHW"},
-            "output": {"name": OUTPUT_NAME, "shape": [batch, spec.num_classes], "dtype": "float32",
-                       "meaning": f"ImageNet-{spec.num_classes} logits (before softmax)"},
+            "outputs": output_entries(torch_model, golden_y, batch),
             "preprocessing": pre, "precision": precision, "backend": backend.name, "target": target,
             "runtime": {backend.runtime.package: backend.runtime_version()},
             "onnx": {"opset": opset, "nodes": exported.graph.nodes, "ops": exported.graph.ops,
@@ -156,4 +179,6 @@ def model_of(artifact: Artifact) -> ModelOptions:
         raise UserError(f"{artifact.path} was exported from weights file {weights}, which is not here; "
                         "run from where that path resolves")
     _, _, h, w = artifact.input_shape
-    return ModelOptions(m["name"], (h, w), weights, m.get("seed") or 0)
+    features = m.get("features")
+    return ModelOptions(m["name"], (h, w), weights, m.get("seed") or 0,
+                        tuple(features) if features is not None else None, m.get("num_classes"))

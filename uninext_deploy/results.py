@@ -55,8 +55,9 @@ class Candidate:
     @classmethod
     def from_dict(cls, data: dict) -> "Candidate":
         fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        for key, kind in (("latency", Latency), ("photos", Metrics), ("random", Metrics)):
-            fields[key] = kind(**fields[key]) if fields.get(key) else None
+        fields["latency"] = Latency(**fields["latency"]) if fields.get("latency") else None
+        for key in ("photos", "random"):
+            fields[key] = Metrics.from_dict(fields[key]) if fields.get(key) else None
         fields["failed"] = [Miss.from_dict(miss) for miss in fields.get("failed", [])]
         return cls(**fields)
 

@@ -98,5 +98,5 @@ def run_verify(folder: Path, manifest: dict, threads: int | None, platform: Plat
     label = f"run.py: {info['runtime']} {info['version']}{where.format(machine=report['machine'])}"
     if reason:
         label += f", on the {backend.name} input graph ({reason}: engine parity runs where it can)"
-    return VerifyReport(str(folder), target, label, report["files_checked"], Metrics(**checked["metrics"]),
+    return VerifyReport(str(folder), target, label, report["files_checked"], Metrics.from_dict(checked["metrics"]),
                         checked["tolerance"], [Miss.from_dict(m) for m in checked["failed"]])

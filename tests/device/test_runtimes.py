@@ -14,11 +14,11 @@ from uninext_deploy.device import runtimes
 
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory):
-    """y = x @ W, a 1x8 by 8x4 MatMul."""
+    """Two named outputs: y = x @ W (a 1x8 by 8x4 MatMul) and z = y + y."""
     weights = np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"]), helper.make_node("Add", ["y", "y"], ["z"])],
+                              "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4]) for n in ("y", "z")],
                               [numpy_helper.from_array(weights, "w")])
     path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), str(path))
@@ -43,8 +43,12 @@ def test_the_host_runner_opens_models_through_the_shipped_layer(tiny_onnx):
     assert options.intra_op_num_threads == 2 and options.inter_op_num_threads == 1
     device = runtimes.load("ort", path, "fp32", threads=2)
     x = np.arange(8, dtype=np.float32)[None]
-    np.testing.assert_allclose(runner.run(x), x @ weights, rtol=1e-6)
-    np.testing.assert_array_equal(runner.run(x), device.run(x))
+    outputs = runner.run(x)
+    assert list(outputs) == ["y", "z"]  # every output, by name, in the graph's order
+    np.testing.assert_allclose(outputs["y"], x @ weights, rtol=1e-6)
+    np.testing.assert_allclose(outputs["z"], 2 * x @ weights, rtol=1e-6)
+    for name, y in device.run(x).items():
+        np.testing.assert_array_equal(outputs[name], y)
     assert runner.info() == device.info
 
 
@@ -54,7 +58,10 @@ def test_openvino_runs_in_the_precision_it_is_told(tiny_onnx):
     session = runtimes.load("openvino", path, "fp32", threads=1)
     assert session.info["inference_precision"] == "f32" and session.info["threads"] == 1
     x = np.ones((1, 8), np.float32)
-    np.testing.assert_allclose(session.run(x), x @ weights, rtol=1e-6)
+    outputs = session.run(x)
+    assert list(outputs) == ["y", "z"]
+    np.testing.assert_allclose(outputs["y"], x @ weights, rtol=1e-5)
+    np.testing.assert_allclose(outputs["z"], 2 * x @ weights, rtol=1e-5)
 
 
 def test_emulation_refusals_come_from_the_declarations():

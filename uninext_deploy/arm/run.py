@@ -25,6 +25,7 @@ import numpy as np
 
 from ..artifact import Artifact
 from ..device import runtimes
+from ..device.compare import golden_outputs
 from ..errors import UserError
 from .environment import ArmEnvironment
 
@@ -53,7 +54,7 @@ def runtime_for(backend: str, precision: str, cpu: str) -> str:
     return backend
 
 
-def run_jobs(jobs: list[ArmJob], cpu: str, host_ms: float, env: ArmEnvironment, progress=None) -> list[np.ndarray]:
+def run_jobs(jobs: list[ArmJob], cpu: str, host_ms: float, env: ArmEnvironment, progress=None) -> list[dict]:
     """Outputs of every job on the emulated ``cpu``; ``host_ms`` (native time per batch) sizes the estimate.
 
     Jobs are spread over one single-threaded worker process per core: under emulation, intra-op threads
@@ -80,7 +81,7 @@ def run_jobs(jobs: list[ArmJob], cpu: str, host_ms: float, env: ArmEnvironment, 
         slowdown = max(SLOWDOWN[job.artifact.precision] for job in jobs)
         estimate = STARTUP_SECONDS + batches * host_ms * slowdown / 1000.0 / workers
         _run_workers(commands, batches, estimate, progress, f"{runtime} on emulated {cpu}")
-        return [np.load(f"{tmp}/out{i}.npz")["y"] for i in range(len(jobs))]
+        return [golden_outputs(np.load(f"{tmp}/out{i}.npz")) for i in range(len(jobs))]
 
 
 def _run_workers(commands, total, estimate, progress, label) -> None:

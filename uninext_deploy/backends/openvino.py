@@ -108,7 +108,11 @@ def _quantize(model, request):
 
     def run(m):
         compiled = core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-        return lambda x: compiled(x)[0]
+
+        def outputs(x):
+            result = compiled(x)
+            return {port.get_any_name(): result[port] for port in compiled.outputs}
+        return outputs
 
     reference = run_batched(run(model), request.check_inputs, request.batch)
     cosine = compare(reference, run_batched(run(quantized), request.check_inputs, request.batch)).cosine

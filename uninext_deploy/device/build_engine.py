@@ -165,7 +165,7 @@ def main() -> None:
         sys.exit("error: TensorRT's Python package is not installed; on Jetson it comes with JetPack "
                  "(python3-libnvinfer), elsewhere `pip install tensorrt`")
     metadata = {"model": manifest.get("model", {}).get("name"), "input": manifest.get("input"),
-                "output": manifest.get("output")}
+                "outputs": manifest.get("outputs")}
     try:
         header = build(args.onnx, args.engine, precision, workspace_mb=args.workspace_mb, dla_core=args.dla_core,
                        timing_cache=args.timing_cache, allow_tf32=args.allow_tf32, metadata=metadata)

@@ -8,7 +8,7 @@ agreement) for INT8.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -25,54 +25,91 @@ TOLERANCES: dict[str, dict[str, tuple[float, str]]] = {
 }
 
 
+LOGITS = "logits"  # the one output whose rows are class scores; feature maps are named after their stage
+
+Outputs = dict  # {output name: array, samples first}, in the model's output order
+
+
 @dataclass
 class Metrics:
+    """How one output (or, from :func:`compare`, the worst of several) matches its reference.
+
+    ``output`` names the output these metrics are of; ``outputs`` holds every output's own metrics when
+    the model has more than one (the fields above are then the worst output's, by cosine). Top-k fields are
+    None for outputs that are not logits (feature maps).
+    """
+
     samples: int
     max_abs: float
     mean_abs: float
     rel_max_abs: float  # max_abs / max |reference|: comparable across models with different logit scales
     cosine: float  # the worst per-sample cosine similarity
     sqnr_db: float
-    top1: float  # fraction of samples whose arg-max agrees
-    top5: float  # mean overlap of the top-5 sets, in [0, 1]
-    top1_decisive: float  # top-1 agreement over samples whose reference margin (top-1 minus top-2 logit)
+    top1: float | None  # fraction of samples whose arg-max agrees
+    top5: float | None  # mean overlap of the top-5 sets, in [0, 1]
+    top1_decisive: float | None  # top-1 agreement over samples whose reference margin (top-1 minus top-2 logit)
     # exceeds twice the typical deviation (99th percentile of |error|): a flip there needs an outlier error,
     # a real disagreement; a flip of a near-tie within the typical deviation is not counted
+    output: str = LOGITS
+    outputs: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "Metrics":
+        outputs = {k: cls.from_dict(v) for k, v in data.get("outputs", {}).items()}
+        return cls(**{**data, "outputs": outputs})
 
-def compare(reference: np.ndarray, output: np.ndarray) -> Metrics:
-    """Metrics of ``output`` against ``reference``, both (samples, classes)."""
+    def each(self) -> list["Metrics"]:
+        """The metrics of every output (just these, for a model with one output)."""
+        return list(self.outputs.values()) or [self]
+
+
+def compare_arrays(reference: np.ndarray, output: np.ndarray, logits: bool = True, name: str = LOGITS) -> Metrics:
+    """Metrics of one output against its reference, both samples first; top-k only for ``logits``."""
     ref = reference.astype(np.float64).reshape(len(reference), -1)
     out = output.astype(np.float64).reshape(len(output), -1)
     if ref.shape != out.shape:
-        raise ValueError(f"output shape {output.shape} differs from reference {reference.shape}")
+        raise ValueError(f"output {name} shape {output.shape} differs from reference {reference.shape}")
+    if not np.isfinite(out).all():
+        nan = None if not logits else 0.0
+        return Metrics(len(ref), float("inf"), float("inf"), float("inf"), -1.0, float("-inf"), nan, nan, nan, name)
     err = out - ref
     norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1)
     cosine = np.where(norms > 0, (ref * out).sum(axis=1) / np.maximum(norms, 1e-300), 0.0)
     noise = float((err**2).sum())
-    k = min(5, ref.shape[1])
-    top_ref, top_out = np.argsort(-ref, axis=1)[:, :k], np.argsort(-out, axis=1)[:, :k]
-    overlap = [len(set(a) & set(b)) / k for a, b in zip(top_ref, top_out)]
-    if not np.isfinite(out).all():
-        return Metrics(len(ref), float("inf"), float("inf"), float("inf"), -1.0, float("-inf"), 0.0, 0.0, 0.0)
-    ordered = np.sort(ref, axis=1)
-    margin = ordered[:, -1] - ordered[:, -2] if ref.shape[1] > 1 else np.full(len(ref), np.inf)
-    decisive = margin > 2 * np.percentile(np.abs(err), 99)
-    agree = top_ref[:, 0] == top_out[:, 0]
-    return Metrics(
+    metrics = Metrics(
         samples=len(ref),
         max_abs=float(np.abs(err).max()),
         mean_abs=float(np.abs(err).mean()),
         rel_max_abs=float(np.abs(err).max() / max(np.abs(ref).max(), 1e-300)),
         cosine=float(cosine.min()),
         sqnr_db=float("inf") if noise == 0 else float(10 * np.log10((ref**2).sum() / noise)),
-        top1=float(agree.mean()),
-        top5=float(np.mean(overlap)),
-        top1_decisive=float(agree[decisive].mean()) if decisive.any() else 1.0,
-    )
+        top1=None, top5=None, top1_decisive=None, output=name)
+    if logits:
+        k = min(5, ref.shape[1])
+        top_ref, top_out = np.argsort(-ref, axis=1)[:, :k], np.argsort(-out, axis=1)[:, :k]
+        ordered = np.sort(ref, axis=1)
+        margin = ordered[:, -1] - ordered[:, -2] if ref.shape[1] > 1 else np.full(len(ref), np.inf)
+        decisive = margin > 2 * np.percentile(np.abs(err), 99)
+        agree = top_ref[:, 0] == top_out[:, 0]
+        metrics.top1 = float(agree.mean())
+        metrics.top5 = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(top_ref, top_out)]))
+        metrics.top1_decisive = float(agree[decisive].mean()) if decisive.any() else 1.0
+    return metrics
+
+
+def compare(reference: Outputs, output: Outputs) -> Metrics:
+    """Metrics of every output of ``output`` against ``reference`` (both {name: array}); the fields are the
+    worst output's (lowest cosine, then largest relative error), ``outputs`` holds each one's."""
+    if list(reference) != list(output):
+        raise ValueError(f"outputs {', '.join(output)} differ from the reference's {', '.join(reference)}")
+    each = {name: compare_arrays(reference[name], output[name], name == LOGITS, name) for name in reference}
+    worst = min(each.values(), key=lambda m: (m.cosine, -m.rel_max_abs))
+    if len(each) == 1:
+        return worst
+    return Metrics(**{**asdict(worst), "outputs": each})
 
 
 @dataclass(frozen=True)
@@ -85,10 +122,12 @@ class Miss:
     bound: float
     kind: str
     inputs: str = ""
+    output: str = ""  # named where the model has several outputs
 
     def __str__(self) -> str:
         where = f"{self.inputs}: " if self.inputs else ""
-        return f"{where}{self.metric} {self.value:.6g} {'<' if self.kind == 'min' else '>'} {self.bound:g}"
+        of = f" of {self.output}" if self.output else ""
+        return f"{where}{self.metric}{of} {self.value:.6g} {'<' if self.kind == 'min' else '>'} {self.bound:g}"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -99,12 +138,16 @@ class Miss:
 
 
 def failures(metrics: Metrics, tolerance: dict[str, tuple[float, str]], inputs: str = "") -> list[Miss]:
-    """How ``metrics`` (of the input set ``inputs``) misses ``tolerance``; empty when it passes."""
+    """How ``metrics`` (of the input set ``inputs``) misses ``tolerance``, output by output (every output is
+    held to it; metrics an output does not have, like top-1 of a feature map, do not apply); empty when it
+    passes."""
     misses = []
-    for name, (bound, kind) in tolerance.items():
-        value = getattr(metrics, name)
-        if (kind == "min" and not value >= bound) or (kind == "max" and not value <= bound):
-            misses.append(Miss(name, float(value), float(bound), kind, inputs))
+    several = len(metrics.outputs) > 1
+    for each in metrics.each():
+        for name, (bound, kind) in tolerance.items():
+            value = getattr(each, name)
+            if value is not None and ((kind == "min" and not value >= bound) or (kind == "max" and not value <= bound)):
+                misses.append(Miss(name, float(value), float(bound), kind, inputs, each.output if several else ""))
     return misses
 
 
@@ -113,7 +156,7 @@ def bounds_text(tolerance: dict[str, tuple[float, str]]) -> str:
     return ", ".join(f"{k} {'>=' if kind == 'min' else '<='} {b:g}" for k, (b, kind) in tolerance.items())
 
 
-def verdict(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, reference: np.ndarray, batch: int,
+def verdict(run: Callable[[np.ndarray], Outputs], x: np.ndarray, reference: Outputs, batch: int,
             tolerance: dict[str, tuple[float, str]], inputs: str = "golden") -> tuple[Metrics, list[Miss]]:
     """Metrics of ``run`` (batch -> batch) on ``x`` against ``reference``, and how they miss ``tolerance``."""
     metrics = compare(reference, run_batched(run, x, batch))
@@ -128,6 +171,17 @@ def batched(x: np.ndarray, batch: int) -> list[np.ndarray]:
     return [x[i:i + batch] for i in range(0, len(x), batch)]
 
 
-def run_batched(run, x: np.ndarray, batch: int) -> np.ndarray:
-    """Apply ``run`` (batch -> batch) to every sample of ``x`` at the fixed ``batch`` size."""
-    return np.concatenate([run(b) for b in batched(x, batch)])[: len(x)]
+def run_batched(run, x: np.ndarray, batch: int) -> Outputs:
+    """Apply ``run`` (batch -> {output name: batch}) to every sample of ``x`` at the fixed ``batch`` size."""
+    results = [run(b) for b in batched(x, batch)]
+    return {name: np.concatenate([r[name] for r in results])[: len(x)] for name in results[0]}
+
+
+def golden_outputs(golden) -> Outputs:
+    """The reference outputs of a golden file (``outputs.NAME`` arrays, in the manifest's order)."""
+    return {key.removeprefix("outputs."): golden[key] for key in golden.files if key.startswith("outputs.")}
+
+
+def golden_arrays(outputs: Outputs, inputs: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The arrays a golden file holds (the inputs, if given, and each output), for ``np.savez``."""
+    return {**({} if inputs is None else {"inputs": inputs}), **{f"outputs.{n}": y for n, y in outputs.items()}}

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 MANIFEST = "manifest.json"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class IntegrityError(Exception):

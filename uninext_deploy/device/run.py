@@ -2,7 +2,8 @@
 """Run, verify and time this bundle's model on the device: numpy, Pillow and the runtime named in
 manifest.json (see requirements.txt); no torch, no uninext-deploy.
 
-    python3 run.py IMAGE [IMAGE ...]   top-5 classes of each image
+    python3 run.py IMAGE [IMAGE ...]   top-5 classes of each image (a classifier), or each feature map's
+                                       shape and statistics (a feature model; --save DIR writes them as .npy)
     python3 run.py --verify            checksums, then the golden inputs against PyTorch's outputs
     python3 run.py --bench             latency percentiles and throughput
     python3 run.py --verify --graph    the shipped ONNX graph on the runtime that checks it where the
@@ -60,20 +61,25 @@ def open_model(manifest: dict, threads: int | None, stand_in: bool) -> runtimes.
         raise Problem(f"{requirement['package']} {installed} could not load the model: {message}") from None
 
 
-def classify(manifest: dict, run, images: list[str], top: int = 5) -> list[dict]:
+def infer(manifest: dict, run, images: list[str]) -> dict[str, np.ndarray]:
+    """Every output of the model for each image, {output name: (images, ...)}."""
     import imaging
 
-    labels_file = manifest["bundle"].get("labels")
-    labels = (HERE / labels_file).read_text().splitlines() if labels_file else []
     arrays = []
     for name in images:
         try:
             arrays.append(imaging.preprocess(imaging.load_rgb(name), manifest["preprocessing"]))
         except (OSError, ValueError) as exc:
             raise Problem(f"cannot read image {name}: {exc}; pass a jpg/png/bmp/webp file") from None
-    logits = compare.run_batched(run, np.stack(arrays), manifest["input"]["shape"][0])
+    return compare.run_batched(run, np.stack(arrays), manifest["input"]["shape"][0])
+
+
+def predictions(manifest: dict, outputs: dict, images: list[str], top: int = 5) -> list[dict]:
+    """The ``top`` classes of each image from the logits."""
+    labels_file = manifest["bundle"].get("labels")
+    labels = (HERE / labels_file).read_text(encoding="utf-8").splitlines() if labels_file else []
     results = []
-    for name, row in zip(images, logits.astype(np.float64)):
+    for name, row in zip(images, outputs[compare.LOGITS].astype(np.float64)):
         probs = np.exp(row - row.max())
         probs /= probs.sum()
         best = np.argsort(-row)[:top]
@@ -83,11 +89,35 @@ def classify(manifest: dict, run, images: list[str], top: int = 5) -> list[dict]
     return results
 
 
+def feature_maps(outputs: dict, images: list[str], save: str | None) -> list[dict]:
+    """Each image's feature maps: shape and summary statistics; with ``save``, one IMAGE.OUTPUT.npy each."""
+    folder = Path(save) if save else None
+    if folder is not None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise Problem(f"cannot write --save {folder}: {exc.strerror}; pass a writable folder") from None
+    results = []
+    for i, image in enumerate(images):
+        maps = []
+        for name, y in outputs.items():
+            fmap = y[i]
+            entry = {"output": name, "shape": list(fmap.shape), "mean": float(fmap.mean()), "std": float(fmap.std()),
+                     "min": float(fmap.min()), "max": float(fmap.max())}
+            if folder is not None:
+                path = folder / f"{Path(image).stem}.{name}.npy"
+                np.save(path, fmap)
+                entry["saved"] = str(path)
+            maps.append(entry)
+        results.append({"image": image, "features": maps})
+    return results
+
+
 def verify(manifest: dict, run) -> dict:
     golden = np.load(HERE / manifest["bundle"]["golden"])
     tolerance = {k: tuple(v) for k, v in manifest["bundle"]["tolerance"].items()}
-    metrics, failed = compare.verdict(run, golden["inputs"], golden["outputs"], manifest["input"]["shape"][0],
-                                      tolerance)
+    metrics, failed = compare.verdict(run, golden["inputs"], compare.golden_outputs(golden),
+                                      manifest["input"]["shape"][0], tolerance)
     return {"passed": not failed, "failed": [miss.as_dict() for miss in failed], "metrics": metrics.as_dict(),
             "tolerance": manifest["bundle"]["tolerance"]}
 
@@ -116,7 +146,8 @@ def count(text: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("images", nargs="*", help="image files to classify")
+    parser.add_argument("images", nargs="*", help="image files to classify (or extract feature maps of)")
+    parser.add_argument("--save", metavar="DIR", help="feature models: save each image's maps as DIR/IMAGE.OUTPUT.npy")
     parser.add_argument("--verify", action="store_true", help="check the golden inputs against PyTorch's outputs")
     parser.add_argument("--bench", action="store_true", help="time the model on one static-shape batch")
     parser.add_argument("--threads", type=positive, default=None, help="CPU threads (default: the runtime's)")
@@ -141,7 +172,11 @@ def main(argv: list[str] | None = None) -> int:
                         "runtime": session.info,
                         "machine": platform.machine(), "files_checked": len(manifest["files"])}
         if args.images:
-            report["predictions"] = classify(manifest, run, args.images)
+            outputs = infer(manifest, run, args.images)
+            if compare.LOGITS in outputs:
+                report["predictions"] = predictions(manifest, outputs, args.images)
+            else:
+                report["features"] = feature_maps(outputs, args.images, args.save)
         if args.verify:
             report["verify"] = verify(manifest, run)
         if args.bench:
@@ -162,13 +197,20 @@ def describe(report: dict, manifest: dict) -> str:
     for item in report.get("predictions", []):
         lines.append(item["image"])
         lines += [f"  {p['probability']:7.2%}  {p['label']} ({p['class']})" for p in item["top"]]
+    for item in report.get("features", []):
+        lines.append(item["image"])
+        lines += [f"  {f['output']:<8} {'x'.join(map(str, f['shape'])):<14} mean {f['mean']:+.4f}  std {f['std']:.4f}  "
+                  f"min {f['min']:+.4f}  max {f['max']:+.4f}" + (f"  -> {f['saved']}" if "saved" in f else "")
+                  for f in item["features"]]
     if "verify" in report:
-        v, m = report["verify"], report["verify"]["metrics"]
+        v, m = report["verify"], compare.Metrics.from_dict(report["verify"]["metrics"])
         tolerance = {k: tuple(b) for k, b in v["tolerance"].items()}
         failed = "; ".join(str(compare.Miss.from_dict(miss)) for miss in v["failed"])
-        lines.append(f"verify: {'PASS' if v['passed'] else 'FAIL ' + failed} on {m['samples']} golden "
-                     f"inputs (cosine {m['cosine']:.6f}, max abs {m['max_abs']:.2e}, rel {m['rel_max_abs']:.2e}, "
-                     f"top-1 {m['top1']:.2f}; needs {compare.bounds_text(tolerance)})")
+        top1 = f", top-1 {m.top1:.2f}" if m.top1 is not None else ""
+        worst = f"worst of {len(m.outputs)} outputs {m.output}: " if m.outputs else ""
+        lines.append(f"verify: {'PASS' if v['passed'] else 'FAIL ' + failed} on {m.samples} golden "
+                     f"inputs ({worst}cosine {m.cosine:.6f}, max abs {m.max_abs:.2e}, rel {m.rel_max_abs:.2e}{top1}; "
+                     f"needs {compare.bounds_text(tolerance)})")
     if "bench" in report:
         b = report["bench"]
         lines.append(f"bench: batch {b['batch']}, {b['runs']} runs after {b['warmup']} warm-up: p50 {b['p50_ms']:.2f} ms, "

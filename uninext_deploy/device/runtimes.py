@@ -29,11 +29,11 @@ class RuntimeProblem(Exception):
 
 @dataclass
 class Session:
-    """A model opened by its runtime. ``run`` maps an input batch to the output batch; ``info`` says what
-    runs it (runtime, version, device, threads, precision); ``native`` holds the runtime's own objects, for
-    host extras."""
+    """A model opened by its runtime. ``run`` maps an input batch to {output name: output batch}, in the
+    model's output order; ``info`` says what runs it (runtime, version, device, threads, precision);
+    ``native`` holds the runtime's own objects, for host extras."""
 
-    run: Callable[[np.ndarray], np.ndarray]
+    run: Callable[[np.ndarray], dict[str, np.ndarray]]
     info: dict
     native: dict = field(default_factory=dict)
 
@@ -167,9 +167,11 @@ def _onnxruntime(path: Path | bytes, precision: str, threads: int | None, profil
     session = ort.InferenceSession(path if isinstance(path, bytes) else str(path), options,
                                    providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
+    outputs = [o.name for o in session.get_outputs()]
     info = {"runtime": "onnxruntime", "version": ort.__version__, "device": "CPU",
             "threads": threads or "default", "providers": session.get_providers()}
-    return Session(lambda x: session.run(None, {name: x})[0], info, {"session": session, "input": name})
+    return Session(lambda x: dict(zip(outputs, session.run(None, {name: x}))), info,
+                   {"session": session, "input": name})
 
 
 def _onnxruntime_version() -> str:
@@ -203,10 +205,16 @@ def _openvino(path: Path, precision: str, threads: int | None, cache_dir: Path |
         config["INFERENCE_NUM_THREADS"] = threads
     compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
     request = compiled.create_infer_request()
+    outputs = [(o.get_any_name(), o) for o in compiled.outputs]
+
+    def run(x: np.ndarray) -> dict[str, np.ndarray]:
+        result = request.infer({0: x})
+        return {name: result[port].copy() for name, port in outputs}
+
     info = {"runtime": "openvino", "version": ov.get_version(), "device": "CPU",
             "inference_precision": compiled.get_property("INFERENCE_PRECISION_HINT").to_string(),
             "threads": compiled.get_property("INFERENCE_NUM_THREADS")}
-    return Session(lambda x: request.infer({0: x})[0].copy(), info, {"compiled": compiled, "request": request})
+    return Session(run, info, {"compiled": compiled, "request": request})
 
 
 def _openvino_version() -> str:
@@ -289,22 +297,23 @@ def _tensorrt(path: Path, precision: str, threads: int | None) -> Session:
         pointers[name] = pointer
         context.set_tensor_address(name, int(pointer))
     source = next(n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
-    sink = next(n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
+    sinks = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
     error, stream = cudart.cudaStreamCreate()
     _cuda_check(error, "cudaStreamCreate")
     kind = cudart.cudaMemcpyKind
 
-    def run(x: np.ndarray) -> np.ndarray:
+    def run(x: np.ndarray) -> dict[str, np.ndarray]:
         x = np.ascontiguousarray(x, dtype=np.float32)
-        y = np.empty(shapes[sink], dtype=np.float32)
+        ys = {sink: np.empty(shapes[sink], dtype=np.float32) for sink in sinks}
         _cuda_check(cudart.cudaMemcpyAsync(pointers[source], x.ctypes.data, x.nbytes,
                                            kind.cudaMemcpyHostToDevice, stream)[0], "copy in")
         if not context.execute_async_v3(int(stream)):
             raise RuntimeError("TensorRT execution failed")
-        _cuda_check(cudart.cudaMemcpyAsync(y.ctypes.data, pointers[sink], y.nbytes,
-                                           kind.cudaMemcpyDeviceToHost, stream)[0], "copy out")
+        for sink, y in ys.items():
+            _cuda_check(cudart.cudaMemcpyAsync(y.ctypes.data, pointers[sink], y.nbytes,
+                                               kind.cudaMemcpyDeviceToHost, stream)[0], "copy out")
         _cuda_check(cudart.cudaStreamSynchronize(stream)[0], "synchronize")
-        return y
+        return ys
 
     info = {"runtime": "tensorrt", "version": trt.__version__, "device": header.get("gpu"),
             "strongly_typed": header.get("strongly_typed")}

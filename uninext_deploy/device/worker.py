@@ -5,6 +5,7 @@ alone costs seconds under emulation). Needs only numpy, the runtime, and runtime
 
 jobs.json: [{"runtime": a name in runtimes.RUNTIMES, "model": PATH, "precision": "fp32" | "fp16" | "int8",
              "inputs": NPZ (array "x", samples first), "batch": N, "out": NPZ}]
+out: the outputs as a golden file holds them (compare.golden_arrays), plus the runtime's "info" as JSON.
 Progress goes to stderr as "progress DONE TOTAL", one line per batch.
 """
 
@@ -28,12 +29,13 @@ def main() -> None:
         x = np.load(job["inputs"])["x"]
         outputs = []
         for batch in compare.batched(x, job["batch"]):
-            outputs.append(np.asarray(session.run(np.ascontiguousarray(batch))))
+            outputs.append(session.run(np.ascontiguousarray(batch)))
             done += 1
             print(f"progress {done} {total}", file=sys.stderr, flush=True)
         info = dict(session.info)
         info.update(machine=platform.machine())
-        np.savez(job["out"], y=np.concatenate(outputs)[: len(x)], info=json.dumps(info, default=str))
+        joined = {name: np.concatenate([o[name] for o in outputs])[: len(x)] for name in outputs[0]}
+        np.savez(job["out"], **compare.golden_arrays(joined), info=json.dumps(info, default=str))
 
 
 if __name__ == "__main__":

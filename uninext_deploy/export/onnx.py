@@ -22,7 +22,6 @@ from ..device import runtimes
 from .graph import GraphReport, check_graph
 
 INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
 DEFAULT_OPSET = 20  # single LayerNormalization (17+) and Gelu (20+) nodes; ORT and OpenVINO take both
 
 
@@ -36,7 +35,8 @@ class OnnxExport:
 
 def export_onnx(model: nn.Module, *, opset: int = DEFAULT_OPSET, simplify: bool = True,
                 check_inputs: int = 2, seed: int = 0) -> OnnxExport:
-    """Export ``model`` (built by ``create_model``) at its static ``input_shape``.
+    """Export ``model`` (built by ``create_model``) at its static ``input_shape``, one named graph output per
+    model output (``model.output_names``: the logits, or one feature map per stage).
 
     Returns the ONNX model in memory; writing it (atomically) is the caller's job. The simplified graph
     is run next to the raw export on ``check_inputs`` seeded random inputs and its largest deviation is
@@ -51,7 +51,7 @@ def export_onnx(model: nn.Module, *, opset: int = DEFAULT_OPSET, simplify: bool 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notices
         torch.onnx.export(model, (torch.zeros(shape),), buffer, dynamo=False, opset_version=opset,
-                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], do_constant_folding=True)
+                          input_names=[INPUT_NAME], output_names=list(model.output_names), do_constant_folding=True)
     raw = onnx.load_from_string(buffer.getvalue())
     result = raw
     deviation = 0.0
@@ -91,7 +91,8 @@ def _max_rel_deviation(a: onnx.ModelProto, b: onnx.ModelProto, shape, n: int, se
     for _ in range(n):
         x = rng.standard_normal(shape, dtype=np.float32)
         ref, out = (s.run(x) for s in sessions)
-        worst = max(worst, float(np.abs(ref - out).max() / max(np.abs(ref).max(), 1e-12)))
+        for name in ref:
+            worst = max(worst, float(np.abs(ref[name] - out[name]).max() / max(np.abs(ref[name]).max(), 1e-12)))
     return worst
 
 

@@ -15,8 +15,9 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from .features import LOGITS, out_indices as check_out_indices, strip_head
 from .spec import ModelSpec
-from .weights import calibrate_batchnorm, load_official_weights, seeded_init
+from .weights import calibrate_batchnorm, checkpoint_classes, load_official_weights, read_state_dict, seeded_init
 
 BN_PHOTOS = 4  # shipped photos whose statistics the seeded BatchNorms take
 
@@ -72,11 +73,20 @@ def create_model(
     batch_size: int = 1,
     weights: str | None = None,
     seed: int = 0,
+    features_only: bool = False,
+    out_indices=None,
+    num_classes: int | None = None,
 ) -> nn.Module:
     """Build ``name`` in static-shape form for (batch_size, 3, H, W), in eval mode.
 
     With ``weights`` (an official state dict file) the parameters come from it through the variant's
     key mapping; without, they come from :func:`seeded_init` with ``seed``.
+    ``features_only``: the model returns the feature maps of the stages ``out_indices`` picks (timm's
+    convention; default all, see :func:`features.out_indices`), as a tuple, and has no classification head.
+    ``num_classes``: the classifier's size (default: the checkpoint's, else the spec's 1000).
+
+    The model carries ``spec``, ``input_shape``, ``output_names`` and ``features`` (the Feature of each
+    output; empty for a classifier).
     """
     from ..device.imaging import preprocess
     from ..images import find_images, load_images
@@ -85,11 +95,28 @@ def create_model(
     if batch_size < 1:
         raise UserError(f"batch size must be >= 1, got {batch_size}")
     h, w = resolve_size(spec, input_size)
+    if num_classes is not None and num_classes < 1:
+        raise UserError(f"--num-classes must be at least 1, got {num_classes}")
+    if features_only and num_classes is not None:
+        raise UserError("--num-classes sizes the classifier, which a feature model has none of; drop one of "
+                        "--num-classes and --features")
+    if not features_only and out_indices is not None:
+        raise UserError("out_indices picks feature stages; pass features_only=True with it")
+    indices = check_out_indices(spec.features, spec.name, out_indices) if features_only else None
+    state = spec.key_map(read_state_dict(weights)) if weights is not None else None
+    if not features_only:
+        found = checkpoint_classes(state, spec) if state is not None else None
+        if found is not None and num_classes is not None and found != num_classes:
+            raise UserError(f"weights file {weights} has a {found}-class head, not {num_classes}; drop "
+                            f"--num-classes or pass --num-classes {found}")
+        num_classes = num_classes or found or spec.num_classes
     with torch.device("meta"):
-        model = spec.build(batch_size, h, w)
+        model = spec.build(batch_size, h, w, num_classes=num_classes or spec.num_classes)
+    if indices is not None:
+        strip_head(model, spec.head, indices)
     model = model.to_empty(device="cpu")
-    if weights is not None:
-        load_official_weights(model, spec, weights)
+    if state is not None:
+        load_official_weights(model, spec, weights, state, ignored=spec.head if indices is not None else ())
     else:
         seeded_init(model, seed)
         photos, _ = load_images(find_images()[:BN_PHOTOS])
@@ -98,6 +125,8 @@ def create_model(
     model.eval()
     model.spec = spec
     model.input_shape = (batch_size, 3, h, w)
+    model.features = tuple(spec.features[i] for i in indices) if indices is not None else ()
+    model.output_names = [f.name for f in model.features] if indices is not None else [LOGITS]
     return model
 
 

@@ -17,6 +17,7 @@ from functools import partial
 from torch import Tensor, nn
 
 from ._registry import register
+from .features import Backbone, Feature
 from .spec import ModelSpec
 from .layers import Mlp
 
@@ -96,7 +97,11 @@ class BasicStage(nn.Module):
         return self.downsample_mlp(x)
 
 
-class ConvMLP(nn.Module):
+class ConvMLP(Backbone):
+    """Feature stages as the official detection backbone (``DetConvMLP``) returns them: the tokenizer (stride
+    4), the conv stage (8), stage 0 (16, after its down-sampling) and the last stage (32); stage 1's output
+    (also stride 32) is skipped. The final norm belongs to the classifier."""
+
     def __init__(self, channels: int, n_conv_blocks: int, blocks: tuple[int, ...], dims: tuple[int, ...],
                  mlp_ratio: float, num_classes: int = 1000):
         super().__init__()
@@ -108,14 +113,22 @@ class ConvMLP(nn.Module):
         self.norm = nn.LayerNorm(dims[-1])
         self.head = nn.Linear(dims[-1], num_classes)
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        x = self.conv_stages(self.tokenizer(x)).permute(0, 2, 3, 1)
-        for stage in self.stages:
+    def stage_outputs(self, x: Tensor):
+        x = self.tokenizer(x)
+        yield x
+        x = self.conv_stages(x)
+        yield x
+        x = self.stages[0](x.permute(0, 2, 3, 1))
+        yield x
+        for stage in self.stages[1:]:
             x = stage(x)
-        return self.norm(x.flatten(1, 2))
+        yield x
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.forward_features(x).mean(dim=1))
+    def feature_map(self, index: int, x: Tensor) -> Tensor:
+        return x if index < 2 else x.permute(0, 3, 1, 2)
+
+    def forward_head(self, x: Tensor) -> Tensor:
+        return self.head(self.norm(x.flatten(1, 2)).mean(dim=1))
 
 
 @dataclass(frozen=True)
@@ -137,9 +150,14 @@ CONFIGS = {
 }
 
 
-def _build(cfg: ConvMLPConfig, batch: int, height: int, width: int) -> ConvMLP:
+def _build(cfg: ConvMLPConfig, batch: int, height: int, width: int, num_classes: int = 1000) -> ConvMLP:
     # Fully convolutional: the static shape comes from the export input alone.
-    return ConvMLP(cfg.channels, cfg.n_conv_blocks, cfg.blocks, cfg.dims, cfg.mlp_ratio)
+    return ConvMLP(cfg.channels, cfg.n_conv_blocks, cfg.blocks, cfg.dims, cfg.mlp_ratio, num_classes)
+
+
+def _features(cfg: ConvMLPConfig) -> tuple[Feature, ...]:
+    return tuple(Feature(f"stage{i + 1}", channels, 4 * 2 ** i)
+                 for i, channels in enumerate((cfg.channels, *cfg.dims)))
 
 
 def _size_error(height: int, width: int) -> str | None:
@@ -152,5 +170,5 @@ for _name, _cfg in CONFIGS.items():
     register(ModelSpec(
         name=_name, family="convmlp", build=partial(_build, _cfg), native_size=224 if _cfg.params else 64,
         official_params=_cfg.params, official_gmacs=_cfg.gmacs, size_error=_size_error,
-        crop_pct=0.9, source="SHI-Labs/Convolutional-MLPs@092bf71", block_depth=4))
+        crop_pct=0.9, source="SHI-Labs/Convolutional-MLPs@092bf71", block_depth=4, features=_features(_cfg)))
 

@@ -9,6 +9,8 @@ from typing import Callable, Mapping
 import torch
 from torch import nn
 
+from .features import Feature
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -22,6 +24,10 @@ class ModelSpec:
     ``build(batch, height, width)`` returns the module in its static-shape form for that input.
     ``size_error(height, width)`` returns None when the size is supported, else the rule as one line.
     ``key_map`` turns an official state dict into ours (identity where the layouts agree).
+
+    ``features``: the feature stages (output name, channels, stride), in order, as ``features_only`` models
+    return them; ``head``: the top-level modules after the last stage that only the classifier uses (absent
+    from feature models, their checkpoint keys ignored).
 
     INT8 hints, as module paths of the exported graph's scopes: ``classifier`` (kept float unless asked),
     ``int8_float_scopes`` (glob patterns kept float, e.g. SE gates) and ``block_depth`` (how many leading
@@ -45,6 +51,8 @@ class ModelSpec:
     classifier: str = "head"
     int8_float_scopes: tuple[str, ...] = ()
     block_depth: int = 2
+    features: tuple[Feature, ...] = ()
+    head: tuple[str, ...] = ("norm", "head")
 
     def preprocessing(self, height: int | None = None, width: int | None = None) -> dict:
         """The preprocessing a deployed artifact needs, as plain data (also written to manifests)."""

@@ -6,13 +6,16 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ._registry import get_spec, resolve_size
+from .features import strip_head
 
 
-def _meta_model(name: str, input_size, batch_size: int):
+def _meta_model(name: str, input_size, batch_size: int, out_indices: tuple[int, ...] | None = None):
     spec = get_spec(name)
     h, w = resolve_size(spec, input_size)
     with torch.device("meta"):
         model = spec.build(batch_size, h, w).eval()
+    if out_indices is not None:
+        strip_head(model, spec.head, out_indices)
     return model, (batch_size, 3, h, w)
 
 
@@ -21,9 +24,10 @@ def count_params(name: str, input_size=None) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def count_macs(name: str, input_size=None, batch_size: int = 1) -> int:
-    """Multiply-accumulates of one forward pass (convolutions, matmuls, attention), per torch's flop counter."""
-    model, shape = _meta_model(name, input_size, batch_size)
+def count_macs(name: str, input_size=None, batch_size: int = 1, out_indices: tuple[int, ...] | None = None) -> int:
+    """Multiply-accumulates of one forward pass (convolutions, matmuls, attention), per torch's flop counter;
+    ``out_indices``: of the feature model of those stages."""
+    model, shape = _meta_model(name, input_size, batch_size, out_indices)
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         model(torch.empty(shape, device="meta"))

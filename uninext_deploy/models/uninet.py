@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._registry import register
+from .features import Backbone, Feature
 from .spec import ModelSpec
 from .layers import Mlp, conv_out, nchw_to_tokens, tokens_to_nchw
 
@@ -232,10 +233,12 @@ class AttentionBlock(nn.Module):
         return tokens_to_nchw(x, self.dim, *self.grid)
 
 
-class UniNet(nn.Module):
+class UniNet(Backbone):
     """Stem, one flat ``blocks`` sequence (DSMs and blocks, official indexing), conv head, classifier.
 
-    Submodules are registered in the official order, so even the state dict's key order matches.
+    Submodules are registered in the official order, so even the state dict's key order matches. Feature
+    stages: the output of each of the six stages (strides 2, 4, 8, 16, 16, 32); the 1x1 conv ``head`` to
+    1280 channels belongs to the classifier.
     """
 
     def __init__(self, repeats: tuple[int, ...], channels: tuple[int, ...], height: int, width: int,
@@ -246,6 +249,7 @@ class UniNet(nn.Module):
         grid = (conv_out(height), conv_out(width))
         cin = STEM_WIDTH
         blocks: list[nn.Module] = []
+        self.stage_ends: list[int] = []  # index in ``blocks`` of each stage's last block
         for stage, (depth, cout, expansion, stride) in enumerate(zip(repeats, channels, EXPANSION, STRIDES)):
             is_conv = stage < CONV_STAGES
             if stage > 0:
@@ -257,15 +261,22 @@ class UniNet(nn.Module):
                 blocks.append(DWConvBlock(cin, cout, expansion) if is_conv
                               else AttentionBlock(cout, expansion, grid))
                 cin = cout
+            self.stage_ends.append(len(blocks) - 1)
         self.blocks = nn.Sequential(*blocks)
         self.head = nn.Sequential(nn.Conv2d(cin, HEAD_WIDTH, 1, bias=False), nn.BatchNorm2d(HEAD_WIDTH),
                                   nn.GELU())
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(HEAD_WIDTH, num_classes)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.head(self.blocks(self.stem(x)))
-        return self.classifier(self.avgpool(x).flatten(1))
+    def stage_outputs(self, x: Tensor):
+        x = self.stem(x)
+        for index, block in enumerate(self.blocks):
+            x = block(x)
+            if index in self.stage_ends:
+                yield x
+
+    def forward_head(self, x: Tensor) -> Tensor:
+        return self.classifier(self.avgpool(self.head(x)).flatten(1))
 
     def fuse_for_export(self) -> None:
         """Fold every DWConvBlock's standalone pre-BN into its following 1x1 conv, in place (exact)."""
@@ -295,9 +306,17 @@ CONFIGS = {
 }
 
 
-def _build(cfg: UniNetConfig, batch: int, height: int, width: int) -> UniNet:
+def _build(cfg: UniNetConfig, batch: int, height: int, width: int, num_classes: int = 1000) -> UniNet:
     # Grids and token counts depend on (height, width) only; every reshape keeps the batch as -1.
-    return UniNet(cfg.repeats, cfg.channels, height, width)
+    return UniNet(cfg.repeats, cfg.channels, height, width, num_classes)
+
+
+def _features(cfg: UniNetConfig) -> tuple[Feature, ...]:
+    strides = [2]
+    for stride in STRIDES[1:]:
+        strides.append(strides[-1] * stride)
+    return tuple(Feature(f"stage{i + 1}", channels, stride)
+                 for i, (channels, stride) in enumerate(zip(cfg.channels, strides)))
 
 
 def _size_error(height: int, width: int) -> str | None:
@@ -312,4 +331,5 @@ for _name, _cfg in CONFIGS.items():
         official_params=_cfg.params, official_gmacs=_cfg.gmacs, size_error=_size_error,
         # Official eval: resize the short side to S*256/224 and centre-crop below 320; resize to SxS at/above.
         crop_pct=0.875 if _cfg.native_size < 320 else 1.0, source="Sense-X/UniNet@81ef332",
-        classifier="classifier", int8_float_scopes=("blocks.*.b2.3.*",), block_depth=2))
+        classifier="classifier", int8_float_scopes=("blocks.*.b2.3.*",), block_depth=2,
+        features=_features(_cfg), head=("head", "avgpool", "classifier")))

@@ -36,8 +36,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._registry import register
+from .features import Backbone, Feature
+from .layers import conv_out, tokens_to_nchw
 from .spec import ModelSpec
-from .layers import conv_out
 
 DEPTHS = (2, 2, 18, 2)
 HEAD_DIM = 32
@@ -319,8 +320,11 @@ class MergeBlock(nn.Module):
         return self.norm(self.conv(x))
 
 
-class UniNeXt(nn.Module):
-    """Stem, then for each stage i: ``merge{i-1}``, blocks ``stage{i}`` each followed by x + ``cpe{i}``(x)."""
+class UniNeXt(Backbone):
+    """Stem, then for each stage i: ``merge{i-1}``, blocks ``stage{i}`` each followed by x + ``cpe{i}``(x).
+
+    Feature stages: the four stages' token outputs as NCHW maps (strides 4-32); the final norm belongs to
+    the classifier (the official detection backbone adds per-output norms of its own, trained there)."""
 
     def __init__(self, embed_dim: int, mixer: str, height: int, width: int, num_classes: int = 1000,
                  depths: tuple[int, ...] = DEPTHS):
@@ -336,6 +340,7 @@ class UniNeXt(nn.Module):
         self.stem3 = TokenConv(half, half, height, width)
         self.norm_act3 = nn.Sequential(nn.LayerNorm(half), nn.GELU())
         dim_in = half
+        self.grids: list[tuple[int, int, int]] = []  # (channels, height, width) of each stage's output
         for stage, depth in enumerate(depths):
             dim = embed_dim * 2 ** stage
             self.add_module(f"merge{stage}", MergeBlock(dim_in, dim, height, width))
@@ -345,10 +350,11 @@ class UniNeXt(nn.Module):
             self.add_module(f"cpe{stage + 1}", nn.ModuleList(
                 _depthwise(dim, height, width) for _ in range(depth)))
             dim_in = dim
+            self.grids.append((dim, height, width))
         self.norm = nn.LayerNorm(dim_in)
         self.head = nn.Linear(dim_in, num_classes)
 
-    def forward_features(self, x: Tensor) -> Tensor:
+    def stage_outputs(self, x: Tensor):
         x = self.stem1(x)
         x = self.norm_act1(x.reshape(-1, self.stem1.out_channels, self.stem_tokens).transpose(1, 2))
         x = self.norm_act2(self.stem2(x))
@@ -358,10 +364,13 @@ class UniNeXt(nn.Module):
             for block, cpe in zip(getattr(self, f"stage{stage + 1}"), getattr(self, f"cpe{stage + 1}")):
                 x = block(x)
                 x = x + cpe(x)
-        return self.norm(x)
+            yield x
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.forward_features(x).mean(dim=1))
+    def feature_map(self, index: int, x: Tensor) -> Tensor:
+        return tokens_to_nchw(x, *self.grids[index])
+
+    def forward_head(self, x: Tensor) -> Tensor:
+        return self.head(self.norm(x).mean(dim=1))
 
 
 @dataclass(frozen=True)
@@ -388,9 +397,9 @@ CONFIGS = {
 }
 
 
-def _build(cfg: UniNeXtConfig, batch: int, height: int, width: int) -> UniNeXt:
+def _build(cfg: UniNeXtConfig, batch: int, height: int, width: int, num_classes: int = 1000) -> UniNeXt:
     # Batch-independent: forward reshapes use -1 for the batch.
-    return UniNeXt(cfg.embed_dim, cfg.mixer, height, width, depths=cfg.depths)
+    return UniNeXt(cfg.embed_dim, cfg.mixer, height, width, num_classes, depths=cfg.depths)
 
 
 def _size_error(cfg: UniNeXtConfig, height: int, width: int) -> str | None:
@@ -410,4 +419,5 @@ for _name, _cfg in CONFIGS.items():
         crop_pct=0.9, source="jianlong-yuan/UniNeXt@413ff71",
         # INT8: the PC convs (cpe) read the residual stream, whose range per-tensor INT8 cannot hold:
         # measured on UniNeXt-T, keeping them float lifts the cosine to PyTorch from 0.971 to 0.997.
-        int8_float_scopes=("cpe*",)))
+        int8_float_scopes=("cpe*",),
+        features=tuple(Feature(f"stage{i + 1}", _cfg.embed_dim * 2 ** i, 4 * 2 ** i) for i in range(4))))

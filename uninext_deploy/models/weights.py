@@ -96,10 +96,19 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
+def checkpoint_classes(mapped: dict[str, torch.Tensor], spec: ModelSpec) -> int | None:
+    """The number of classes of a (mapped) checkpoint's classifier, or None when it has none."""
+    weight = mapped.get(f"{spec.classifier}.weight")
+    return int(weight.shape[0]) if weight is not None and weight.dim() == 2 else None
+
+
 @torch.no_grad()
-def load_official_weights(model: nn.Module, spec: ModelSpec, path: str | Path) -> None:
-    """Load an official checkpoint into ``model`` through ``spec.key_map``; every key must match."""
-    mapped = spec.key_map(read_state_dict(path))
+def load_official_weights(model: nn.Module, spec: ModelSpec, path: str | Path,
+                          mapped: dict[str, torch.Tensor] | None = None, ignored: tuple[str, ...] = ()) -> None:
+    """Load an official checkpoint into ``model`` through ``spec.key_map``; every key must match, except
+    those of the top-level modules ``ignored`` (a feature model's absent classification head)."""
+    mapped = spec.key_map(read_state_dict(path)) if mapped is None else mapped
+    mapped = {k: v for k, v in mapped.items() if k.split(".")[0] not in ignored}
     ours = model.state_dict()
     missing = [k for k in ours if k not in mapped]
     unexpected = [k for k in mapped if k not in ours]
