@@ -51,7 +51,7 @@ def test_manifest_checksums_match_the_files(convmlp_s_artifact):
     for name, entry in artifact.manifest["files"].items():
         assert sha256(artifact.path / name) == entry["sha256"]
         assert (artifact.path / name).stat().st_size == entry["bytes"]
-    assert artifact.manifest["backend"] == "ort" and artifact.manifest["schema"] == 2
+    assert artifact.manifest["backend"] == "ort" and artifact.manifest["schema"] == 3
 
 
 def test_opening_a_non_artifact_is_one_clear_error(tmp_path):

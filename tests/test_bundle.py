@@ -69,7 +69,7 @@ def test_bundle_holds_what_the_device_needs_with_checksums_and_sizes(fp32_bundle
     assert b["platform"] == "linux/x86_64" and b["runtime"]["package"] == "onnxruntime"
     assert b["runtime"]["min"] == "1.17" and b["runtime"]["below"] == "2"  # opset 20 (ORT 1.16.3 refuses it)
     assert b["parity"]["passed"] and b["parity"]["photos"]["samples"] == 10
-    assert b["verified"]["linux/x86_64"]["passed"] and manifest["schema"] == 2 and manifest["tool_version"]
+    assert b["verified"]["linux/x86_64"]["passed"] and manifest["schema"] == 3 and manifest["tool_version"]
     # the host check ran the bundle's own run.py, and a stand-in is declared for its ONNX graph
     assert b["verified"]["linux/x86_64"]["runner"].startswith("run.py: onnxruntime ")
     assert b["stand_in"]["runtime"] == "ort" and b["stand_in"]["requirement"] == b["runtime"]

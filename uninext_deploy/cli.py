@@ -348,7 +348,7 @@ def verify(path: Annotated[Optional[Path], typer.Argument(help="Bundle folder or
         out.print(f"integrity: {report.files_checked} files match manifest.json", highlight=False)
         for each in m.each():
             top = f", top-1 {each.top1:.2f}, top-5 {each.top5:.2f}" if each.top1 is not None else ""
-            out.print(f"golden {each.output}: {'[green]PASS[/green]' if report.passed else '[red]FAIL[/red]'} on "
+            out.print(f"golden{'' if each.top1 is not None and not m.outputs else ' ' + each.output}: {'[green]PASS[/green]' if report.passed else '[red]FAIL[/red]'} on "
                       f"{each.samples} inputs with {report.runner} ({report.platform}): cosine {each.cosine:.6f}, "
                       f"max abs {each.max_abs:.2e}, rel {each.rel_max_abs:.2e}{top}", highlight=False)
     if not report.passed:

@@ -17,6 +17,7 @@ takes the cosine to PyTorch from above 0.99 to 0.97). SE gates and the classifie
 from __future__ import annotations
 
 import contextlib
+import copy
 import fnmatch
 import io
 import logging
@@ -42,6 +43,7 @@ def to_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
     """The FP16-typed graph of ``model`` and a report (ops kept FP32, weights clamped to the FP16 range)."""
     from onnxconverter_common import float16
 
+    model = _outputs_as_identities(model)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         converted = float16.convert_float_to_float16(model, keep_io_types=True,
@@ -49,6 +51,23 @@ def to_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
     kept = sorted({n.op_type for n in model.graph.node if n.op_type in FP32_OPS_IN_FP16})
     clamped = sum("truncated" in str(w.message) or "out of range" in str(w.message) for w in caught)
     return converted, {"converter": "onnxconverter-common", "fp32_ops": kept, "clamped_weight_tensors": clamped}
+
+
+def _outputs_as_identities(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy in which every graph output that nodes also read (a feature map feeding the next stage) is
+    written by an Identity of its own: onnxconverter-common casts a kept-FP32 output in place, leaving its
+    readers a float32 tensor where they expect float16 (ORT then refuses the graph)."""
+    read = {name for node in model.graph.node for name in node.input}
+    shared = [o.name for o in model.graph.output if o.name in read]
+    if not shared:
+        return model
+    model = copy.deepcopy(model)
+    renamed = {name: f"{name}/internal" for name in shared}
+    for node in model.graph.node:
+        node.input[:] = [renamed.get(n, n) for n in node.input]
+        node.output[:] = [renamed.get(n, n) for n in node.output]
+    model.graph.node.extend(onnx.helper.make_node("Identity", [renamed[n]], [n], name=f"{n}/Identity") for n in shared)
+    return model
 
 
 def describe(report: dict) -> list[str]:
