@@ -17,7 +17,7 @@ from uninext_deploy.artifact import Artifact
 from uninext_deploy.backends.trt_check import check_for_tensorrt
 from uninext_deploy.device.imaging import load_rgb, preprocess
 from uninext_deploy.images import SHIPPED_IMAGES
-from uninext_deploy.models import create_model, get_spec
+from uninext_deploy.models import create_model, get_spec, list_models
 
 FAMILY_MODELS = ("test_uninext", "test_convmlp", "test_uninet")  # every stage path of each family, at 64 px
 
@@ -92,6 +92,34 @@ def test_int8_calibration_and_fallback_work_on_the_worst_output(tmp_path):
     photos = images_tensor(model.spec.preprocessing(64, 64), None)
     run = check_artifact(artifact, model, photos, photos[:1])
     assert run.passed and run.images.cosine == min(m.cosine for m in run.images.outputs.values())
+
+
+def test_a_broken_feature_graph_names_the_output_and_the_module_where_it_diverges(tmp_path):
+    from onnx import numpy_helper
+
+    from uninext_deploy.artifact import write_manifest
+    from uninext_deploy.parity import check_artifact
+
+    artifact = api.export(features("test_convmlp"), "ort", out=tmp_path / "a")
+    graph = onnx.load(str(artifact.file("model")))
+    for init in graph.graph.initializer:  # a bug in the last stage: the first three maps stay right
+        if init.name == "stages.2.blocks.0.connect.weight":
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * 1.05, init.name))
+    onnx.save(graph, str(artifact.file("model")))
+    write_manifest(artifact.path, artifact.manifest, {n: e["role"] for n, e in artifact.manifest["files"].items()})
+    x = np.random.default_rng(0).standard_normal((2, 3, 64, 64), dtype=np.float32)
+    run = check_artifact(Artifact.open(artifact.path), create_model("test_convmlp", features_only=True), x, x)
+    assert {miss.output for miss in run.failed} == {"stage4"} and run.images.output == "stage4"
+    assert "first diverges at module stages.2.blocks.0.connect " in run.divergence
+
+
+@ARM
+def test_feature_parity_on_the_emulated_aarch64_cpu_checks_every_output(tmp_path):
+    report = api.parity(features("test_convmlp", "1,3"), "ort", batches=(1,), out=tmp_path,
+                        platform=api.PlatformOptions("linux/arm64"), inputs=api.Inputs(random=1))
+    assert report.passed, report.summary()
+    arm = report.runs[0].arm
+    assert list(arm["images"].outputs) == list(arm["vs_x86"].outputs) == ["stage2", "stage4"]
 
 
 def test_bad_feature_requests_are_one_line_errors_before_any_work():
@@ -188,3 +216,11 @@ def test_profile_times_a_feature_model(tmp_path):
     report = api.profile(features("test_convmlp"), "ort", timing=api.TimingOptions(threads=1, warmup=1, iters=3),
                          eager=True, out=tmp_path / "p")
     assert report.backend.runs == 3 and report.eager.runs == 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list_models(official=True))
+def test_every_variant_exports_its_feature_maps_within_fp32_tolerance(tmp_path, name):
+    report = api.parity(features(name), "ort", batches=(1,), out=tmp_path, inputs=api.Inputs(random=1))
+    assert report.passed, report.summary()
+    assert len(report.runs[0].images.outputs) == len(get_spec(name).features)

@@ -172,7 +172,7 @@ class Inputs:
     random: int = 4
 
     def __post_init__(self):
-        at_least("--random-inputs", self.random, 0)
+        at_least("--random-inputs", self.random, 1)  # FP32 and FP16 are gated on them
 
 
 def check_opset(opset: int | None) -> None:
