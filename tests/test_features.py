@@ -224,3 +224,12 @@ def test_every_variant_exports_its_feature_maps_within_fp32_tolerance(tmp_path, 
     report = api.parity(features(name), "ort", batches=(1,), out=tmp_path, inputs=api.Inputs(random=1))
     assert report.passed, report.summary()
     assert len(report.runs[0].images.outputs) == len(get_spec(name).features)
+
+
+def test_default_folder_names_tell_feature_and_custom_head_models_apart():
+    from uninext_deploy.pipeline import model_tag
+
+    assert model_tag("uninext_t") == model_tag("uninext_t", None, 1000) == "uninext_t"
+    assert model_tag("uninext_t", (0, 1, 2, 3)) == "uninext_t-features"
+    assert model_tag("uninext_t", (1, 3)) == "uninext_t-stage2+stage4"
+    assert model_tag("convmlp_s", None, 10) == "convmlp_s-10classes"

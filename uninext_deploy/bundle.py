@@ -31,7 +31,7 @@ from .device.integrity import read_manifest
 from .errors import ParityFailure, UserError
 from .options import DEFAULT_TARGET, Int8Options, ModelOptions, PlatformOptions, TrtOptions, check_batch
 from .parity import ParityRun, parity
-from .pipeline import default_out as artifact_out
+from .pipeline import default_out as artifact_out, model_tag
 from .verify import run_verify
 
 DEVICE = Path(__file__).parent / "device"
@@ -54,10 +54,11 @@ class Bundle:
 
 
 def default_out(artifact: Artifact, platform: str) -> Path:
-    """bundles/<model>-<target>-<precision>-b<batch>-<H>x<W>-<os>-<arch>"""
+    """bundles/<model tag>-<target>-<precision>-b<batch>-<H>x<W>-<os>-<arch> (see pipeline.model_tag)"""
     batch, _, h, w = artifact.input_shape
-    name = artifact_out(artifact.manifest["model"]["name"], artifact.manifest["target"], artifact.precision,
-                        batch, h, w).name
+    m = artifact.manifest["model"]
+    name = artifact_out(model_tag(m["name"], m.get("features"), m.get("num_classes")), artifact.manifest["target"],
+                        artifact.precision, batch, h, w).name
     return Path("bundles") / f"{name}-{platform.replace('/', '-')}"
 
 

@@ -111,8 +111,19 @@ def precision_graph(float_model, precision: str, request: Int8Request | None):
     return result.model, report
 
 
-def default_out(model: str, target: str, precision: str, batch: int, h: int, w: int) -> Path:
-    return Path("artifacts") / f"{get_spec(model).name}-{target}-{precision}-b{batch}-{h}x{w}"
+def model_tag(model: str, features=None, classes: int | None = None) -> str:
+    """How default folder names tell models apart: "uninext_t", "uninext_t-features" (every stage),
+    "uninext_t-stage2+stage4", "convmlp_s-10classes" (a custom head)."""
+    spec = get_spec(model)
+    if features is not None:
+        chosen = list(features)
+        return f"{spec.name}-features" if chosen == list(range(len(spec.features))) else \
+            f"{spec.name}-" + "+".join(spec.features[i].name for i in chosen)
+    return spec.name if classes in (None, spec.num_classes) else f"{spec.name}-{classes}classes"
+
+
+def default_out(tag: str, target: str, precision: str, batch: int, h: int, w: int) -> Path:
+    return Path("artifacts") / f"{tag}-{target}-{precision}-b{batch}-{h}x{w}"
 
 
 def export(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str = "fp32", batch: int = 1,
@@ -131,7 +142,8 @@ def export(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str 
     torch_model = build_model(model, batch)
     spec = torch_model.spec
     _, _, h, w = torch_model.input_shape
-    out = Path(out) if out is not None else default_out(spec.name, target, precision, batch, h, w)
+    out = Path(out) if out is not None else default_out(model_tag(spec.name, model.features, torch_model.num_classes),
+                                                        target, precision, batch, h, w)
     with atomic_folder(out) as folder:
         exported = export_onnx(torch_model, opset=opset, simplify=simplify, seed=model.seed)
         pre = spec.preprocessing(h, w)
@@ -155,7 +167,7 @@ def export(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str 
             "model": {"name": spec.name, "family": spec.family, "source": spec.source,
                       "weights": model.weights, "seed": None if model.weights else model.seed,
                       "features": list(model.features) if model.features is not None else None,
-                      "num_classes": golden_y[LOGITS].shape[1] if LOGITS in golden_y else None,
+                      "num_classes": torch_model.num_classes,
                       "params": sum(p.numel() for p in torch_model.parameters())},
             "input": {"name": INPUT_NAME, "shape": list(torch_model.input_shape), "dtype": "float32",
                       "layout": "NCHW"},

@@ -40,7 +40,7 @@ def _budget_text(result: OptimizeResult) -> str:
     (metric, (bound, _)), = result.budget.items()
     if metric == "top1":
         return f"top-1 drop <= {100 * (1 - bound):g}% (vs PyTorch, on the photos)"
-    return f"cosine >= {bound:g} (worst photo, vs PyTorch)"
+    return f"cosine >= {bound:g} (worst photo and worst output, vs PyTorch)"
 
 
 def _context(result: OptimizeResult) -> str:

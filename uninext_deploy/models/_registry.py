@@ -85,8 +85,8 @@ def create_model(
     convention; default all, see :func:`features.out_indices`), as a tuple, and has no classification head.
     ``num_classes``: the classifier's size (default: the checkpoint's, else the spec's 1000).
 
-    The model carries ``spec``, ``input_shape``, ``output_names`` and ``features`` (the Feature of each
-    output; empty for a classifier).
+    The model carries ``spec``, ``input_shape``, ``output_names``, ``features`` (the Feature of each
+    output; empty for a classifier) and ``num_classes`` (None for a feature model).
     """
     from ..device.imaging import preprocess
     from ..images import find_images, load_images
@@ -127,6 +127,7 @@ def create_model(
     model.input_shape = (batch_size, 3, h, w)
     model.features = tuple(spec.features[i] for i in indices) if indices is not None else ()
     model.output_names = [f.name for f in model.features] if indices is not None else [LOGITS]
+    model.num_classes = None if indices is not None else num_classes
     return model
 
 
