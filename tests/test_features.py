@@ -159,12 +159,13 @@ def test_feature_bundle_extracts_and_verifies_every_output_without_torch(feature
     photo = SHIPPED_IMAGES / "chelsea_cat.jpg"
     extracted = device_run(torch_free_python, folder, str(photo), "--save", str(tmp_path / "maps"), "--json")
     assert extracted.returncode == 0, extracted.stderr
-    maps = json.loads(extracted.stdout)["features"][0]["features"]
+    report = json.loads(extracted.stdout)
+    maps = report["features"][0]["features"]
     model = create_model("test_uninext", features_only=True, out_indices=(1, 3))
     with torch.inference_mode():
         expected = model(torch.from_numpy(preprocess(load_rgb(photo), manifest["preprocessing"]))[None])
     for entry, reference in zip(maps, expected):
-        saved = np.load(entry["saved"])
+        saved = np.load(report["saved"][0][entry["output"]])
         assert list(saved.shape) == entry["shape"] == list(reference.shape[1:])
         np.testing.assert_allclose(saved, reference[0].numpy(), rtol=1e-4, atol=1e-4)
         assert entry["mean"] == pytest.approx(float(saved.mean()), abs=1e-6)
@@ -192,9 +193,13 @@ def test_custom_head_bundle_carries_the_users_labels(tmp_path, torch_free_python
     made = api.bundle(api.ModelOptions("test_convmlp", num_classes=5), "ort", labels=labels, out=tmp_path / "b")
     manifest = made.manifest
     assert manifest["outputs"][0]["shape"] == [1, 5] and manifest["model"]["num_classes"] == 5
-    classified = device_run(torch_free_python, made.path, str(SHIPPED_IMAGES / "chelsea_cat.jpg"), "--json")
-    top = json.loads(classified.stdout)["predictions"][0]["top"]
+    classified = device_run(torch_free_python, made.path, str(SHIPPED_IMAGES / "chelsea_cat.jpg"), "--json",
+                            "--save", str(tmp_path / "logits"))
+    report = json.loads(classified.stdout)
+    top = report["predictions"][0]["top"]
     assert len(top) == 5 and {p["label"] for p in top} == {f"part-{i}" for i in range(5)}
+    saved = np.load(report["saved"][0]["logits"])
+    assert saved.shape == (5,) and saved.argmax() == top[0]["class"]
 
     numbered = api.bundle(api.ModelOptions("test_convmlp", num_classes=3), "ort", out=tmp_path / "n")
     assert (numbered.path / "labels.txt").read_text().splitlines() == ["class 0", "class 1", "class 2"]

@@ -89,28 +89,29 @@ def predictions(manifest: dict, outputs: dict, images: list[str], top: int = 5) 
     return results
 
 
-def feature_maps(outputs: dict, images: list[str], save: str | None) -> list[dict]:
-    """Each image's feature maps: shape and summary statistics; with ``save``, one IMAGE.OUTPUT.npy each."""
-    folder = Path(save) if save else None
-    if folder is not None:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise Problem(f"cannot write --save {folder}: {exc.strerror}; pass a writable folder") from None
-    results = []
-    for i, image in enumerate(images):
-        maps = []
-        for name, y in outputs.items():
-            fmap = y[i]
-            entry = {"output": name, "shape": list(fmap.shape), "mean": float(fmap.mean()), "std": float(fmap.std()),
-                     "min": float(fmap.min()), "max": float(fmap.max())}
-            if folder is not None:
+def save_outputs(outputs: dict, images: list[str], save: str) -> list[dict[str, str]]:
+    """Write each image's outputs as SAVE/IMAGE.OUTPUT.npy; per image, {output name: path}."""
+    folder = Path(save)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        saved = []
+        for i, image in enumerate(images):
+            saved.append({})
+            for name, y in outputs.items():
                 path = folder / f"{Path(image).stem}.{name}.npy"
-                np.save(path, fmap)
-                entry["saved"] = str(path)
-            maps.append(entry)
-        results.append({"image": image, "features": maps})
-    return results
+                np.save(path, y[i])
+                saved[-1][name] = str(path)
+    except OSError as exc:
+        raise Problem(f"cannot write --save {folder}: {exc.strerror}; pass a writable folder") from None
+    return saved
+
+
+def feature_maps(outputs: dict, images: list[str]) -> list[dict]:
+    """Each image's feature maps: shape and summary statistics."""
+    return [{"image": image, "features": [
+        {"output": name, "shape": list(y[i].shape), "mean": float(y[i].mean()), "std": float(y[i].std()),
+         "min": float(y[i].min()), "max": float(y[i].max())} for name, y in outputs.items()]}
+        for i, image in enumerate(images)]
 
 
 def verify(manifest: dict, run) -> dict:
@@ -147,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("images", nargs="*", help="image files to classify (or extract feature maps of)")
-    parser.add_argument("--save", metavar="DIR", help="feature models: save each image's maps as DIR/IMAGE.OUTPUT.npy")
+    parser.add_argument("--save", metavar="DIR", help="save each image's outputs (feature maps or logits) as "
+                                                      "DIR/IMAGE.OUTPUT.npy")
     parser.add_argument("--verify", action="store_true", help="check the golden inputs against PyTorch's outputs")
     parser.add_argument("--bench", action="store_true", help="time the model on one static-shape batch")
     parser.add_argument("--threads", type=positive, default=None, help="CPU threads (default: the runtime's)")
@@ -176,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
             if compare.LOGITS in outputs:
                 report["predictions"] = predictions(manifest, outputs, args.images)
             else:
-                report["features"] = feature_maps(outputs, args.images, args.save)
+                report["features"] = feature_maps(outputs, args.images)
+            if args.save:
+                report["saved"] = save_outputs(outputs, args.images, args.save)
         if args.verify:
             report["verify"] = verify(manifest, run)
         if args.bench:
@@ -200,8 +204,9 @@ def describe(report: dict, manifest: dict) -> str:
     for item in report.get("features", []):
         lines.append(item["image"])
         lines += [f"  {f['output']:<8} {'x'.join(map(str, f['shape'])):<14} mean {f['mean']:+.4f}  std {f['std']:.4f}  "
-                  f"min {f['min']:+.4f}  max {f['max']:+.4f}" + (f"  -> {f['saved']}" if "saved" in f else "")
-                  for f in item["features"]]
+                  f"min {f['min']:+.4f}  max {f['max']:+.4f}" for f in item["features"]]
+    for paths in report.get("saved", []):
+        lines.append("saved " + ", ".join(paths.values()))
     if "verify" in report:
         v, m = report["verify"], compare.Metrics.from_dict(report["verify"]["metrics"])
         tolerance = {k: tuple(b) for k, b in v["tolerance"].items()}
