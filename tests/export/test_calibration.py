@@ -31,24 +31,34 @@ def folder(tmp_path):
 
 
 def test_a_folder_of_mixed_formats_calibrates(folder):
-    x = calibration_set(PRE, folder, size=6)
-    assert x.shape == (6, 3, 64, 64) and x.dtype == np.float32 and np.isfinite(x).all()
+    x, distinct = calibration_set(PRE, folder, size=6)
+    assert distinct == 6 and x.shape == (6, 3, 64, 64) and x.dtype == np.float32 and np.isfinite(x).all()
 
 
 def test_sampling_is_seeded(folder):
-    np.testing.assert_array_equal(calibration_set(PRE, folder, 3, seed=1), calibration_set(PRE, folder, 3, seed=1))
-    assert not np.array_equal(calibration_set(PRE, folder, 3, seed=1), calibration_set(PRE, folder, 3, seed=2))
+    np.testing.assert_array_equal(calibration_set(PRE, folder, 3, seed=1)[0], calibration_set(PRE, folder, 3, seed=1)[0])
+    assert not np.array_equal(calibration_set(PRE, folder, 3, seed=1)[0], calibration_set(PRE, folder, 3, seed=2)[0])
 
 
 def test_unreadable_files_are_skipped_with_their_names(folder):
     (folder / "truncated.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken")
     with pytest.warns(UserWarning, match="truncated.jpg"):
-        assert len(calibration_set(PRE, folder, size=6)) == 6
+        assert len(calibration_set(PRE, folder, size=6)[0]) == 6
 
 
-def test_fewer_usable_images_than_needed_is_one_clear_error(folder):
-    with pytest.raises(UserError, match="has 6 usable image.* --calib-size is 10; add images or lower --calib-size"):
-        calibration_set(PRE, folder, size=10)
+def test_fewer_images_than_needed_are_augmented_like_the_shipped_photos_with_a_warning(folder):
+    """3 photos at the default --calib-size 32: every photo as it is, then augmented views, and said so."""
+    with pytest.warns(UserWarning, match="has 6 usable image.*--calib-size 32: calibrating on augmented views"):
+        x, distinct = calibration_set(PRE, folder, size=32)
+    assert x.shape[0] == 32 and distinct == 6 and len({s.tobytes() for s in x}) == 32
+    with pytest.warns(UserWarning):
+        np.testing.assert_array_equal(x[:6], calibration_set(PRE, folder, size=6 + 1)[0][:6])
+
+
+def test_a_folder_of_only_unreadable_files_is_one_error(tmp_path):
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    with pytest.warns(UserWarning, match="broken.jpg"), pytest.raises(UserError, match="has no readable image"):
+        calibration_set(PRE, tmp_path, size=4)
 
 
 def test_empty_and_missing_folders(tmp_path):
@@ -59,9 +69,9 @@ def test_empty_and_missing_folders(tmp_path):
 
 
 def test_default_is_the_shipped_photos_augmented_to_any_count():
-    x = calibration_set(PRE, None, size=25)
-    assert len({sample.tobytes() for sample in x}) == 25  # every augmented view differs
-    np.testing.assert_array_equal(x, calibration_set(PRE, None, size=25))
+    x, distinct = calibration_set(PRE, None, size=25)
+    assert len({sample.tobytes() for sample in x}) == 25 and distinct < 25  # every augmented view differs
+    np.testing.assert_array_equal(x, calibration_set(PRE, None, size=25)[0])
     # photos, not noise: neighbouring pixels correlate strongly in every sample
     corr = [np.corrcoef(s[0, :, :-1].ravel(), s[0, :, 1:].ravel())[0, 1] for s in x]
     assert np.median(corr) > 0.8 and min(corr) > 0.1  # white noise would sit near 0

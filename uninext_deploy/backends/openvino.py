@@ -77,8 +77,10 @@ class OpenVinoBackend(Backend):
     def describe(self, report: dict) -> list[str]:
         lines = [f"OpenVINO inference precision: {report['inference_precision']}"]
         if "quantizer" in report:
-            lines.append(f"INT8 by {report['quantizer']} ({report['model_type']} preset) on {report['calib_size']} "
-                         f"samples: cosine to the float IR {report['cosine_vs_float']:.5f}; "
+            from ..export.precision import calibrated_on
+
+            lines.append(f"INT8 by {report['quantizer']} ({report['model_type']} preset) on {calibrated_on(report)}"
+                         f": cosine to the float IR {report['cosine_vs_float']:.5f}; "
                          f"{len(report['kept_float'])} ops kept float by the model's hints")
         return lines
 
@@ -117,5 +119,6 @@ def _quantize(model, request):
     reference = run_batched(run(model), request.check_inputs, request.batch)
     cosine = compare(reference, run_batched(run(quantized), request.check_inputs, request.batch)).cosine
     return quantized, {"quantizer": f"nncf {nncf.__version__}", "model_type": "transformer",
-                       "calib_size": len(request.samples), "calib": str(request.options.calib or "shipped"),
+                       "calib_size": len(request.samples), "calib_images": request.distinct_images,
+                       "calib": str(request.options.calib or "shipped"),
                        "kept_float": ignored, "kept_float_types": FLOAT_OP_TYPES, "cosine_vs_float": cosine}

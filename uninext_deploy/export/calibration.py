@@ -1,12 +1,13 @@
 """Calibration data for INT8: real images only, never random noise.
 
 Either a folder of the user's images (``--calib DIR``), sampled with a seed, or the photos the project
-ships, stretched to the requested count with deterministic augmentations (random-resized crops, flips)
-so that every sample is a real photo seen at a different scale and position.
+ships; too few images are stretched to the requested count with deterministic augmentations
+(random-resized crops, flips) so that every sample is a real photo seen at a different scale and position.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,26 +21,34 @@ DEFAULT_CALIB_SIZE = 32
 
 
 def calibration_set(pre: dict, folder: str | Path | None = None, size: int = DEFAULT_CALIB_SIZE,
-                    seed: int = 0) -> np.ndarray:
-    """``size`` preprocessed samples, float32 (size, 3, H, W), from ``folder`` or the shipped photos."""
+                    seed: int = 0) -> tuple[np.ndarray, int]:
+    """``size`` preprocessed samples, float32 (size, 3, H, W), from ``folder`` or the shipped photos, and how
+    many distinct images they came from.
+
+    A folder with at least ``size`` images gives a seeded choice of them; fewer (and the shipped photos) give
+    every image as it is, then augmented views of them up to ``size``, with a warning for a user's folder
+    (its ranges come from few scenes).
+    """
     if size < 1:
         raise UserError(f"--calib-size must be at least 1, got {size}")
     rng = np.random.default_rng(seed)
-    if folder is not None:
-        images, _ = load_images(find_images(folder))
-        if len(images) < size:
-            raise UserError(f"calibration folder {folder} has {len(images)} usable image(s) but --calib-size is "
-                            f"{size}; add images or lower --calib-size")
+    images, _ = load_images(find_images(folder))
+    if not images:
+        raise UserError(f"calibration folder {folder} has no readable image; pass a folder of jpg/png/bmp/webp photos")
+    if folder is not None and len(images) >= size:
         chosen = sorted(rng.choice(len(images), size=size, replace=False))
-        return np.stack([preprocess(images[i], pre) for i in chosen])
-    photos, _ = load_images(find_images())
+        return np.stack([preprocess(images[i], pre) for i in chosen]), size
+    if folder is not None:
+        warnings.warn(f"calibration folder {folder} has {len(images)} usable image(s) for --calib-size {size}: "
+                      f"calibrating on augmented views of them (random crops, flips); add images of the scenes "
+                      "the device will see for better INT8 ranges")
     samples = []
     for i in range(size):
-        photo = photos[i % len(photos)]
-        if i >= len(photos):  # first pass: the photos as they are; then augmented views of them
-            photo = _augment(photo, rng)
-        samples.append(preprocess(photo, pre))
-    return np.stack(samples)
+        image = images[i % len(images)]
+        if i >= len(images):  # first pass: the images as they are; then augmented views of them
+            image = _augment(image, rng)
+        samples.append(preprocess(image, pre))
+    return np.stack(samples), min(size, len(images))
 
 
 def _augment(image: Image.Image, rng: np.random.Generator) -> Image.Image:

@@ -76,7 +76,7 @@ def describe(report: dict) -> list[str]:
         return [f"FP16 graph; kept in FP32: {', '.join(report['fp32_ops'])}"]
     if "method" not in report:
         return []
-    lines = [f"INT8 QDQ ({report['method']} calibration on {report['calib_size']} samples): cosine to the float "
+    lines = [f"INT8 QDQ ({report['method']} calibration on {calibrated_on(report)}): cosine to the float "
              f"graph {report['cosine_vs_float']:.5f}; {len(report['kept_float'])} quantizable nodes kept float"]
     for entry in report["sensitivity"][:10]:
         mark = "fell back to float" if entry["block"] in report["fallback"] else ""
@@ -84,11 +84,17 @@ def describe(report: dict) -> list[str]:
     return lines
 
 
+def calibrated_on(report: dict) -> str:
+    """"32 samples of 10 images": what an INT8 report was calibrated on."""
+    return f"{report['calib_size']} samples of {report.get('calib_images', report['calib_size'])} images"
+
+
 @dataclass
 class Int8Request:
     """Everything a backend needs to quantize one model: data, options and the model's INT8 hints."""
 
     samples: np.ndarray  # calibration samples, (N, 3, H, W)
+    distinct_images: int  # how many distinct images the samples come from (the rest: augmented views)
     batch: int
     options: Int8Options
     check_inputs: np.ndarray  # held-out photos for accuracy checks
@@ -219,7 +225,7 @@ def quantize_int8(float_model: onnx.ModelProto, request: Int8Request) -> Int8Res
         qdq = quantizer.quantize(excluded)
         achieved = cosine(qdq)
         report = {"method": options.method, "calib_size": len(request.samples),
-                  "calib": str(options.calib or "shipped"),
+                  "calib_images": request.distinct_images, "calib": str(options.calib or "shipped"),
                   "kept_float": excluded, "cosine_vs_float": achieved, "fallback": [], "sensitivity": []}
         if options.min_cosine is None or achieved >= options.min_cosine:
             return Int8Result(qdq, report)
