@@ -95,3 +95,21 @@ def test_a_tampered_artifact_is_refused_before_it_runs(convmlp_s_artifact, tmp_p
     (copy / "golden.npz").write_bytes(b"x")
     with pytest.raises(api.UserError, match="golden.npz has 1 bytes"):
         api.parity(artifact=copy)
+
+
+def test_a_lossy_int8_graph_is_said_at_export_and_a_failed_parity_says_what_to_try(tmp_path):
+    """The tiny seeded UniNet quantizes badly without fallback (cosine ~0.97 to its float graph)."""
+    from uninext_deploy.export.precision import LossyInt8Warning
+
+    with pytest.warns(LossyInt8Warning, match=r"--int8-min-cosine 0.99 returns its most sensitive blocks"):
+        report = api.parity("test_uninet", "ort", precision="int8", batches=(1,), out=tmp_path,
+                            int8=api.Int8Options(calib_size=8))
+    assert not report.passed and "to try: --int8-min-cosine" in report.summary()
+    assert "--calib-method" in report.summary() and "more --calib images" in report.summary()
+
+
+def test_parity_says_which_inference_precision_openvino_ran(tmp_path):
+    pytest.importorskip("openvino")
+    report = api.parity("test_convmlp", "openvino", batches=(1,), out=tmp_path)
+    assert report.runs[0].runtime["inference_precision"] == "f32" and report.passed
+    assert report.as_dict()["runs"][0]["runtime"]["runtime"] == "openvino"

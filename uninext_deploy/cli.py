@@ -222,6 +222,11 @@ def _verdict(run, inputs: str, gated: bool, output: str = "") -> str:
     return "[green]pass[/green]" if not missed else f"[red]FAIL {','.join(m.metric for m in missed)}[/red]"
 
 
+def _precision_ran(info: dict) -> str:
+    """", inference precision f32" where the runtime chooses one (OpenVINO), else ""."""
+    return f", inference precision {info['inference_precision']}" if "inference_precision" in info else ""
+
+
 def _print_parity(report) -> None:
     gated = api.gated_inputs(report.precision)
     table = Table(title=f"Parity {report.model} -> {report.target} {report.precision} vs PyTorch "
@@ -238,7 +243,8 @@ def _print_parity(report) -> None:
                                                  ("arm vs x86", "vs_x86", "arm vs x86", True)):
                 _metrics_row(table, str(r.batch), label, r.arm[key], r, inputs, is_gated)
     out.print(table)
-    runners = [r.runner for r in report.runs] + [r.arm["runner"] for r in report.runs if r.arm]
+    runners = [r.runner + _precision_ran(r.runtime) for r in report.runs] + [r.arm["runner"] for r in report.runs
+                                                                            if r.arm]
     for runner in dict.fromkeys(runners):
         out.print(f"runner: {runner}", highlight=False)
     for r in report.runs:
@@ -280,8 +286,7 @@ def profile(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 
     out.print(table)
     info = report.runner
     out.print(f"runner: {info['runtime']} {info['version']} on {info['device']}, threads {info['threads']}"
-              + (f", inference precision {info['inference_precision']}" if "inference_precision" in info else ""),
-              highlight=False)
+              + _precision_ran(info), highlight=False)
     if report.layers:
         layer_table = Table(title="Slowest layers")
         for col in ("layer", "op", "ms", "%"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from .backends import BACKENDS, canonical_target, get_backend, options_for
 from .device.compare import failures
 from .device.timing import summarize
 from .errors import ParityFailure, UserError
+from .export.precision import LossyInt8Warning
 from .models import count_macs
 from .options import (CALIB_METHODS, PRECISIONS, Inputs, Int8Options, ModelOptions, PlatformOptions,
                       TimingOptions, TrtOptions)
@@ -148,8 +150,10 @@ def _evaluate(candidate: Candidate, model: ModelOptions, batch: int, budget: dic
     options = replace(int8, method=candidate.calib or int8.method, min_cosine=int8.min_cosine if candidate.fallback
                       else None) if candidate.precision == "int8" else None
     try:
-        artifact = export(model, candidate.target, precision=candidate.precision, batch=batch, out=folder,
-                          int8=options, trt=TrtOptions(**options_for(candidate.target, trt.backend_options())))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LossyInt8Warning)  # a missed budget is retried with fallback here
+            artifact = export(model, candidate.target, precision=candidate.precision, batch=batch, out=folder,
+                              int8=options, trt=TrtOptions(**options_for(candidate.target, trt.backend_options())))
     except UserError as exc:  # MissingDependency included
         candidate.error = str(exc)
         return None

@@ -24,6 +24,10 @@ from .options import DEFAULT_TARGET, Inputs, Int8Options, ModelOptions, Platform
 from .pipeline import build_model, check_precision, export, images_tensor, model_of, torch_runner
 
 
+INT8_REMEDY = ("to try: --int8-min-cosine 0.995 (the most sensitive blocks back in float), another "
+               "--calib-method (entropy, minmax; ONNX Runtime graphs), or more --calib images of the device's scenes")
+
+
 @dataclass
 class ParityRun:
     """One artifact against PyTorch: metrics per input set, what missed the tolerance, and where it diverged."""
@@ -35,7 +39,8 @@ class ParityRun:
     random: Metrics
     failed: list[Miss]
     divergence: str | None = None
-    arm: dict | None = None  # the same artifact on the emulated aarch64 CPU: runner, metrics, vs x86
+    arm: dict | None = None
+    runtime: dict = field(default_factory=dict)  # what ran it: runtime, version, threads, inference precision  # the same artifact on the emulated aarch64 CPU: runner, metrics, vs x86
 
     @property
     def passed(self) -> bool:
@@ -58,14 +63,16 @@ class ParityReport:
         return all(r.passed for r in self.runs)
 
     def summary(self) -> str:
-        """Why it failed, in one line."""
-        return "; ".join(f"batch {r.batch}: {', '.join(map(str, r.failed))}" for r in self.runs if r.failed)
+        """Why it failed, in one line, with what to try for INT8."""
+        why = "; ".join(f"batch {r.batch}: {', '.join(map(str, r.failed))}" for r in self.runs if r.failed)
+        return f"{why}; {INT8_REMEDY}" if why and self.precision == "int8" else why
 
     def as_dict(self) -> dict:
         return {"model": self.model, "target": self.target, "precision": self.precision,
                 "passed": self.passed, "tolerance": {k: {"bound": b, "kind": t} for k, (b, t) in
                                                      self.tolerance.items()},
-                "runs": [{"batch": r.batch, "artifact": r.artifact, "runner": r.runner, "passed": r.passed,
+                "runs": [{"batch": r.batch, "artifact": r.artifact, "runner": r.runner, "runtime": r.runtime,
+                          "passed": r.passed,
                           "failed": [m.as_dict() for m in r.failed],
                           "divergence": r.divergence, "images": r.images.as_dict(), "random": r.random.as_dict(),
                           "arm": None if r.arm is None else {k: v if isinstance(v, str) else v.as_dict()
@@ -127,7 +134,7 @@ def check_artifact(artifact: Artifact, torch_model: torch.nn.Module, x_images: n
         found = locate_divergence(torch_model, artifact.onnx_file(), probe, tolerance)
         divergence = str(found) if found else "no single module output misses the tolerance"
     return ParityRun(batch, str(artifact.path), runner.name, metrics["images"], metrics["random"], failed,
-                     divergence)
+                     divergence, runtime=runner.info())
 
 
 def parity(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str = "fp32", batches=(1, 2),

@@ -95,7 +95,7 @@ def _quantize(model, request):
     import nncf
     import openvino as ov
 
-    from ..export.precision import quiet
+    from ..export.precision import quiet, warn_if_lossy
 
     ignored = [op.get_friendly_name() for op in model.get_ops()
                if any(fnmatch.fnmatchcase(module_path(op.get_friendly_name() + "/_") or "", p)
@@ -118,6 +118,7 @@ def _quantize(model, request):
 
     reference = run_batched(run(model), request.check_inputs, request.batch)
     cosine = compare(reference, run_batched(run(quantized), request.check_inputs, request.batch)).cosine
+    warn_if_lossy(cosine)
     return quantized, {"quantizer": f"nncf {nncf.__version__}", "model_type": "transformer",
                        "calib_size": len(request.samples), "calib_images": request.distinct_images,
                        "calib": str(request.options.calib or "shipped"),

@@ -84,6 +84,21 @@ def describe(report: dict) -> list[str]:
     return lines
 
 
+LOSSY_COSINE = 0.99  # an INT8 graph below this cosine to its float graph is said so at export
+
+
+class LossyInt8Warning(UserWarning):
+    """An INT8 graph far from its float graph (optimize, which retries with fallback itself, silences it)."""
+
+
+def warn_if_lossy(cosine: float) -> None:
+    """Warn, naming the remedy, when a quantized graph is this far from its float graph (photos)."""
+    if cosine < LOSSY_COSINE:
+        warnings.warn(LossyInt8Warning(f"the INT8 graph reaches cosine {cosine:.4f} to its float graph on the photos (below "
+                      f"{LOSSY_COSINE}); --int8-min-cosine {LOSSY_COSINE} returns its most sensitive blocks to "
+                      "float, or try another --calib-method or more --calib images"))
+
+
 def calibrated_on(report: dict) -> str:
     """"32 samples of 10 images": what an INT8 report was calibrated on."""
     return f"{report['calib_size']} samples of {report.get('calib_images', report['calib_size'])} images"
@@ -228,6 +243,7 @@ def quantize_int8(float_model: onnx.ModelProto, request: Int8Request) -> Int8Res
                   "calib_images": request.distinct_images, "calib": str(options.calib or "shipped"),
                   "kept_float": excluded, "cosine_vs_float": achieved, "fallback": [], "sensitivity": []}
         if options.min_cosine is None or achieved >= options.min_cosine:
+            warn_if_lossy(achieved)
             return Int8Result(qdq, report)
         sensitivity = block_sensitivity(quantizer, float_model, excluded, request.block_depth, cosine)
         report["sensitivity"] = sensitivity
@@ -240,6 +256,10 @@ def quantize_int8(float_model: onnx.ModelProto, request: Int8Request) -> Int8Res
             if achieved >= options.min_cosine:
                 break
         report.update(cosine_vs_float=achieved, met_target=achieved >= options.min_cosine)
+        if not report["met_target"]:
+            warnings.warn(LossyInt8Warning(f"every block back in float reaches cosine {achieved:.4f} to the float graph, below "
+                          f"--int8-min-cosine {options.min_cosine}: the rest of the error is outside the blocks "
+                          "(try another --calib-method or more --calib images)"))
         return Int8Result(qdq, report)
     finally:
         quantizer.close()
