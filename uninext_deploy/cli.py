@@ -287,6 +287,10 @@ def profile(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 
     info = report.runner
     out.print(f"runner: {info['runtime']} {info['version']} on {info['device']}, threads {info['threads']}"
               + _precision_ran(info), highlight=False)
+    if report.memory:
+        mem = report.memory
+        out.print(f"memory: peak RSS {mem['peak_rss_mb']:.0f} MB in a process running it alone (the runtime itself "
+                  f"{mem['runtime_rss_mb']:.0f} MB); artifact {mem['artifact_mb']:.2f} MB", highlight=False)
     if report.layers:
         layer_table = Table(title="Slowest layers")
         for col in ("layer", "op", "ms", "%"):

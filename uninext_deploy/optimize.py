@@ -27,6 +27,7 @@ from .device.compare import failures
 from .device.timing import summarize
 from .errors import ParityFailure, UserError
 from .export.precision import LossyInt8Warning
+from .memory import footprint
 from .models import count_macs
 from .options import (CALIB_METHODS, PRECISIONS, Inputs, Int8Options, ModelOptions, PlatformOptions,
                       TimingOptions, TrtOptions)
@@ -161,6 +162,8 @@ def _evaluate(candidate: Candidate, model: ModelOptions, batch: int, budget: dic
     candidate.kept_float = len(graph.get("kept_float", []))
     candidate.float_blocks = list(graph.get("fallback", []))
     runner = runner_for(artifact, threads, timing=True)
+    memory = footprint(artifact, threads)
+    candidate.peak_rss_mb, candidate.artifact_mb = memory["peak_rss_mb"], memory["artifact_mb"]
     x_images, x_random, references = inputs
     run = check_artifact(artifact, reference_model, x_images, x_random, references=references, runner=runner)
     candidate.photos, candidate.random, candidate.runner = run.images, run.random, run.runner

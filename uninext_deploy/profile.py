@@ -15,6 +15,7 @@ from .artifact import Artifact
 from .device.timing import Latency, measure, summarize
 from .options import DEFAULT_TARGET, Int8Options, ModelOptions, TimingOptions, TrtOptions
 from .backends import get_backend
+from .memory import footprint
 from .parity import refuse_timing, runner_for
 from .pipeline import build_model, export, model_of
 
@@ -31,6 +32,7 @@ class ProfileReport:
     eager: Latency | None
     layers: list[dict]
     device: Latency | None = None  # accelerator-side time (CUDA events), where the runtime can measure it
+    memory: dict | None = None  # peak RSS of a process running it with its runtime alone, and its size (memory.py)
 
     @property
     def speedup(self) -> float | None:
@@ -40,7 +42,7 @@ class ProfileReport:
         return {"model": self.model, "target": self.target, "precision": self.precision, "batch": self.batch,
                 "threads": self.threads, "runner": self.runner, "backend": self.backend.as_dict(),
                 "eager": self.eager.as_dict() if self.eager else None, "speedup_vs_eager": self.speedup,
-                "device": self.device.as_dict() if self.device else None,
+                "device": self.device.as_dict() if self.device else None, "memory": self.memory,
                 "layers": self.layers}
 
 
@@ -81,4 +83,4 @@ def profile_of(artifact: Artifact, *, timing: TimingOptions = TimingOptions(), p
             torch.set_num_threads(previous)
     return ProfileReport(artifact.manifest["model"]["name"], artifact.manifest["target"], artifact.precision, batch,
                          threads, runner.info(), backend_latency, eager_latency, layers,
-                         summarize(device_times, batch) if device_times else None)
+                         summarize(device_times, batch) if device_times else None, footprint(artifact, threads))

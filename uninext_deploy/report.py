@@ -63,7 +63,7 @@ def rows(result: OptimizeResult) -> list[dict]:
         table.append({
             "candidate": c.name, "p50": lat.p50_ms if lat else None, "p90": lat.p90_ms if lat else None,
             "p99": lat.p99_ms if lat else None, "speedup": result.eager.p50_ms / lat.p50_ms if lat else None,
-            "roofline": c.roofline_pct, "cosine": c.photos.cosine if c.photos else None,
+            "roofline": c.roofline_pct, "peak_rss": c.peak_rss_mb, "size": c.artifact_mb, "cosine": c.photos.cosine if c.photos else None,
             "max_abs": c.photos.max_abs if c.photos else None, "top1": c.photos.top1 if c.photos else None,
             "top5": c.photos.top5 if c.photos else None, "verdict": verdict,
             "why": c.skipped or c.error or "; ".join([*map(str, c.failed)] + ([f"bundle: {c.bundle_error}"]
@@ -83,6 +83,7 @@ def cell(row: dict, key: str, spec: str) -> str:
 
 COLUMNS = [("candidate", "candidate", "s"), ("p50 ms", "p50", ".2f"), ("p90 ms", "p90", ".2f"),
            ("p99 ms", "p99", ".2f"), ("vs eager", "speedup", ".2f"), ("% GEMM roofline", "roofline", ".1f"),
+           ("peak RSS MB", "peak_rss", ".0f"), ("size MB", "size", ".1f"),
            ("cosine", "cosine", ".6f"), ("max abs", "max_abs", ".2e"), ("top-1", "top1", ".2f"),
            ("top-5", "top5", ".2f"), ("verdict", "verdict", "s")]
 

@@ -32,6 +32,8 @@ class Candidate:
     gflops: float | None = None
     roofline_gflops: float | None = None
     runner: str = ""
+    peak_rss_mb: float | None = None  # of a process running it with its runtime alone (memory.py)
+    artifact_mb: float | None = None
 
     @property
     def name(self) -> str:
