@@ -93,3 +93,15 @@ def test_top1_budget_without_bundle(tmp_path):
     assert loaded.budget == {"top1": [1.0, "min"]} and loaded.best.photos.top1 == 1.0 and loaded.bundle is None
     assert "within top-1 drop <= 0%" in (out / "report.md").read_text()
     assert not [p for p in out.iterdir() if p.is_dir()]
+
+
+def test_candidates_that_cannot_win_on_this_cpu_are_listed_as_skipped_unless_asked_for(monkeypatch):
+    import uninext_deploy.cpu as cpu
+
+    monkeypatch.setattr(cpu, "has_fp16_arithmetic", lambda: False)
+    by_name = {c.name: c for c in plan(["ort", "openvino"], None, ["percentile"])}
+    assert "slower than FP32" in by_name["ort fp16"].skipped and "avx512fp16" in by_name["ort fp16"].skipped
+    assert by_name["openvino fp16"].skipped is None and by_name["ort int8 (percentile)"].skipped is None
+    assert plan(["ort"], ["fp16"], ["percentile"])[0].skipped is None  # named: tried anyway
+    monkeypatch.setattr(cpu, "has_fp16_arithmetic", lambda: True)
+    assert {c.name: c for c in plan(["ort"], None, ["percentile"])}["ort fp16"].skipped is None

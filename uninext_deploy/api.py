@@ -139,7 +139,7 @@ def default_targets() -> tuple[str, ...]:
 
 def optimize(model: str | ModelOptions = DEFAULT_MODEL, *, input_size=None, weights=None, seed: int = 0,
              min_cosine: float | None = None, max_top1_drop: float | None = None, targets=None,
-             precisions=PRECISIONS, calib_methods=("percentile", "entropy"), batch: int = 1,
+             precisions=None, calib_methods=("percentile", "entropy"), batch: int = 1,
              images: str | Path | None = None, out: str | Path | None = None, make_bundle: bool = True,
              int8: Int8Options = Int8Options(), trt: TrtOptions = TrtOptions(),
              timing: TimingOptions = TimingOptions(), platform: PlatformOptions = PlatformOptions(),
@@ -149,7 +149,8 @@ def optimize(model: str | ModelOptions = DEFAULT_MODEL, *, input_size=None, weig
     from .optimize import optimize as run
 
     return run(_model(model, input_size, weights, seed), min_cosine=min_cosine, max_top1_drop=max_top1_drop,
-               targets=tuple(targets or default_targets()), precisions=tuple(precisions),
+               targets=tuple(targets or default_targets()),
+               precisions=tuple(precisions) if precisions is not None else None,
                calib_methods=tuple(calib_methods), batch=batch, images=images, out=out, make_bundle=make_bundle,
                int8=int8, trt=trt, timing=timing, platform=platform, labels=labels, progress=progress)
 

@@ -377,7 +377,8 @@ def optimize(min_cosine: Annotated[Optional[float], typer.Option(
                  "--targets", help="Backends to try, repeated or comma-separated (default: ort, openvino, trt; a "
                                    "backend that cannot run here is listed as skipped).", metavar="T,T")] = None,
              precisions: Annotated[Optional[list[str]], typer.Option(
-                 "--precisions", help="Precisions to try (default: fp32, fp16, int8).", metavar="P,P")] = None,
+                 "--precisions", help="Precisions to try (default: fp32, fp16, int8, leaving out those a runtime "
+                                      "cannot win with on this CPU, said in the report).", metavar="P,P")] = None,
              calib_methods: Annotated[Optional[list[str]], typer.Option(
                  "--calib-methods", help="INT8 calibration methods to try where the graph is quantized (default: "
                                          "percentile, entropy).", metavar="M,M")] = None,
@@ -393,7 +394,7 @@ def optimize(min_cosine: Annotated[Optional[float], typer.Option(
     with _steps(f"searching {model.model}") as step:
         result, folder = api.optimize(
             model, min_cosine=min_cosine, max_top1_drop=max_top1_drop, targets=_listed(targets),
-            precisions=_listed(precisions) or api.PRECISIONS,
+            precisions=_listed(precisions),
             calib_methods=_listed(calib_methods) or ("percentile", "entropy"), batch=batch, images=images,
             out=out_dir, make_bundle=make_bundle, int8=int8_options, trt=trt, timing=timing, platform=platform,
             labels=labels, progress=lambda done, total, text: step(text, done, total))

@@ -8,6 +8,8 @@ import platform
 import shutil
 from pathlib import Path
 
+from .cpu import cpu_flags, cpu_model
+
 from .device import runtimes
 
 # the toolchain's own packages -> install hint shown when one is missing; runtimes declare their own
@@ -16,35 +18,11 @@ TOOLCHAIN = {
     "onnx": "pip install onnx",
     "onnxsim": "pip install onnxsim",
 }
-CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8", "f16c",
-             "fma", "asimd", "asimddp", "sve", "i8mm", "bf16")
-
-
 def _version(package: str) -> str | None:
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def cpu_flags() -> list[str]:
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.exists():
-        return []
-    words = set()
-    for line in cpuinfo.read_text().splitlines():
-        if line.startswith(("flags", "Features")):
-            words.update(line.split(":", 1)[1].split())
-    return [flag for flag in CPU_FLAGS if flag in words]
-
-
-def cpu_model() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith(("model name", "Model")):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def gpus() -> list[str]:

@@ -41,9 +41,12 @@ TURN_PAUSE_S = 0.3  # > OpenMP's default 200 ms block time, ORT's and OpenVINO's
 RANDOM_INPUTS = 2  # reported, not budgeted
 
 
-def plan(targets=BACKENDS, precisions=PRECISIONS, calib_methods=DEFAULT_CALIB_METHODS) -> list[Candidate]:
+def plan(targets=BACKENDS, precisions=None, calib_methods=DEFAULT_CALIB_METHODS) -> list[Candidate]:
     """The candidates to try, in order. A backend this machine cannot run stays in the list, skipped with
-    the reason: latency is never measured on a stand-in."""
+    the reason: latency is never measured on a stand-in. ``precisions`` None: every precision, but those a
+    backend says cannot win on this CPU are listed as skipped, with why (name them to try them anyway)."""
+    chosen = precisions is not None
+    precisions = PRECISIONS if precisions is None else precisions
     plans = []
     unknown = [m for m in calib_methods if m not in CALIB_METHODS]
     if unknown:
@@ -54,15 +57,16 @@ def plan(targets=BACKENDS, precisions=PRECISIONS, calib_methods=DEFAULT_CALIB_ME
         for precision in precisions:
             precision = check_precision(precision)
             methods = list(calib_methods) if precision == "int8" and not backend.applies_precision else [None]
-            plans += [Candidate(backend.name, precision, method,
-                                skipped=f"not timed here: {reason}" if reason else None) for method in methods]
+            loses = None if chosen else backend.cannot_win(precision)
+            skipped = f"not timed here: {reason}" if reason else f"not tried: {loses}" if loses else None
+            plans += [Candidate(backend.name, precision, method, skipped=skipped) for method in methods]
     if all(c.skipped for c in plans):
         raise UserError("no candidate can run here; pass --targets with ort or openvino")
     return plans
 
 
 def optimize(model: ModelOptions, *, min_cosine: float | None = None, max_top1_drop: float | None = None,
-             targets=BACKENDS, precisions=PRECISIONS, calib_methods=DEFAULT_CALIB_METHODS, batch: int = 1,
+             targets=BACKENDS, precisions=None, calib_methods=DEFAULT_CALIB_METHODS, batch: int = 1,
              images: str | Path | None = None, out: str | Path | None = None, make_bundle: bool = True,
              int8: Int8Options = Int8Options(), trt: TrtOptions = TrtOptions(),
              timing: TimingOptions = TimingOptions(), platform: PlatformOptions = PlatformOptions(),

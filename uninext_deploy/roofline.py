@@ -22,7 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .cache import cache_dir
 from .device import runtimes
-from .doctor import cpu_model
+from .cpu import cpu_model
 
 SIZE = 1024
 ONNX_TYPES = {"fp32": TensorProto.FLOAT, "fp16": TensorProto.FLOAT16, "int8": TensorProto.FLOAT}

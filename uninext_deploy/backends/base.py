@@ -93,6 +93,11 @@ class Backend(ABC):
         """Why this machine cannot run this backend's artifacts, or None."""
         return None
 
+    def cannot_win(self, precision: str) -> str | None:
+        """Why an artifact of ``precision`` cannot be this backend's fastest on this machine (optimize skips it
+        unless asked for that precision), or None."""
+        return None
+
     def available(self) -> str | None:
         """None when the backend can be used here (export, parity), else why not, with the install hint."""
         return None

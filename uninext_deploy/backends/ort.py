@@ -68,6 +68,15 @@ class OrtBackend(Backend):
             shutil.copyfile(onnx_path, target)
         return Compiled({"model.onnx": "model"})
 
+    def cannot_win(self, precision: str) -> str | None:
+        from ..cpu import has_fp16_arithmetic
+
+        if precision == "fp16" and not has_fp16_arithmetic():
+            return ("ONNX Runtime's CPU kernels run an FP16-typed graph through casts around FP32 arithmetic on a "
+                    "CPU without FP16 arithmetic (no avx512fp16 / asimdhp here): slower than FP32 (UniNeXt-T at 224, "
+                    "2 threads: 67.8 vs 54.2 ms, measured)")
+        return None
+
     def describe(self, report: dict) -> list[str]:
         from ..export.precision import describe
 
