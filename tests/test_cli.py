@@ -147,7 +147,7 @@ def test_input_size_is_a_side_or_height_and_width(tmp_path, size, shape):
     (("parity", "--batch", "2"), "--batch is gone: parity checks a list of batch sizes: --batches 1,2"),
     (("parity", "--batches", "1,x"), "--batches takes whole numbers, got 'x'"),
     (("parity", "--batches", "0"), "--batches must be at least 1, got 0"),
-    (("parity", "--random-inputs", "-1"), "--random-inputs must be at least 0"),
+    (("parity", "--random-inputs", "-1"), "--random-inputs must be at least 1"),
     (("parity", "--platform", "linux/arm64", "--cpu", "cortex-a99"), "unknown --cpu 'cortex-a99'"),
     (("models", "--family", "xyz"), "unknown family 'xyz'; choose one of uninext, convmlp, uninet"),
     (("optimize", "--seconds", "1"), "No such option: --seconds"),
