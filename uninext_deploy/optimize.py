@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -24,7 +23,7 @@ from .artifact import atomic_folder
 from .arm.platforms import bundle_platform
 from .backends import BACKENDS, canonical_target, get_backend, options_for
 from .device.compare import failures
-from .device.timing import summarize
+from .device.timing import race
 from .errors import ParityFailure, UserError
 from .export.precision import LossyInt8Warning
 from .memory import footprint
@@ -36,8 +35,6 @@ from .pipeline import build_model, check_precision, export
 from .results import RESULTS, Candidate, OptimizeResult, budget_tolerance
 
 DEFAULT_CALIB_METHODS = ("percentile", "entropy")
-TURN_WARMUP = 2
-TURN_PAUSE_S = 0.3  # > OpenMP's default 200 ms block time, ORT's and OpenVINO's spin periods
 RANDOM_INPUTS = 2  # reported, not budgeted
 
 
@@ -177,36 +174,23 @@ def _evaluate(candidate: Candidate, model: ModelOptions, batch: int, budget: dic
 
 def _race(result: OptimizeResult, runners: dict, torch_model, shape, threads: int, warmup: int, iters: int,
           rounds: int = 5) -> None:
-    """Time every candidate and PyTorch eager in turns, ``iters`` runs each over ``rounds`` rounds, so that
-    the machine's drift in speed (large on shared machines) hits them all alike; fill in their latencies."""
+    """Time every candidate and PyTorch eager in turns (timing.race); fill in their latencies."""
     import torch
 
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
     xt = torch.from_numpy(x)
     contestants = {i: (lambda r=runner: r.run(x)) for i, runner in runners.items()}
     contestants["eager"] = lambda: torch_model(xt)
-    times: dict = {key: [] for key in contestants}
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         with torch.inference_mode():
-            for run in contestants.values():
-                for _ in range(warmup):
-                    run()
-            for _ in range(rounds):
-                for key, run in contestants.items():
-                    time.sleep(TURN_PAUSE_S)  # the previous runtime's threads spin-wait for a while after a run
-                    for _ in range(TURN_WARMUP):
-                        run()
-                    for _ in range(max(1, iters // rounds)):
-                        start = time.perf_counter()
-                        run()
-                        times[key].append((time.perf_counter() - start) * 1000.0)
+            latencies = race(contestants, batch=shape[0], warmup=warmup, iters=iters, rounds=rounds)
     finally:
         torch.set_num_threads(previous)
-    result.eager = summarize(times.pop("eager"), shape[0])
-    for index, samples in times.items():
-        result.candidates[index].latency = summarize(samples, shape[0])
+    result.eager = latencies.pop("eager")
+    for index, latency in latencies.items():
+        result.candidates[index].latency = latency
 
 
 def _pick_and_package(result: OptimizeResult, evaluated: dict, budget: dict, folder: Path | None, threads: int,

@@ -53,3 +53,27 @@ def summarize(times_ms: list[float], batch: int) -> Latency:
         runs=len(ms), mean_ms=float(ms.mean()), std_ms=float(ms.std()), min_ms=float(ms.min()),
         p50_ms=float(np.percentile(ms, 50)), p90_ms=float(np.percentile(ms, 90)),
         p99_ms=float(np.percentile(ms, 99)), throughput=float(batch * 1000.0 / ms.mean()))
+
+
+TURN_WARMUP = 2
+TURN_PAUSE_S = 0.3  # > OpenMP's default 200 ms block time, ORT's and OpenVINO's spin periods
+
+
+def race(contestants: dict, *, batch: int, warmup: int, iters: int, rounds: int = 5) -> dict:
+    """Time every contestant ({key: fn}) in turns: ``iters`` runs each, spread over ``rounds`` rounds, each
+    turn after a pause and TURN_WARMUP untimed runs, so that the machine's drift in speed (large on shared
+    machines) hits them all alike. {key: Latency}."""
+    times: dict = {key: [] for key in contestants}
+    for run in contestants.values():
+        for _ in range(warmup):
+            run()
+    for _ in range(rounds):
+        for key, run in contestants.items():
+            time.sleep(TURN_PAUSE_S)  # the previous runtime's threads spin-wait for a while after a run
+            for _ in range(TURN_WARMUP):
+                run()
+            for _ in range(max(1, iters // rounds)):
+                start = time.perf_counter()
+                run()
+                times[key].append((time.perf_counter() - start) * 1000.0)
+    return {key: summarize(samples, batch) for key, samples in times.items()}
