@@ -49,8 +49,8 @@ def peers(model: torch.nn.Module, samples: np.ndarray, threads: int) -> dict:
 
     def torch_run(m):
         def run(b):
-            with torch.inference_mode():
-                return m(torch.from_numpy(b)).numpy()
+            with torch.inference_mode():  # a fresh array: one stride layout, so torch.compile compiles once
+                return m(torch.from_numpy(np.array(b, copy=True))).numpy()
         return run
     return {"PyTorch eager": torch_run(model), "torch.compile": torch_run(compiled),
             "OpenVINO from PyTorch f32": lambda b: ov_f32(b)[0], "NNCF from PyTorch int8": lambda b: ov_int8(b)[0]}

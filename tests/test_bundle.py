@@ -112,6 +112,7 @@ def test_unpacked_bundle_runs_on_a_python_without_torch(fp32_bundle, torch_free_
 
     timed = device_run(torch_free_python, folder, "--bench", "--iters", "5", "--warmup", "1")
     assert timed.returncode == 0 and "p50" in timed.stdout and "images/s" in timed.stdout, timed.stderr
+    assert "peak memory" in timed.stdout  # of the device process: numpy, the runtime and the model
 
 
 def test_int8_bundle_verified_on_emulated_aarch64_and_without_torch(int8_arm_bundle, torch_free_python, tmp_path):

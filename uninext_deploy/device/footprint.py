@@ -11,33 +11,24 @@ and RUNS runs on one batch), both the process's resident high-water mark.
 
 import importlib
 import json
-import resource
 import sys
 
 import numpy as np
 
 import runtimes
-
-
-def peak_mb() -> float:
-    """This process's peak resident memory: VmHWM, which starts afresh at exec (getrusage's ru_maxrss keeps
-    the peak of the process that forked us: 400 MB of the host tool's, measured, for a 45 MB runtime)."""
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024.0
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # no /proc: kilobytes on Linux
+from timing import peak_rss_mb
 
 
 def main() -> None:
     name, path, precision, threads, shape = sys.argv[1:6]
     runs = int(sys.argv[6]) if len(sys.argv) > 6 else 3
     importlib.import_module(runtimes.get(name).module)
-    after_import = peak_mb()
+    after_import = peak_rss_mb()
     session = runtimes.load(name, path, precision, int(threads) or None)
     x = np.zeros([int(d) for d in shape.split(",")], np.float32)
     for _ in range(runs):
         session.run(x)
-    print(json.dumps({"runtime_mb": round(after_import, 1), "peak_mb": round(peak_mb(), 1)}))
+    print(json.dumps({"runtime_mb": round(after_import, 1), "peak_mb": round(peak_rss_mb(), 1)}))
 
 
 if __name__ == "__main__":

@@ -127,7 +127,7 @@ def bench(manifest: dict, run, warmup: int, iters: int) -> dict:
     shape = manifest["input"]["shape"]
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
     latency = timing.measure(lambda: run(x), batch=shape[0], warmup=warmup, iters=iters)
-    return {"batch": shape[0], "warmup": warmup, **latency.as_dict()}
+    return {"batch": shape[0], "warmup": warmup, **latency.as_dict(), "peak_rss_mb": round(timing.peak_rss_mb(), 1)}
 
 
 def positive(text: str) -> int:
@@ -219,7 +219,8 @@ def describe(report: dict, manifest: dict) -> str:
     if "bench" in report:
         b = report["bench"]
         lines.append(f"bench: batch {b['batch']}, {b['runs']} runs after {b['warmup']} warm-up: p50 {b['p50_ms']:.2f} ms, "
-                     f"p90 {b['p90_ms']:.2f} ms, p99 {b['p99_ms']:.2f} ms, {b['throughput']:.1f} images/s")
+                     f"p90 {b['p90_ms']:.2f} ms, p99 {b['p99_ms']:.2f} ms, {b['throughput']:.1f} images/s; "
+                     f"peak memory {b['peak_rss_mb']:.0f} MB")
     return "\n".join(lines)
 
 
