@@ -93,7 +93,15 @@ def test_only_conv_and_matmul_run_as_int8_kernels(int8_graph, tmp_path):
     options = ort.SessionOptions()
     options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
     ort.InferenceSession(str(artifact.file("model")), options, providers=["CPUExecutionProvider"])
-    ops = Counter(n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node)
+    optimized = onnx.load(str(tmp_path / "optimized.onnx")).graph.node
+    ops = Counter(n.op_type for n in optimized)
+    dequantized = {o for n in optimized if n.op_type == "DequantizeLinear" for o in n.output}
+    float_with_int8_input = [n.name for n in optimized if n.op_type in ("Conv", "MatMul", "Gemm", "FusedConv")
+                             and dequantized & set(n.input)]
+    # placement.dedicate_dequantize lets ORT fuse them: before it, 29 of UniNet-B1's 62 quantized Convs ran in
+    # float; after it 2 still do (the first attention block's q.0 and residual.0, for a reason ORT does not log)
+    integer = ops["QLinearConv"] + ops["QLinearMatMul"]
+    assert len(float_with_int8_input) <= 0.05 * integer, float_with_int8_input
     assert ops["QLinearConv"] > 10 and ops["QLinearMatMul"] > 10
     int8_kernels = {op for op in ops if op.startswith("QLinear") or "Integer" in op}
     assert int8_kernels == {"QLinearConv", "QLinearMatMul"}

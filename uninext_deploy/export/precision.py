@@ -12,6 +12,7 @@ quantized, so Softmax, LayerNorm, GELU, hard-sigmoid and layer-scale multiplies 
 construction, and so do the activation x activation MatMuls of attention (q k^T and the product with the
 softmax probabilities, which symmetric INT8 resolves to 7 bits: measured on UniNeXt-T, quantizing them
 takes the cosine to PyTorch from above 0.99 to 0.97). SE gates and the classifier are excluded by scope.
+The quantizer's shared DQ nodes are then split per reader (:mod:`.placement`) so ONNX Runtime fuses them.
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ import onnx
 from ..device import runtimes
 from ..device.compare import compare, run_batched
 from ..options import Int8Options
+from .placement import QUANTIZED_OPS, dedicate_dequantize
 from .scopes import module_path
 
 FP32_OPS_IN_FP16 = ("LayerNormalization", "Softmax", "ReduceMean", "ReduceSum", "ReduceMax", "ReduceL2",
                     "GlobalAveragePool", "Pow", "Sqrt", "Reciprocal", "Exp", "Log")
-QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 
 
 def to_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
@@ -182,7 +183,7 @@ class Int8Quantizer:
                 # biases stay float: TensorRT's explicit quantization takes INT8 Q/DQ only, no INT32 bias
                 extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
                                "CalibPercentile": 99.999})
-        return onnx.load(str(out))
+        return dedicate_dequantize(onnx.load(str(out)))
 
     def close(self) -> None:
         self._tmp.cleanup()
