@@ -299,6 +299,7 @@ def profile(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 
         for layer in report.layers[:15]:
             layer_table.add_row(layer["name"], layer["op"], f"{layer['ms']:.3f}", f"{100 * layer['ms'] / total:.1f}")
         out.print(layer_table)
+        out.print(report.kernels.describe(), highlight=False)
 
 
 @app.command()

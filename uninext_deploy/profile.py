@@ -15,6 +15,7 @@ from .artifact import Artifact
 from .device.timing import Latency, measure, summarize
 from .options import DEFAULT_TARGET, Int8Options, ModelOptions, TimingOptions, TrtOptions
 from .backends import get_backend
+from .kernel_mix import KernelMix, kernel_mix
 from .memory import footprint
 from .parity import refuse_timing, runner_for
 from .pipeline import build_model, export, model_of
@@ -35,6 +36,11 @@ class ProfileReport:
     memory: dict | None = None  # peak RSS of a process running it with its runtime alone, and its size (memory.py)
 
     @property
+    def kernels(self) -> KernelMix | None:
+        """Where the time goes by kind of kernel (integer, float, quantize, layout), from the per-layer profile."""
+        return kernel_mix(self.layers) if self.layers else None
+
+    @property
     def speedup(self) -> float | None:
         return self.eager.p50_ms / self.backend.p50_ms if self.eager else None
 
@@ -43,7 +49,7 @@ class ProfileReport:
                 "threads": self.threads, "runner": self.runner, "backend": self.backend.as_dict(),
                 "eager": self.eager.as_dict() if self.eager else None, "speedup_vs_eager": self.speedup,
                 "device": self.device.as_dict() if self.device else None, "memory": self.memory,
-                "layers": self.layers}
+                "kernels": self.kernels.as_dict() if self.kernels else None, "layers": self.layers}
 
 
 def profile(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str = "fp32", batch: int = 1,
