@@ -7,7 +7,8 @@ Per model (batch 1, --threads 2): PyTorch eager, torch.compile (inductor), OpenV
 (ov.convert_model, f32 set explicitly), NNCF straight from PyTorch (nncf.quantize on that model with its
 defaults, the same calibration photos as ours), and ours: ONNX Runtime and OpenVINO, FP32 and INT8, exported by
 `api.export` and run through our runners. Every contestant is timed in turns (timing.race) and checked against
-PyTorch on the shipped photos (worst per-photo cosine). Ratios inside one table are what to read: this machine
+PyTorch on the shipped photos (worst per-photo cosine); ours also as a share of their runtime's GEMM roofline
+at their precision (the model's MACs x 2 / p50 over a 1024^3 MatMul's GFLOP/s, roofline.py). Ratios inside one table are what to read: this machine
 is shared and noisy.
 """
 
@@ -26,8 +27,10 @@ from uninext_deploy.artifact import Artifact
 from uninext_deploy.device.compare import compare_arrays
 from uninext_deploy.device.timing import race
 from uninext_deploy.export.calibration import calibration_set
+from uninext_deploy.models import count_macs
 from uninext_deploy.parity import runner_for
 from uninext_deploy.pipeline import build_model, images_tensor
+from uninext_deploy.roofline import roofline
 
 
 def peers(model: torch.nn.Module, samples: np.ndarray, threads: int) -> dict:
@@ -77,7 +80,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"batch 1, {args.threads} threads, {args.iters} timed runs each in 5 interleaved rounds; cosine: worst "
           "photo vs PyTorch eager\n")
-    print("| model | contestant | p50 ms | p90 ms | vs eager | cosine |\n|---|---|---|---|---|---|")
+    print("| model | contestant | p50 ms | p90 ms | vs eager | cosine | % GEMM roofline |\n|---|---|---|---|---|---|---|")
     for name in args.models:
         start = time.perf_counter()
         model = build_model(api.ModelOptions(name))
@@ -94,9 +97,14 @@ def main() -> None:
             latency = race({key: (lambda run=run: run(x)) for key, run in contestants.items()}, batch=1,
                            warmup=5, iters=args.iters)
         eager = latency["PyTorch eager"].p50_ms
+        gflop = 2 * count_macs(name) / 1e9
         for key, lat in latency.items():
+            share = ""
+            if key.startswith("ours "):  # its runtime's GEMM roofline at its precision (roofline.py, cached)
+                _, target, precision = key.split()
+                share = f"{100 * gflop / (lat.p50_ms / 1000) / roofline(target, precision, args.threads)['gflops']:.0f}"
             print(f"| {name} | {key} | {lat.p50_ms:.2f} | {lat.p90_ms:.2f} | {eager / lat.p50_ms:.2f}x | "
-                  f"{cosine[key]:.4f} |", flush=True)
+                  f"{cosine[key]:.4f} | {share} |", flush=True)
         print(f"<!-- {name}: {time.perf_counter() - start:.0f} s -->", flush=True)
 
 

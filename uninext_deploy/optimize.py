@@ -6,7 +6,7 @@ The budget is met on the real photos (calibration's domain): ``min_cosine`` boun
 cosine to PyTorch's logits; ``max_top1_drop`` bounds the percentage of photos whose top-1 class differs
 from PyTorch's, an upper bound of the accuracy drop (with the 10 shipped photos one flip is 10 points:
 pass ``images`` for a finer measure). An INT8 candidate that misses the budget is tried again with
-per-block float fallback (most sensitive block first) where its backend quantizes the ONNX graph.
+per-block float fallback (most sensitive block first), on the QDQ graph and on OpenVINO's NNCF alike.
 """
 
 from __future__ import annotations
@@ -139,8 +139,7 @@ def _search(result: OptimizeResult, queue: list[Candidate], model: ModelOptions,
                           threads)
         if found is not None:
             evaluated[index] = found
-        if (candidate.precision == "int8" and candidate.failed and not candidate.fallback
-                and candidate.error is None and not get_backend(candidate.target).applies_precision):
+        if candidate.precision == "int8" and candidate.failed and not candidate.fallback and candidate.error is None:
             queue.insert(0, Candidate(candidate.target, "int8", candidate.calib, fallback=True))
     return evaluated
 

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -10,6 +11,8 @@ from uninext_deploy import api
 from uninext_deploy.artifact import Artifact
 from uninext_deploy.backends import get_backend
 from uninext_deploy.errors import UserError
+from uninext_deploy.export.precision import block_of
+from uninext_deploy.models import get_spec
 
 pytest.importorskip("openvino", reason="openvino is an optional runtime: pip install '.[openvino]'")
 
@@ -70,6 +73,29 @@ def test_int8_keeps_se_gates_and_classifier_float(tmp_path):
     assert report["quantizer"].startswith("nncf") and 0.8 < report["cosine_vs_float"] <= 1
     assert any("/b2/b2.3/" in name for name in report["kept_float"])
     assert any(name.startswith("/classifier/") for name in report["kept_float"])
+
+
+def test_min_cosine_falls_back_worst_blocks_first_as_on_the_qdq_graph(tmp_path):
+    artifact = api.export("test_convmlp", "ov", precision="int8", out=tmp_path / "a",
+                          int8=api.Int8Options(calib_size=4, min_cosine=0.9999))
+    report = artifact.manifest["precision_graph"]
+    errors = [e["error"] for e in report["sensitivity"]]
+    assert len(errors) >= 4 and errors == sorted(errors, reverse=True)
+    assert report["fallback"] == [e["block"] for e in report["sensitivity"][:len(report["fallback"])]]
+    assert report["fallback"] and (report["cosine_vs_float"] >= 0.9999) == report["met_target"]
+    # the block returned first is quantized without the target, and has no FakeQuantize left with it
+    plain = api.export("test_convmlp", "ov", precision="int8", out=tmp_path / "b", int8=api.Int8Options(calib_size=4))
+    block = report["fallback"][0]
+    assert _fake_quantized_blocks(plain)[block] > 0 and _fake_quantized_blocks(artifact)[block] == 0
+
+
+def _fake_quantized_blocks(artifact) -> Counter:
+    import openvino as ov
+
+    depth = get_spec(artifact.manifest["model"]["name"]).block_depth
+    model = ov.Core().read_model(str(artifact.file("model")))
+    return Counter(block_of(op.get_friendly_name(), depth) for op in model.get_ops()
+                   if op.get_type_name() == "FakeQuantize")
 
 
 def test_a_corrupt_ir_is_one_clear_error(fp32_ir, tmp_path):

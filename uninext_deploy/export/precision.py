@@ -167,7 +167,8 @@ class Int8Quantizer:
         self._input = float_model.graph.input[0].name
         onnx.save(onnx.shape_inference.infer_shapes(float_model), str(self._float_path))
 
-    def quantize(self, exclude: list[str]) -> onnx.ModelProto:
+    def quantize(self, exclude: list[str], place: bool = True) -> onnx.ModelProto:
+        """The QDQ graph with ``exclude`` left float; ``place=False``: as the quantizer writes it (benchmarks)."""
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
         method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
@@ -183,7 +184,8 @@ class Int8Quantizer:
                 # biases stay float: TensorRT's explicit quantization takes INT8 Q/DQ only, no INT32 bias
                 extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
                                "CalibPercentile": 99.999})
-        return dedicate_dequantize(onnx.load(str(out)))
+        model = onnx.load(str(out))
+        return dedicate_dequantize(model) if place else model
 
     def close(self) -> None:
         self._tmp.cleanup()
@@ -248,22 +250,33 @@ def quantize_int8(float_model: onnx.ModelProto, request: Int8Request) -> Int8Res
             return Int8Result(qdq, report)
         sensitivity = block_sensitivity(quantizer, float_model, excluded, request.block_depth, cosine)
         report["sensitivity"] = sensitivity
-        fallback_nodes = list(excluded)
-        for entry in sensitivity:
-            fallback_nodes += entry["nodes"]
-            report["fallback"].append(entry["block"])
-            qdq = quantizer.quantize(fallback_nodes)
-            achieved = cosine(qdq)
-            if achieved >= options.min_cosine:
-                break
+
+        def attempt(blocks: list[dict]):
+            model = quantizer.quantize(excluded + [n for entry in blocks for n in entry["nodes"]])
+            return model, cosine(model)
+        qdq, achieved, report["fallback"] = fall_back(sensitivity, attempt, options.min_cosine, qdq, achieved)
         report.update(cosine_vs_float=achieved, met_target=achieved >= options.min_cosine)
-        if not report["met_target"]:
-            warnings.warn(LossyInt8Warning(f"every block back in float reaches cosine {achieved:.4f} to the float graph, below "
-                          f"--int8-min-cosine {options.min_cosine}: the rest of the error is outside the blocks "
-                          "(try another --calib-method or more --calib images)"))
         return Int8Result(qdq, report)
     finally:
         quantizer.close()
+
+
+def fall_back(ranking: list[dict], attempt, min_cosine: float, model, achieved: float):
+    """Return the ranked blocks to float one at a time, worst first, until ``attempt(blocks)`` (the quantized model
+    with those blocks in float, and its cosine to the float graph) reaches ``min_cosine``; from ``model`` at
+    ``achieved``, return (model, cosine, blocks). The one fallback of both INT8 paths (the QDQ graph and
+    OpenVINO's NNCF), so the target means the same on both."""
+    chosen: list[dict] = []
+    for entry in ranking:
+        chosen.append(entry)
+        model, achieved = attempt(chosen)
+        if achieved >= min_cosine:
+            break
+    if achieved < min_cosine:
+        warnings.warn(LossyInt8Warning(f"every ranked block back in float reaches cosine {achieved:.4f} to the float "
+                      f"graph, below --int8-min-cosine {min_cosine}: the rest of the error is outside the blocks "
+                      "(try another --calib-method or more --calib images)"))
+    return model, achieved, [entry["block"] for entry in chosen]
 
 
 def block_sensitivity(quantizer: Int8Quantizer, float_model: onnx.ModelProto, excluded: list[str],
