@@ -116,11 +116,11 @@ def _table(name, graphs, seconds, request, tmp: Path, args) -> None:
     for i, (key, graph) in enumerate(graphs.items()):
         path = tmp / f"g{i}.onnx"
         onnx.save(graph, str(path))
-        session = runtimes.load("onnxruntime", path, "fp32", args.threads)
+        session = runtimes.load("ort", path, "fp32", args.threads)
         runners[key] = session.run
         cosines[key] = compare(run_batched(runners["FP32"], request.check_inputs, 1),
                                run_batched(session.run, request.check_inputs, 1)).cosine
-        mixes[key] = kernel_mix(OrtRunner("onnxruntime", path, "fp32", args.threads).per_layer_profile(x, runs=3))
+        mixes[key] = kernel_mix(OrtRunner("ort", path, "fp32", args.threads).per_layer_profile(x, runs=3))
         check = check_for_tensorrt(graph, (10, 12))
         checks[key] = "accepted" if check.ok else f"{len(check.errors)} errors, e.g. {check.errors[0][:60]}"
     latency = race({key: (lambda run=run: run(x)) for key, run in runners.items()}, batch=1, warmup=5,
