@@ -132,3 +132,15 @@ def test_bad_int8_options_are_clear():
         Int8Options(method="kl")
     with pytest.raises(UserError, match="--int8-min-cosine must be in"):
         Int8Options(min_cosine=2)
+
+
+def test_fall_back_stops_at_the_first_block_set_that_meets_the_target_and_warns_when_none_does():
+    from uninext_deploy.export.precision import LossyInt8Warning, fall_back
+
+    ranking = [{"block": b} for b in ("a", "b", "c")]
+    gains = {1: 0.98, 2: 0.995, 3: 0.999}
+    attempt = lambda blocks: (f"model-{len(blocks)}", gains[len(blocks)])
+    assert fall_back(ranking, attempt, 0.99, "model-0", 0.97) == ("model-2", 0.995, ["a", "b"])
+    with pytest.warns(LossyInt8Warning, match="every ranked block back in float reaches cosine 0.9990"):
+        assert fall_back(ranking, attempt, 0.9999, "model-0", 0.97) == ("model-3", 0.999, ["a", "b", "c"])
+    assert fall_back([], attempt, 0.99, "model-0", 0.97)[:2] == ("model-0", 0.97)  # nothing to return: as it was
