@@ -70,15 +70,13 @@ def kind_of(layer: dict) -> str:
 def kernel_mix(layers: list[dict]) -> KernelMix:
     """The mix of a per-layer profile (each entry: ``name``, ``op``, ``ms``, OpenVINO's also ``kernel``)."""
     ms = dict.fromkeys(KINDS, 0.0)
-    counts = dict.fromkeys(KINDS, 0)
-    floats = []
+    integer_matmuls, floats = 0, []
     for layer in layers:
         kind = kind_of(layer)
         ms[kind] += layer["ms"]
-        counts[kind] += 1
+        integer_matmuls += kind == "integer" and layer["op"] in ORT_MATMUL | OV_MATMUL
         if kind == "float matmul":
             floats.append(layer)
-    integer_matmuls = sum(1 for layer in layers if kind_of(layer) == "integer" and layer["op"] in ORT_MATMUL | OV_MATMUL)
     floats.sort(key=lambda layer: -layer["ms"])
-    return KernelMix(integer_matmuls, counts["float matmul"], {k: round(v, 4) for k, v in ms.items()},
+    return KernelMix(integer_matmuls, len(floats), {k: round(v, 4) for k, v in ms.items()},
                      tuple(layer["name"] for layer in floats))

@@ -107,9 +107,7 @@ def precision_graph(float_model, precision: str, request: Int8Request | None):
     if precision == "fp16":
         return to_fp16(float_model)
     result = quantize_int8(float_model, request)
-    report = dict(result.report)
-    report["sensitivity"] = [{k: v for k, v in e.items() if k != "nodes"} for e in report["sensitivity"]]
-    return result.model, report
+    return result.model, dict(result.report)
 
 
 def model_tag(model: str, features=None, classes: int | None = None) -> str:
@@ -160,6 +158,9 @@ def export(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str 
         onnx_path.write_bytes(graph.SerializeToString())
         compiled = backend.compile(onnx_path, folder, precision, request)
         precision_report.update(compiled.report)
+        if "sensitivity" in precision_report:  # the INT8 fallback's ranking; its node lists stay out of the manifest
+            precision_report["sensitivity"] = [{k: v for k, v in e.items() if k != "nodes"}
+                                               for e in precision_report["sensitivity"]]
         golden_x = images_tensor(pre, None, limit=max(batch, 4))
         golden_y = run_batched(torch_runner(torch_model), golden_x, batch)
         np.savez_compressed(folder / GOLDEN, **golden_arrays(golden_y, golden_x))

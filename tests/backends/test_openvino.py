@@ -83,6 +83,7 @@ def test_min_cosine_falls_back_worst_blocks_first_as_on_the_qdq_graph(tmp_path):
     assert len(errors) >= 4 and errors == sorted(errors, reverse=True)
     assert report["fallback"] == [e["block"] for e in report["sensitivity"][:len(report["fallback"])]]
     assert report["fallback"] and (report["cosine_vs_float"] >= 0.9999) == report["met_target"]
+    assert all("nodes" not in entry for entry in report["sensitivity"])  # working state stays out of the manifest
     # the block returned first is quantized without the target, and has no FakeQuantize left with it
     plain = api.export("test_convmlp", "ov", precision="int8", out=tmp_path / "b", int8=api.Int8Options(calib_size=4))
     block = report["fallback"][0]

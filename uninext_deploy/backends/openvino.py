@@ -136,8 +136,7 @@ def _quantize(model, request):
         candidate = quantize(hinted + [name for entry in blocks for name in entry["nodes"]])
         return candidate, cosine(candidate)
     quantized, achieved, report["fallback"] = fall_back(ranking, attempt, target, quantized, achieved)
-    report.update(cosine_vs_float=achieved, met_target=achieved >= target,
-                  sensitivity=[{k: v for k, v in e.items() if k != "nodes"} for e in ranking])
+    report.update(cosine_vs_float=achieved, met_target=achieved >= target, sensitivity=ranking)
     return quantized, report
 
 
