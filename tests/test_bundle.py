@@ -60,9 +60,10 @@ def test_bundle_holds_what_the_device_needs_with_checksums_and_sizes(fp32_bundle
     folder, stdout = fp32_bundle
     archive = folder.with_name(folder.name + ".tar.gz")
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert set(manifest["files"]) | {"manifest.json"} == {p.name for p in folder.iterdir()}
-    assert {"model.onnx", "golden.npz", "run.py", "runtimes.py", "imaging.py", "compare.py", "timing.py",
-            "integrity.py", "labels.txt", "requirements.txt", "README.md"} <= set(manifest["files"])
+    assert set(manifest["files"]) | {"manifest.json"} == {p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                                                          if p.is_file()}
+    assert {"model.onnx", "golden/inputs.bin", "golden/outputs.logits.bin", "run.py", "runtimes.py", "imaging.py",
+            "compare.py", "timing.py", "integrity.py", "labels.txt", "requirements.txt", "README.md"} <= set(manifest["files"])
     assert manifest["model"]["family"] == "convmlp" and manifest["input"]["shape"] == [1, 3, 64, 64]
     assert manifest["preprocessing"]["crop"] == [64, 64] and manifest["preprocessing"]["color"] == "RGB"
     b = manifest["bundle"]
@@ -81,7 +82,8 @@ def test_bundle_holds_what_the_device_needs_with_checksums_and_sizes(fp32_bundle
         members = tar.getmembers()
     assert {Path(m.name).parts[0] for m in members} == {folder.name}
     assert all(m.uid == 0 and m.uname == "" for m in members)
-    assert sorted(Path(m.name).name for m in members if m.isfile()) == sorted(p.name for p in folder.iterdir())
+    assert sorted(Path(*Path(m.name).parts[1:]).as_posix() for m in members if m.isfile()) == sorted(
+        p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
 
 
 def test_verify_defaults_to_the_newest_bundle(fp32_bundle, tmp_path):
@@ -131,7 +133,7 @@ def test_fp32_bundle_verified_on_emulated_aarch64(fp32_bundle):
     archive = fp32_bundle[0].with_name(fp32_bundle[0].name + ".tar.gz")
     result = run_cli("verify", str(archive), "--platform", "linux/arm64")
     assert result.returncode == 0, result.stderr
-    assert "PASS" in result.stdout and "emulated aarch64" in result.stdout and "11 files match" in result.stdout
+    assert "PASS" in result.stdout and "emulated aarch64" in result.stdout and "12 files match" in result.stdout
 
 
 def test_tampered_or_incomplete_bundle_is_one_clear_error(fp32_bundle, torch_free_python, tmp_path):
@@ -147,17 +149,17 @@ def test_tampered_or_incomplete_bundle_is_one_clear_error(fp32_bundle, torch_fre
     on_device = device_run(torch_free_python, folder, "--verify")
     assert on_device.returncode == 2 and "model.onnx does not match its sha256" in on_device.stderr
 
-    (folder / "golden.npz").unlink()
+    (folder / "golden/inputs.bin").unlink()
     shutil.copyfile(fp32_bundle[0] / "model.onnx", folder / "model.onnx")
     on_device = device_run(torch_free_python, folder, "photo.jpg")
-    assert on_device.returncode == 2 and "golden.npz is missing" in on_device.stderr
+    assert on_device.returncode == 2 and "golden/inputs.bin is missing" in on_device.stderr
 
     archive = tmp_path / "tampered.tar.gz"
-    (folder / "golden.npz").write_bytes(b"not the golden file")
+    (folder / "golden/inputs.bin").write_bytes(b"not the golden file")
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(folder, arcname="bundle")
     result = run_cli("verify", str(archive))
-    assert result.returncode == 2 and "golden.npz has 19 bytes" in result.stderr
+    assert result.returncode == 2 and "golden/inputs.bin has 19 bytes" in result.stderr
 
 
 def hostile_archive(path: Path, *members: tarfile.TarInfo) -> Path:

@@ -106,14 +106,16 @@ def bundle(model: str | ModelOptions = DEFAULT_MODEL, target: str = DEFAULT_TARG
            platform: PlatformOptions = PlatformOptions(), batch: int = 1, input_size=None, weights=None,
            seed: int = 0, out: str | Path | None = None, threads: int | None = None,
            int8: Int8Options | None = None, trt: TrtOptions | None = None, labels: str | Path | None = None,
-           progress=None) -> "Bundle":
+           cpp: bool = False, progress=None) -> "Bundle":
     """Export, prove and package ``model`` for the device: ``out``/ and ``out``.tar.gz. ``labels``: a file of
-    class names for a fine-tuned classifier (default: ImageNet's for 1000 classes, else numbered)."""
+    class names for a fine-tuned classifier (default: ImageNet's for 1000 classes, else numbered); ``cpp``:
+    add the C++ runner, built and verified here like run.py."""
     from .bundle import bundle as run
 
     check_threads(threads)
     return run(_model(model, input_size, weights, seed), target, precision=precision, platform=platform,
-               batch=batch, out=out, threads=threads, int8=int8, trt=trt, labels=labels, progress=progress)
+               batch=batch, out=out, threads=threads, int8=int8, trt=trt, labels=labels, cpp=cpp,
+               progress=progress)
 
 
 def newest_bundle(folder: str | Path = "bundles") -> Path:

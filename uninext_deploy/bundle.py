@@ -22,11 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+from . import cpp_runner
 from .archive import write_archive
-from .arm.platforms import bundle_platform, emulated
+from .arm.platforms import bundle_platform, emulated, host_platform
 from .artifact import GOLDEN, Artifact, atomic_folder, check_output_path, write_manifest
 from .backends import canonical_target, get_backend
-from .device.compare import TOLERANCES, bounds_text
+from .device.compare import TOLERANCES, bounds_text, golden_outputs, write_golden
 from .device.integrity import read_manifest
 from .errors import ParityFailure, UserError
 from .options import DEFAULT_TARGET, Int8Options, ModelOptions, PlatformOptions, TrtOptions, check_batch
@@ -109,10 +110,11 @@ def default_labels(manifest: dict) -> list[str] | None:
 def bundle(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str = "fp32",
            platform: PlatformOptions = PlatformOptions(), batch: int = 1, out: str | Path | None = None,
            threads: int | None = None, int8: Int8Options | None = None, trt: TrtOptions | None = None,
-           labels: str | Path | None = None, progress=None) -> Bundle:
+           labels: str | Path | None = None, cpp: bool = False, progress=None) -> Bundle:
     """Export, prove and package ``model`` for ``target`` on ``platform``; write ``out`` and ``out``.tar.gz.
 
     ``labels``: a file of class names for a classifier (default: ImageNet's for 1000 classes, else numbered).
+    ``cpp``: add the C++ runner (``cpp/``), built and verified here like run.py (see :func:`package`).
     ``progress(step)`` is told each step by name. A bundle that misses its parity tolerance is not written
     (ParityFailure); nothing half-written is left on any error or interruption.
     """
@@ -124,6 +126,8 @@ def bundle(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str 
         from .arm.run import runtime_for
 
         runtime_for(backend.name, precision, platform.cpu)  # refuse an impossible combination before exporting
+    if cpp and cpp_runner.available(backend.name) is None:
+        cpp_runner.Toolchain(log=progress or print).check_compilers(bundle_platform(platform.platform))
     with tempfile.TemporaryDirectory(prefix="uninext-bundle-") as tmp:
         (progress or (lambda step: None))("exporting and checking parity against PyTorch")
         report = parity(model, target, precision=precision, batches=(batch,), out=tmp, threads=threads,
@@ -132,17 +136,19 @@ def bundle(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str 
             raise ParityFailure(f"not bundled: parity failed ({report.summary()}); "
                                 f"{report.runs[0].divergence or ''}".rstrip("; "))
         return package(Artifact.open(Path(tmp) / f"b{batch}"), report.runs[0], platform=platform, out=out,
-                       threads=threads, labels=names, progress=progress)
+                       threads=threads, labels=names, cpp=cpp, progress=progress)
 
 
 def package(artifact: Artifact, run: ParityRun, *, platform: PlatformOptions = PlatformOptions(),
             out: str | Path | None = None, tolerance: dict | None = None, threads: int | None = None,
-            labels: list[str] | None = None, progress=None) -> Bundle:
+            labels: list[str] | None = None, cpp: bool = False, progress=None) -> Bundle:
     """Package ``artifact``, which passed ``run`` against PyTorch, as a bundle.
 
     The golden check uses ``tolerance`` ({metric: (bound, "min"|"max")}; default: the precision's): the
-    staged bundle's own ``run.py --verify`` on this machine and, for linux/arm64, on the emulated CPU; a
-    miss is a ParityFailure and nothing is written.
+    staged bundle's own ``run.py --verify`` on this machine and, for linux/arm64, on the emulated CPU; with
+    ``cpp``, also its C++ runner, built here from the bundle's own ``cpp/`` (cross-compiled for aarch64 and
+    run on the emulated CPU for linux/arm64). A miss is a ParityFailure and nothing is written; a runtime
+    without a C++ runner (TensorRT) gets none, and the bundle's README says why.
     """
     target = bundle_platform(platform.platform)
     tell = progress or (lambda step: None)
@@ -156,14 +162,20 @@ def package(artifact: Artifact, run: ParityRun, *, platform: PlatformOptions = P
     staged_archive = None
     try:
         with atomic_folder(out) as folder:
-            manifest = _assemble(folder, artifact, backend, target, run, tolerance, labels)
+            toolchain = cpp_runner.Toolchain(log=tell) if cpp and cpp_runner.available(backend.name) is None else None
+            if toolchain:
+                toolchain.ensure(host_platform())  # the headers the bundle carries
+            manifest = _assemble(folder, artifact, backend, target, run, tolerance, labels, toolchain, cpp)
             tell("verifying the bundle with its own run.py on this machine")
-            checks = [run_verify(folder, manifest, threads, PlatformOptions())]
+            checks = {host_platform(): run_verify(folder, manifest, threads, PlatformOptions())}
             if emulated(target):
                 tell(f"verifying with run.py on the emulated aarch64 {platform.cpu} (qemu)")
-                checks.append(run_verify(folder, manifest, threads, platform))
-            manifest["bundle"]["verified"] = {check.platform: check.record() for check in checks}
-            missed = [f"{c.platform} ({c.runner}): {'; '.join(map(str, c.failed))}" for c in checks if not c.passed]
+                checks[target] = run_verify(folder, manifest, threads, platform)
+            if toolchain:
+                checks.update(_verify_cpp(folder, manifest, toolchain, target, threads, platform, tell))
+            manifest["bundle"]["verified"] = {where: check.record() for where, check in checks.items()}
+            missed = [f"{c.platform} ({c.runner}): {'; '.join(map(str, c.failed))}" for c in checks.values()
+                      if not c.passed]
             if missed:
                 raise ParityFailure(f"not bundled: the golden check failed on {', '.join(missed)}")
             write_manifest(folder, manifest, {name: e["role"] for name, e in manifest["files"].items()})
@@ -176,12 +188,38 @@ def package(artifact: Artifact, run: ParityRun, *, platform: PlatformOptions = P
     return Bundle(out, archive, read_manifest(out))
 
 
+def _verify_cpp(folder: Path, manifest: dict, toolchain, target: str, threads: int | None,
+                platform: PlatformOptions, tell) -> dict:
+    """Build the staged bundle's C++ runner with its own CMakeLists.txt and run its --verify: on this machine,
+    and for linux/arm64 cross-compiled and run on the emulated CPU. {where: VerifyReport}; build time and
+    binary size go into the manifest."""
+    checks, built = {}, manifest["bundle"]["cpp"].setdefault("built", {})
+    with tempfile.TemporaryDirectory(prefix="uninext-cpp-") as work:
+        for where, options in ((host_platform(), PlatformOptions()), *(((target, platform),) if emulated(target) else ())):
+            toolchain.ensure(where)
+            if where != host_platform():
+                from .arm.environment import ArmEnvironment
+                from .arm.run import runtime_for
+
+                ArmEnvironment(platform.arm_cache).ensure(runtime_for(manifest["backend"], manifest["precision"],
+                                                                      platform.cpu), platform.cpu)
+            tell(f"building the C++ runner for {where}")
+            start = time.perf_counter()
+            root = cpp_runner.runtime_root(manifest["backend"], where, platform.arm_cache)
+            binary = cpp_runner.build(folder / cpp_runner.FOLDER, where, root, Path(work) / where.replace("/", "-"),
+                                      toolchain)
+            built[where] = {"seconds": round(time.perf_counter() - start, 1), "binary_bytes": binary.stat().st_size}
+            tell(f"verifying with the C++ runner on {'the emulated aarch64 ' + platform.cpu if where != host_platform() else where}")
+            checks[f"{where} (C++)"] = run_verify(folder, manifest, threads, options, cpp=binary)
+    return checks
+
+
 def _assemble(folder: Path, artifact: Artifact, backend, platform: str, run: ParityRun, tolerance: dict,
-              labels: list[str] | None) -> dict:
+              labels: list[str] | None, toolchain=None, cpp: bool = False) -> dict:
     """Copy the device's files into ``folder``; write the runner, labels, requirements, README, manifest."""
     roles = {}
     for name, entry in artifact.manifest["files"].items():
-        if entry["role"] in backend.device_roles or entry["role"] == "golden":
+        if entry["role"] in backend.device_roles:
             shutil.copy2(artifact.path / name, folder / name)
             roles[name] = entry["role"]
     for name, source in RUNNER_FILES.items():
@@ -193,11 +231,13 @@ def _assemble(folder: Path, artifact: Artifact, backend, platform: str, run: Par
         (folder / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
         roles["labels.txt"] = "labels"
     requirement = backend.runtime_requirement(artifact)
-    golden = np.load(artifact.path / GOLDEN)
+    with np.load(artifact.path / GOLDEN) as arrays:
+        golden = write_golden(folder, arrays["inputs"], golden_outputs(arrays))
+    roles.update({item["file"]: "golden" for item in (golden["inputs"], *golden["outputs"].values())})
     manifest = dict(artifact.manifest)
     manifest["bundle"] = {
-        "platform": platform, "entrypoint": "run.py", "labels": "labels.txt" if labels else None, "golden": GOLDEN,
-        "golden_samples": int(len(golden["inputs"])), "runtime": requirement,
+        "platform": platform, "entrypoint": "run.py", "labels": "labels.txt" if labels else None, "golden": golden,
+        "golden_samples": golden["inputs"]["shape"][0], "runtime": requirement,
         "stand_in": backend.onnx_requirement(artifact),  # what `run.py --graph` runs the shipped ONNX with
         "tolerance": {k: list(v) for k, v in tolerance.items()},
         "parity": {"runner": run.runner, "passed": run.passed, "photos": run.images.as_dict(),
@@ -208,6 +248,11 @@ def _assemble(folder: Path, artifact: Artifact, backend, platform: str, run: Par
     requirements = ["numpy", "pillow", *backend.runtime.device_packages(requirement)]
     (folder / "requirements.txt").write_text("\n".join(requirements) + "\n")
     roles["requirements.txt"] = "requirements"
+    if toolchain:
+        manifest["bundle"]["cpp"] = {"folder": cpp_runner.FOLDER, "runner": f"{cpp_runner.FOLDER}/build/runner"}
+        roles.update(cpp_runner.stage(folder, backend.name, toolchain, manifest))
+    elif cpp:
+        manifest["bundle"]["cpp"] = {"missing": cpp_runner.available(backend.name)}
     (folder / "README.md").write_text(_readme(manifest, requirements, backend.device_note))
     roles["README.md"] = "readme"
     return write_manifest(folder, manifest, roles)
@@ -223,6 +268,10 @@ def _readme(manifest: dict, requirements: list[str], device_note: str) -> str:
                 b["stand_in"]["runtime"] != manifest["backend"] else "")
     outputs = "\n".join(f"- Output `{o['name']}`: {o['dtype']} {o['shape']}, {o['meaning']}." for o in manifest["outputs"])
     features = all(o["kind"] == "features" for o in manifest["outputs"])
+    cpp = b.get("cpp") or {}
+    cpp_note = ("\nA C++ runner with the same verbs is in `cpp/` (its README): `cmake -S cpp -B cpp/build -DCMAKE_BUILD_TYPE="
+                "Release && cmake --build cpp/build -j`, then `cpp/build/runner --verify`.\n" if "folder" in cpp else
+                f"\nNo C++ runner: {cpp['missing']}.\n" if "missing" in cpp else "")
     seeded = ("\nThe weights are seeded (deterministic, untrained): outputs are not meaningful classes or features, "
               "but every number is still checked against PyTorch.\n" if model.get("seed") is not None else "")
     return f"""# {model['name']} ({manifest['precision']}, {manifest['backend']}) for {b['platform']}
@@ -240,7 +289,7 @@ python3 run.py --verify           # checksums, then golden inputs vs PyTorch ({b
  if features else "python3 run.py photo.jpg          # top-5 classes"}
 python3 run.py --bench            # latency percentiles (--threads N, --iters N)
 ```
-{engine_note}{seeded}
+{engine_note}{cpp_note}{seeded}
 - Input `{manifest['input']['name']}`: {manifest['input']['dtype']} {manifest['input']['layout']} \
 {manifest['input']['shape']} (static).
 {outputs}

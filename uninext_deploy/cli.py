@@ -311,13 +311,16 @@ def bundle(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 =
                                                                                 "FOLDER.tar.gz beside it).",
                                                            metavar="DIR")] = None,
            labels: Labels = None,
+           cpp: Annotated[bool, typer.Option("--cpp", help="Add a C++ runner (cpp/: CMake, one C++17 source per "
+                                             "runtime), built and verified here like run.py (cross-compiled and "
+                                             "run on the emulated CPU for linux/arm64).")] = False,
            as_json: Json = False, *, model: ModelOptions, int8_options: Int8Options, trt: TrtOptions,
            platform: PlatformOptions, timing: TimingOptions) -> None:
     """Package a proven artifact for the device: model, manifest, golden I/O and a torch-free run.py."""
     with _steps(f"bundling {model.model} for {target}") as step:
         result = api.bundle(model, target, precision=_precision(fp16, int8), platform=platform, batch=batch,
                             out=out_dir, threads=timing.threads, int8=int8_options, trt=trt, labels=labels,
-                            progress=step)
+                            cpp=cpp, progress=step)
     m, b = result.manifest, result.manifest["bundle"]
     if as_json:
         return _print_json({"bundle": str(result.path), "archive": str(result.archive),

@@ -67,10 +67,11 @@ def verify(path: str | Path, *, platform: PlatformOptions = PlatformOptions(),
     return report
 
 
-def run_verify(folder: Path, manifest: dict, threads: int | None, platform: PlatformOptions) -> VerifyReport:
-    """``run.py --verify --json`` of the bundle in ``folder``: with this machine's Python, or under the emulated
-    aarch64 CPU for an ARM platform. Where the bundle's runtime cannot run here, ``--graph`` checks its ONNX
-    on the stand-in runtime, and the runner says so."""
+def run_verify(folder: Path, manifest: dict, threads: int | None, platform: PlatformOptions,
+               cpp: Path | None = None) -> VerifyReport:
+    """``run.py --verify --json`` of the bundle in ``folder`` (or, given ``cpp``, that build of its C++ runner):
+    with this machine's Python, or under the emulated aarch64 CPU for an ARM platform. Where the bundle's
+    runtime cannot run here, ``--graph`` checks its ONNX on the stand-in runtime, and the runner says so."""
     target = bundle_platform(platform.platform)
     threads = 1 if emulated(target) else threads  # under emulation threads do not help (arm/run.py)
     args = ["--verify", "--json", *(["--threads", str(threads)] if threads else [])]
@@ -78,6 +79,8 @@ def run_verify(folder: Path, manifest: dict, threads: int | None, platform: Plat
     reason = backend.cannot_run()
     if reason:
         args.append("--graph")
+    program = [str(cpp), "--bundle", str(folder)] if cpp else None
+    runner = "C++ runner" if cpp else "run.py"
     if emulated(target):
         from .arm.environment import ArmEnvironment
         from .arm.run import runtime_for
@@ -85,17 +88,18 @@ def run_verify(folder: Path, manifest: dict, threads: int | None, platform: Plat
         runtime = runtime_for(manifest["backend"], manifest["precision"], platform.cpu)
         env = ArmEnvironment(platform.arm_cache)
         env.ensure(runtime, platform.cpu)
-        command, environ = env.command(runtime, platform.cpu, folder / "run.py", *args)
+        command, environ = (env.program(platform.cpu, *program, *args) if program else
+                            env.command(runtime, platform.cpu, folder / "run.py", *args))
         where = f" on emulated {{machine}} {platform.cpu} (qemu)"
     else:
-        command, environ, where = [sys.executable, str(folder / "run.py"), *args], None, ""
+        command, environ, where = program + args if program else [sys.executable, str(folder / "run.py"), *args], None, ""
     result = subprocess.run(command, env=environ, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if result.returncode not in (0, 1):
         last = (result.stderr.strip().splitlines() or ["no message"])[-1][:200].removeprefix("error: ")
-        raise UserError(f"run.py --verify failed{where.format(machine='aarch64') or ' here'}: {last}")
+        raise UserError(f"{runner} --verify failed{where.format(machine='aarch64') or ' here'}: {last}")
     report = json.loads(result.stdout)
     info, checked = report["runtime"], report["verify"]
-    label = f"run.py: {info['runtime']} {info['version']}{where.format(machine=report['machine'])}"
+    label = f"{runner}: {info['runtime']} {info['version']}{where.format(machine=report['machine'])}"
     if reason:
         label += f", on the {backend.name} input graph ({reason}: engine parity runs where it can)"
     return VerifyReport(str(folder), target, label, report["files_checked"], Metrics.from_dict(checked["metrics"]),

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from ..cache import cache_dir
+from ..debian import host_architecture, private_apt, step
 from ..device import runtimes
 from ..errors import UserError
 from .platforms import check_cpu
@@ -26,6 +27,7 @@ SYSROOT_PACKAGES = ["python3.11-minimal", "libpython3.11-stdlib", "libstdc++6", 
 SKIPPED_PACKAGES = ("dpkg", "tar", "install-info", "perl", "libperl", "mailcap", "mime-support", "media-types",
                     "readline-common", "libtirpc-common", "libgdbm")
 NEEDED_FREE_BYTES = 1 << 30
+SETUP = "ARM set-up"
 
 
 def default_cache_dir() -> Path:
@@ -77,12 +79,16 @@ class ArmEnvironment:
         return [str(self.qemu), "-cpu", cpu, "-L", str(root), str(root / "usr/bin/python3.11"), str(script),
                 *args], env
 
+    def program(self, cpu: str, *command: str) -> tuple[list[str], dict]:
+        """The command line that runs an aarch64 program (``command``) on the emulated CPU."""
+        return [str(self.qemu), "-cpu", cpu, "-L", str(self.cpu_root(cpu)), *command], dict(os.environ)
+
     def _install_from_debian(self, need_qemu: bool, need_sysroot: bool) -> None:
         """qemu-aarch64-static and the arm64 Python sysroot, from Debian packages fetched through a private
         apt state (the host's own sources, both architectures): no change to the host's apt or dpkg."""
-        host_arch = _step(["dpkg", "--print-architecture"], "host architecture").strip()
+        host_arch = host_architecture(SETUP)
         with tempfile.TemporaryDirectory(dir=self.root) as tmp:
-            options = _private_apt(Path(tmp) / "apt", architectures=f"arm64,{host_arch}")
+            options = private_apt(Path(tmp) / "apt", architectures=f"arm64,{host_arch}")
             self.log("ARM set-up: Debian package lists (private apt state)")
             _step(["apt-get", *options, "-q", "update"], "package lists")
             if need_qemu:
@@ -139,30 +145,5 @@ class ArmEnvironment:
         os.replace(staging, root)
 
 
-def _private_apt(root: Path, architectures: str) -> list[str]:
-    """apt options for a private state under ``root``, reading the host's Debian sources."""
-    for sub in ("etc/apt.conf.d", "etc/preferences.d", "etc/sources.list.d", "state/lists/partial",
-                "cache/archives/partial"):
-        (root / sub).mkdir(parents=True)
-    if Path("/etc/apt/sources.list").exists():
-        shutil.copy2("/etc/apt/sources.list", root / "etc/sources.list")
-    for source in Path("/etc/apt/sources.list.d").glob("*"):
-        if source.suffix in (".list", ".sources"):
-            shutil.copy2(source, root / "etc/sources.list.d")
-    (root / "state/status").write_text("")
-    return ["-o", f"Dir::Etc={root}/etc", "-o", f"Dir::State={root}/state", "-o",
-            f"Dir::State::status={root}/state/status", "-o", f"Dir::Cache={root}/cache",
-            "-o", "APT::Architecture=arm64", "-o", f"APT::Architectures={architectures}", "-o", "Debug::NoLocking=1"]
-
-
 def _step(command: list[str], what: str, cwd=None) -> str:
-    """Run one set-up command; failures become one line naming the step and the likely fix."""
-    if shutil.which(command[0]) is None and not Path(command[0]).exists():
-        raise UserError(f"ARM set-up needs {command[0]} ({what}); it runs on Debian/Ubuntu hosts with apt")
-    result = subprocess.run(command, capture_output=True, text=True, cwd=cwd)
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["(no message)"])[-1][:200]
-        hint = ("no space left: free some disk" if "No space left" in result.stderr else
-                "check the network to the package registries (and run `apt-get update` once)")
-        raise UserError(f"ARM set-up step '{what}' failed: {last}; {hint}")
-    return result.stdout
+    return step(command, what, SETUP, cwd)

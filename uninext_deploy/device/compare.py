@@ -182,6 +182,36 @@ def golden_outputs(golden) -> Outputs:
     return {key.removeprefix("outputs."): golden[key] for key in golden.files if key.startswith("outputs.")}
 
 
+GOLDEN_FOLDER = "golden"  # a bundle's golden tensors: raw little-endian float32, as C++ reads them without a zip parser
+
+
+def write_golden(folder, inputs: np.ndarray, outputs: Outputs) -> dict:
+    """Write a bundle's golden inputs and reference outputs as raw little-endian float32 files under
+    ``folder``/golden; the manifest entry listing each file with its shape and dtype."""
+    from pathlib import Path
+
+    (Path(folder) / GOLDEN_FOLDER).mkdir()
+
+    def raw(name: str, array: np.ndarray) -> dict:
+        file = f"{GOLDEN_FOLDER}/{name}.bin"
+        np.ascontiguousarray(array, dtype="<f4").tofile(Path(folder) / file)
+        return {"file": file, "shape": list(array.shape), "dtype": "float32"}
+
+    return {"inputs": raw("inputs", inputs), "outputs": {n: raw(f"outputs.{n}", y) for n, y in outputs.items()}}
+
+
+def read_golden(folder, entry: dict) -> tuple[np.ndarray, Outputs]:
+    """The golden inputs and reference outputs a bundle's manifest entry (:func:`write_golden`) lists."""
+    from pathlib import Path
+
+    def raw(item: dict) -> np.ndarray:
+        if item.get("dtype") != "float32":
+            raise ValueError(f"golden {item.get('file')} is {item.get('dtype')}, not float32")
+        return np.fromfile(Path(folder) / item["file"], dtype="<f4").reshape(item["shape"])
+
+    return raw(entry["inputs"]), {name: raw(item) for name, item in entry["outputs"].items()}
+
+
 def golden_arrays(outputs: Outputs, inputs: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The arrays a golden file holds (the inputs, if given, and each output), for ``np.savez``."""
     return {**({} if inputs is None else {"inputs": inputs}), **{f"outputs.{n}": y for n, y in outputs.items()}}

@@ -115,10 +115,12 @@ def feature_maps(outputs: dict, images: list[str]) -> list[dict]:
 
 
 def verify(manifest: dict, run) -> dict:
-    golden = np.load(HERE / manifest["bundle"]["golden"])
+    try:
+        inputs, reference = compare.read_golden(HERE, manifest["bundle"]["golden"])
+    except ValueError as exc:
+        raise Problem(f"{exc}; re-bundle with `uninext-deploy bundle`") from None
     tolerance = {k: tuple(v) for k, v in manifest["bundle"]["tolerance"].items()}
-    metrics, failed = compare.verdict(run, golden["inputs"], compare.golden_outputs(golden),
-                                      manifest["input"]["shape"][0], tolerance)
+    metrics, failed = compare.verdict(run, inputs, reference, manifest["input"]["shape"][0], tolerance)
     return {"passed": not failed, "failed": [miss.as_dict() for miss in failed], "metrics": metrics.as_dict(),
             "tolerance": manifest["bundle"]["tolerance"]}
 

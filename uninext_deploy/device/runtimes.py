@@ -45,7 +45,8 @@ class Runtime:
     ``opener(path, precision, threads, **extras)`` opens a model file; ``model_file(folder, manifest)`` is
     the file of an artifact or bundle folder that it runs; ``emulation`` is None when the emulated aarch64
     CPU runs it here, else why not; ``cpu_refusal(cpu, precision)`` says why it cannot run on an emulated
-    CPU model, or None; ``device_packages(requirement)`` are the requirements.txt lines that install it.
+    CPU model, or None; ``device_packages(requirement)`` are the requirements.txt lines that install it;
+    ``cpp_source`` is its C++ runner's source, built and verified before a bundle ships it.
     """
 
     name: str  # the backend name, as in manifest["backend"]
@@ -60,6 +61,9 @@ class Runtime:
     emulation: str | None = None
     cpu_refusal: Callable[[str, str], str | None] = lambda cpu, precision: None
     platforms: tuple[str, ...] = PLATFORMS
+    cpp_source: str | None = None  # the bundle's C++ runner for it (uninext_deploy/cpp), None: why in cpp_missing
+    cpp_headers: tuple[str, ...] = ()  # third-party include folders that runner needs beyond the common ones
+    cpp_missing: str = ""
 
     def install_hint(self, requirement: dict | None = None) -> str:
         return self.install.format(spec=spec(requirement) if requirement else self.package)
@@ -337,14 +341,18 @@ TENSORRT_INSTALL = ("on Jetson it comes with JetPack (python3-libnvinfer), elsew
 RUNTIMES: dict[str, Runtime] = {runtime.name: runtime for runtime in (
     Runtime("ort", "ONNX Runtime", "onnxruntime", "onnxruntime", _onnxruntime_version, _onnxruntime,
             install="pip install '{spec}'", model_file=file_with_role,
-            device_packages=lambda requirement: [spec(requirement)]),
+            device_packages=lambda requirement: [spec(requirement)], cpp_source="ort.cpp",
+            cpp_headers=("onnxruntime",)),
     Runtime("openvino", "OpenVINO", "openvino", "openvino", _openvino_version, _openvino,
             install="pip install '{spec}'", model_file=file_with_role,
-            device_packages=lambda requirement: [spec(requirement)], cpu_refusal=_openvino_cpu_refusal),
+            device_packages=lambda requirement: [spec(requirement)], cpu_refusal=_openvino_cpu_refusal,
+            cpp_source="openvino.cpp"),
     Runtime("trt", "TensorRT", "tensorrt", "tensorrt", _tensorrt_version, _tensorrt, install=TENSORRT_INSTALL,
             model_file=_tensorrt_model_file,
             device_packages=lambda requirement: [
                 "cuda-python", f"# {spec(requirement)}: " + TENSORRT_INSTALL.split(" (pip")[0]],
-            emulation="targets NVIDIA GPUs, which the emulated CPU lacks (use --target ort or openvino)"),
+            emulation="targets NVIDIA GPUs, which the emulated CPU lacks (use --target ort or openvino)",
+            cpp_missing="TensorRT's C++ headers and libraries are not available where bundles are made, and untested "
+                        "C++ is not shipped: build and time the engine with build_engine.sh (trtexec)"),
 )}
 

@@ -1,0 +1,147 @@
+"""The bundle's C++ runner: built from the bundle's own cpp/ folder, it verifies the golden outputs, classifies the
+shipped photos as run.py does (top-5 and logits within the FP32 tolerance), extracts feature maps, times, and refuses a
+tampered bundle with one line; on x86-64 and cross-compiled for emulated aarch64."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from uninext_deploy import api, cpp_runner
+from uninext_deploy.device.compare import TOLERANCES, compare_arrays
+from uninext_deploy.errors import UserError
+from uninext_deploy.images import find_images
+
+HOST = "linux/x86_64"
+PHOTOS = [str(p) for p in find_images()]  # the shipped photos
+
+
+@pytest.fixture(scope="module")
+def ort_bundle(tmp_path_factory):
+    return api.bundle("convmlp_s", "ort", input_size=64, cpp=True,
+                      out=tmp_path_factory.mktemp("bundles") / "convmlp_s-cpp")
+
+
+@pytest.fixture(scope="module")
+def ov_features_bundle(tmp_path_factory):
+    return api.bundle(api.ModelOptions("test_uninext", features="stage2,stage4"), "openvino", cpp=True,
+                      out=tmp_path_factory.mktemp("bundles") / "uninext-features-ov-cpp")
+
+
+def built(bundle, where: Path, runtime: str) -> Path:
+    """The runner built from the bundle's cpp/ folder, as the bundle step builds it."""
+    return cpp_runner.build(bundle.path / "cpp", HOST, cpp_runner.runtime_root(runtime, HOST), where,
+                            cpp_runner.Toolchain())
+
+
+def run(binary: Path, bundle: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(binary), "--bundle", str(bundle), *args], capture_output=True, text=True, timeout=600)
+
+
+def test_bundle_ships_the_cpp_runner_it_built_and_verified(ort_bundle):
+    b = ort_bundle.manifest["bundle"]
+    files = ort_bundle.manifest["files"]
+    assert {"cpp/CMakeLists.txt", "cpp/runner.cpp", "cpp/image.cpp", "cpp/ort.cpp", "cpp/README.md",
+            "cpp/include/nlohmann/json.hpp", "cpp/include/stb/stb_image.h",
+            "cpp/include/onnxruntime/onnxruntime_cxx_api.h"} <= {n for n in files if files[n]["role"] == "cpp"}
+    assert "cpp/openvino.cpp" not in files
+    assert b["cpp"]["built"][HOST]["binary_bytes"] > 100_000
+    cpp = b["verified"][f"{HOST} (C++)"]
+    assert cpp["passed"] and cpp["runner"].startswith("C++ runner: onnxruntime ")
+    assert cpp["metrics"]["cosine"] == pytest.approx(b["verified"][HOST]["metrics"]["cosine"], abs=1e-6)
+    readme = (ort_bundle.path / "cpp/README.md").read_text()
+    assert "cmake -S cpp -B cpp/build" in readme and "cmake --build cpp/build" in readme
+    assert "cpp/build/runner --verify" in (ort_bundle.path / "README.md").read_text()
+
+
+def test_cpp_classifies_the_shipped_photos_as_run_py_does(ort_bundle, torch_free_python, tmp_path):
+    binary = built(ort_bundle, tmp_path / "build", "ort")
+    cpp = run(binary, ort_bundle.path, *PHOTOS, "--json", "--save", str(tmp_path / "cpp"))
+    assert cpp.returncode == 0, cpp.stderr
+    py = subprocess.run([torch_free_python, str(ort_bundle.path / "run.py"), *PHOTOS, "--json", "--save",
+                         str(tmp_path / "py")], capture_output=True, text=True, timeout=600)
+    assert py.returncode == 0, py.stderr
+    ours, theirs = json.loads(cpp.stdout)["predictions"], json.loads(py.stdout)["predictions"]
+    assert [[t["class"] for t in p["top"]] for p in ours] == [[t["class"] for t in p["top"]] for p in theirs]
+    assert [p["image"] for p in ours] == PHOTOS
+    bounds = TOLERANCES["fp32"]
+    for photo in PHOTOS:  # preprocessing and inference within the FP32 tolerance of run.py's
+        stem = Path(photo).stem
+        m = compare_arrays(np.load(tmp_path / "py" / f"{stem}.logits.npy")[None],
+                           np.load(tmp_path / "cpp" / f"{stem}.logits.npy")[None])
+        assert m.rel_max_abs <= bounds["rel_max_abs"][0] and m.cosine >= bounds["cosine"][0], photo
+    assert json.loads(cpp.stdout)["files_checked"] == len(ort_bundle.manifest["files"])
+
+    bench = run(binary, ort_bundle.path, "--bench", "--iters", "5", "--warmup", "1", "--json")
+    timing = json.loads(bench.stdout)["bench"]
+    assert timing["runs"] == 5 and 0 < timing["min_ms"] <= timing["p50_ms"] <= timing["p99_ms"]
+    assert timing["peak_rss_mb"] > 1
+    bad = run(binary, ort_bundle.path, "--bench", "--iters", "0")
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: --iters must be a whole number of at least 1, got 0"
+
+
+def test_cpp_refuses_a_tampered_bundle_with_one_line(ort_bundle, tmp_path):
+    binary = built(ort_bundle, tmp_path / "build", "ort")
+    folder = tmp_path / "copy"
+    shutil.copytree(ort_bundle.path, folder)
+    assert run(binary, folder, "--verify").returncode == 0
+    golden = folder / "golden/outputs.logits.bin"
+    (np.fromfile(golden, "<f4") * 1.01).astype("<f4").tofile(golden)
+    result = run(binary, folder, "--verify")
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        "error: golden/outputs.logits.bin does not match its sha256 in manifest.json (modified or corrupted); "
+        "re-copy the bundle or rebuild it with `uninext-deploy bundle`"]
+    shutil.copyfile(ort_bundle.path / "golden/outputs.logits.bin", golden)
+    (folder / "model.onnx").unlink()
+    result = run(binary, folder, PHOTOS[0])
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1 and "model.onnx is missing" in result.stderr
+
+
+def test_openvino_cpp_extracts_the_feature_maps_run_py_does(ov_features_bundle, torch_free_python, tmp_path):
+    b = ov_features_bundle.manifest["bundle"]
+    assert b["verified"][f"{HOST} (C++)"]["passed"] and "cpp/openvino.cpp" in ov_features_bundle.manifest["files"]
+    assert set(b["verified"][f"{HOST} (C++)"]["metrics"]["outputs"]) == {"stage2", "stage4"}
+    binary = built(ov_features_bundle, tmp_path / "build", "openvino")
+    photos = PHOTOS[:3]
+    cpp = run(binary, ov_features_bundle.path, *photos, "--json", "--save", str(tmp_path / "cpp"))
+    assert cpp.returncode == 0, cpp.stderr
+    report = json.loads(cpp.stdout)
+    assert report["runtime"]["inference_precision"] == "f32"
+    py = subprocess.run([torch_free_python, str(ov_features_bundle.path / "run.py"), *photos, "--save",
+                         str(tmp_path / "py")], capture_output=True, text=True, timeout=600)
+    assert py.returncode == 0, py.stderr
+    for item in report["features"]:
+        for entry in item["features"]:
+            ours = np.load(item_path := tmp_path / "cpp" / f"{Path(item['image']).stem}.{entry['output']}.npy")
+            theirs = np.load(tmp_path / "py" / item_path.name)
+            assert list(ours.shape) == entry["shape"] == list(theirs.shape)
+            np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+            assert entry["mean"] == pytest.approx(float(theirs.mean()), abs=1e-5)
+
+
+def test_tensorrt_bundle_says_why_it_has_no_cpp_runner(tmp_path):
+    made = api.bundle("test_convmlp", "trt", cpp=True, out=tmp_path / "trt")
+    assert not (made.path / "cpp").exists() and "cpp" not in {e["role"] for e in made.manifest["files"].values()}
+    assert "TensorRT's C++ headers" in made.manifest["bundle"]["cpp"]["missing"]
+    assert "No C++ runner: TensorRT's C++ headers" in (made.path / "README.md").read_text()
+
+
+def test_missing_compiler_is_one_line_naming_the_install(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(UserError, match=r"builds with cmake and aarch64-linux-gnu-g\+\+ and g\+\+, not found: "
+                                        r"apt-get install cmake g\+\+ g\+\+-aarch64-linux-gnu"):
+        cpp_runner.Toolchain(tmp_path).check_compilers("linux/arm64")
+
+
+@pytest.mark.skipif(shutil.which("apt-get") is None, reason="ARM emulation and the aarch64 libraries need apt")
+def test_cross_compiled_cpp_runner_verifies_on_emulated_aarch64(tmp_path):
+    made = api.bundle("test_convmlp", "ort", platform=api.PlatformOptions("linux/arm64"), cpp=True,
+                      out=tmp_path / "arm")
+    b = made.manifest["bundle"]
+    arm = b["verified"]["linux/arm64 (C++)"]
+    assert arm["passed"] and "emulated aarch64 cortex-a76" in arm["runner"] and arm["platform"] == "linux/arm64"
+    assert b["cpp"]["built"]["linux/arm64"]["binary_bytes"] > 100_000
+    assert arm["metrics"]["max_abs"] == pytest.approx(b["verified"]["linux/arm64"]["metrics"]["max_abs"], rel=1e-6)

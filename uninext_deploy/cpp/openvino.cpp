@@ -1,0 +1,64 @@
+// OpenVINO through ov::Core, configured as runtimes.py's OpenVINO opener is: the inference precision is
+// always set (the CPU plugin otherwise runs FP32 models in bf16 on x86 with AVX512-BF16/AMX, f16 on ARM),
+// latency hint, one stream.
+#include <algorithm>
+
+#include <openvino/openvino.hpp>
+
+#include "runner.hpp"
+
+namespace runner {
+namespace {
+
+// runtimes.inference_precision: f32 but for FP16 artifacts, which take f16 where the CPU has it, else bf16.
+std::string inference_precision(const std::string& precision, const std::vector<std::string>& capabilities) {
+    auto has = [&](const char* name) {
+        return std::find(capabilities.begin(), capabilities.end(), name) != capabilities.end();
+    };
+    if (precision != "fp16") return "f32";
+    return has("FP16") ? "f16" : has("BF16") ? "bf16" : "f32";
+}
+
+class OpenVinoModel : public Model {
+public:
+    OpenVinoModel(const std::string& path, const std::string& precision, int threads) {
+        ov::Core core;
+        auto capabilities = core.get_property("CPU", ov::device::capabilities);
+        ov::AnyMap config{{"INFERENCE_PRECISION_HINT", inference_precision(precision, capabilities)},
+                          {"PERFORMANCE_HINT", "LATENCY"}, {"NUM_STREAMS", "1"}};
+        if (threads > 0) config["INFERENCE_NUM_THREADS"] = threads;
+        compiled_ = core.compile_model(core.read_model(path), "CPU", config);
+        request_ = compiled_.create_infer_request();
+        info = {{"runtime", "openvino"}, {"version", ov::get_openvino_version().buildNumber}, {"device", "CPU"},
+                {"inference_precision", compiled_.get_property(ov::hint::inference_precision).to_string()},
+                {"threads", compiled_.get_property(ov::inference_num_threads)}};
+    }
+
+    Outputs run(const Tensor& input) override {
+        ov::Shape shape(input.shape.begin(), input.shape.end());
+        request_.set_input_tensor(ov::Tensor(ov::element::f32, shape, const_cast<float*>(input.data.data())));
+        request_.infer();
+        Outputs outputs;
+        for (const auto& port : compiled_.outputs()) {
+            ov::Tensor y = request_.get_tensor(port);
+            if (y.get_element_type() != ov::element::f32)
+                throw Problem("output " + port.get_any_name() + " is not f32; re-export the bundle");
+            const float* data = y.data<const float>();
+            std::vector<int64_t> dims(y.get_shape().begin(), y.get_shape().end());
+            outputs.emplace_back(port.get_any_name(), Tensor{dims, {data, data + y.get_size()}});
+        }
+        return outputs;
+    }
+
+private:
+    ov::CompiledModel compiled_;
+    ov::InferRequest request_;
+};
+
+}  // namespace
+
+std::unique_ptr<Model> open_model(const std::string& path, const std::string& precision, int threads) {
+    return std::make_unique<OpenVinoModel>(path, precision, threads);
+}
+
+}  // namespace runner

@@ -1,0 +1,528 @@
+// Run, verify and time this bundle's model on the device from C++: the verbs of run.py, on the same files.
+//
+//     runner IMAGE [IMAGE ...]   top-5 classes of each image (a classifier), or each feature map's shape and
+//                                statistics (a feature model; --save DIR writes them as DIR/IMAGE.OUTPUT.npy)
+//     runner --verify            checksums, then the golden inputs against PyTorch's outputs
+//     runner --bench             latency percentiles and throughput
+//
+// Every file's sha256 is checked before anything is loaded. Exit codes: 0 done, 1 verification failed,
+// 2 a problem to fix (one line on stderr).
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <set>
+#include <sstream>
+
+#include <openssl/evp.h>
+
+#include "image.hpp"
+#include "runner.hpp"
+
+namespace runner {
+namespace {
+
+constexpr int SCHEMA_VERSION = 3;  // integrity.SCHEMA_VERSION
+const char* MANIFEST = "manifest.json";
+
+struct Args {
+    std::vector<std::string> images;
+    std::string bundle, save;
+    bool verify = false, bench = false, as_json = false;
+    int threads = 0, iters = 100, warmup = 10;
+};
+
+const char* USAGE =
+    "usage: runner [IMAGE ...] [--verify] [--bench] [--save DIR] [--threads N] [--iters N] [--warmup N] [--json] "
+    "[--bundle DIR]";
+
+int number(const std::string& flag, const std::string& text, int least) {
+    size_t used = 0;
+    int value = 0;
+    try {
+        value = std::stoi(text, &used);
+    } catch (const std::exception&) {
+        used = 0;
+    }
+    if (used != text.size() || value < least)
+        throw Problem(flag + " must be a whole number of at least " + std::to_string(least) + ", got " + text);
+    return value;
+}
+
+Args parse(int argc, char** argv) {
+    Args args;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        auto value = [&]() -> std::string {
+            if (i + 1 >= argc) throw Problem(a + " needs a value; " + USAGE);
+            return argv[++i];
+        };
+        if (a == "--verify") args.verify = true;
+        else if (a == "--bench") args.bench = true;
+        else if (a == "--json") args.as_json = true;
+        else if (a == "--save") args.save = value();
+        else if (a == "--bundle") args.bundle = value();
+        else if (a == "--threads") args.threads = number(a, value(), 1);
+        else if (a == "--iters") args.iters = number(a, value(), 1);
+        else if (a == "--warmup") args.warmup = number(a, value(), 0);
+        else if (a.rfind("--", 0) == 0) throw Problem("unknown option " + a + "; " + USAGE);
+        else args.images.push_back(a);
+    }
+    if (args.images.empty() && !args.verify && !args.bench) throw Problem(std::string("pass image files, --verify or --bench; ") + USAGE);
+    return args;
+}
+
+std::string parent(const std::string& path) {
+    auto slash = path.find_last_of('/');
+    return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+}
+
+bool is_file(const std::string& path) { return std::ifstream(path).good(); }
+
+// The bundle: --bundle, else the first folder above this program holding manifest.json (cpp/build/runner).
+std::string find_bundle(const std::string& given) {
+    if (!given.empty()) return given;
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        self[n] = 0;
+        for (std::string dir = parent(self); dir != "/" && dir != "."; dir = parent(dir))
+            if (is_file(dir + "/" + MANIFEST)) return dir;
+    }
+    return ".";
+}
+
+std::string sha256(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+    EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
+    std::vector<char> chunk(1 << 20);
+    while (in) {
+        in.read(chunk.data(), chunk.size());
+        EVP_DigestUpdate(ctx.get(), chunk.data(), static_cast<size_t>(in.gcount()));
+    }
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int size = 0;
+    EVP_DigestFinal_ex(ctx.get(), digest, &size);
+    static const char* hex = "0123456789abcdef";
+    std::string text;
+    for (unsigned int i = 0; i < size; ++i) text += {hex[digest[i] >> 4], hex[digest[i] & 15]};
+    return text;
+}
+
+json read_manifest(const std::string& folder) {
+    std::string path = folder + "/" + MANIFEST;
+    std::ifstream in(path);
+    if (!in) throw Problem(folder + " has no " + MANIFEST + "; pass the folder written by `uninext-deploy bundle`");
+    json manifest = json::parse(in, nullptr, false);
+    if (manifest.is_discarded() || !manifest.is_object())
+        throw Problem(path + " is not valid JSON (corrupted copy?); re-copy the bundle");
+    if (manifest.value("schema", 0) != SCHEMA_VERSION)
+        throw Problem(path + " has schema " + manifest.value("schema", json()).dump() + ", this runner reads schema " +
+                      std::to_string(SCHEMA_VERSION) + "; use the runner that came with the bundle");
+    return manifest;
+}
+
+// integrity.check_files: the first missing, truncated or modified file, with the same words.
+void check_files(const std::string& folder, const json& manifest) {
+    for (const auto& [name, entry] : manifest["files"].items()) {
+        std::string path = folder + "/" + name;
+        std::ifstream in(path, std::ios::binary | std::ios::ate);
+        if (!in) throw Problem(name + " is missing from " + folder + " (listed in manifest.json); re-copy the whole bundle");
+        long long size = in.tellg(), expected = entry["bytes"];
+        if (size != expected)
+            throw Problem(name + " has " + std::to_string(size) + " bytes, manifest.json says " + std::to_string(expected) +
+                          " (truncated or modified); re-copy the bundle");
+        if (sha256(path) != entry["sha256"].get<std::string>())
+            throw Problem(name + " does not match its sha256 in manifest.json (modified or corrupted); re-copy the "
+                          "bundle or rebuild it with `uninext-deploy bundle`");
+    }
+}
+
+std::string file_with_role(const std::string& folder, const json& manifest, const std::string& role) {
+    for (const auto& [name, entry] : manifest["files"].items())
+        if (entry["role"] == role) return folder + "/" + name;
+    throw Problem(folder + " lists no " + role + " file in its manifest; re-export it");
+}
+
+std::vector<int64_t> shape_of(const json& shape) { return shape.get<std::vector<int64_t>>(); }
+
+// A golden tensor: raw little-endian float32, its shape and sha256 in the manifest (bundle.golden).
+Tensor read_raw(const std::string& folder, const json& entry) {
+    if (entry.value("dtype", "") != "float32") throw Problem("golden " + entry.value("file", "") + " is not float32; re-bundle");
+    Tensor t{shape_of(entry["shape"]), {}};
+    size_t count = std::accumulate(t.shape.begin(), t.shape.end(), size_t{1}, std::multiplies<size_t>());
+    t.data.resize(count);
+    std::ifstream in(folder + "/" + entry["file"].get<std::string>(), std::ios::binary);
+    in.read(reinterpret_cast<char*>(t.data.data()), static_cast<std::streamsize>(count * sizeof(float)));
+    if (static_cast<size_t>(in.gcount()) != count * sizeof(float))
+        throw Problem("golden " + entry["file"].get<std::string>() + " is shorter than its shape; re-copy the bundle");
+    return t;
+}
+
+// compare.run_batched: every sample through the model at its fixed batch, the last batch filled by repeating
+// the last sample.
+Outputs run_batched(Model& model, const Tensor& x, int64_t batch) {
+    int64_t samples = x.shape[0];
+    size_t per = x.sample_size();
+    Outputs all;
+    for (int64_t start = 0; start < samples; start += batch) {
+        Tensor input{x.shape, std::vector<float>(per * batch)};
+        input.shape[0] = batch;
+        for (int64_t i = 0; i < batch; ++i) {
+            int64_t from = std::min(start + i, samples - 1);
+            std::copy_n(x.data.begin() + from * per, per, input.data.begin() + i * per);
+        }
+        Outputs ys = model.run(input);
+        if (all.empty())
+            for (const auto& [name, y] : ys) {
+                Tensor t{y.shape, {}};
+                t.shape[0] = samples;
+                all.emplace_back(name, t);
+            }
+        for (size_t o = 0; o < ys.size(); ++o) {
+            size_t n = ys[o].second.sample_size() * std::min<int64_t>(batch, samples - start);
+            all[o].second.data.insert(all[o].second.data.end(), ys[o].second.data.begin(), ys[o].second.data.begin() + n);
+        }
+    }
+    return all;
+}
+
+// numpy.percentile with its default linear interpolation.
+double percentile(std::vector<double> values, double q) {
+    std::sort(values.begin(), values.end());
+    double rank = q / 100.0 * (values.size() - 1);
+    size_t low = static_cast<size_t>(std::floor(rank)), high = std::min(low + 1, values.size() - 1);
+    return values[low] + (values[high] - values[low]) * (rank - low);
+}
+
+std::vector<size_t> top_k(const float* row, size_t n, size_t k) {
+    std::vector<size_t> order(n);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return row[a] > row[b]; });
+    order.resize(std::min(k, n));
+    return order;
+}
+
+// compare.compare_arrays: the metrics of one output against its reference (top-k only for logits).
+json metrics_of(const std::string& name, const Tensor& ref, const Tensor& out) {
+    size_t samples = ref.shape[0], per = ref.sample_size();
+    if (out.data.size() != ref.data.size())
+        throw Problem("output " + name + " has " + std::to_string(out.data.size()) + " values, the golden one " +
+                      std::to_string(ref.data.size()) + "; re-bundle");
+    bool logits = name == "logits";
+    json m = {{"samples", samples}, {"output", name}, {"outputs", json::object()}, {"top1", nullptr},
+              {"top5", nullptr}, {"top1_decisive", nullptr}};
+    for (float v : out.data)
+        if (!std::isfinite(v)) {
+            double inf = std::numeric_limits<double>::infinity();
+            m.update({{"max_abs", inf}, {"mean_abs", inf}, {"rel_max_abs", inf}, {"cosine", -1.0}, {"sqnr_db", -inf}});
+            if (logits) m.update({{"top1", 0.0}, {"top5", 0.0}, {"top1_decisive", 0.0}});
+            return m;
+        }
+    double max_abs = 0, sum_abs = 0, ref_max = 0, signal = 0, noise = 0, worst_cosine = 2;
+    std::vector<double> errors(ref.data.size());
+    for (size_t s = 0; s < samples; ++s) {
+        double dot = 0, rr = 0, oo = 0;
+        for (size_t i = s * per; i < (s + 1) * per; ++i) {
+            double r = ref.data[i], o = out.data[i], e = std::fabs(o - r);
+            errors[i] = e;
+            max_abs = std::max(max_abs, e);
+            sum_abs += e;
+            ref_max = std::max(ref_max, std::fabs(r));
+            signal += r * r;
+            noise += e * e;
+            dot += r * o;
+            rr += r * r;
+            oo += o * o;
+        }
+        double norms = std::sqrt(rr) * std::sqrt(oo);
+        worst_cosine = std::min(worst_cosine, norms > 0 ? dot / std::max(norms, 1e-300) : 0.0);
+    }
+    m.update({{"max_abs", max_abs}, {"mean_abs", sum_abs / ref.data.size()},
+              {"rel_max_abs", max_abs / std::max(ref_max, 1e-300)}, {"cosine", worst_cosine},
+              {"sqnr_db", noise == 0 ? json(nullptr) : json(10 * std::log10(signal / noise))}});
+    if (logits) {
+        double typical = percentile(errors, 99);
+        size_t agree = 0, decisive = 0, decisive_agree = 0;
+        double overlap = 0;
+        for (size_t s = 0; s < samples; ++s) {
+            const float* r = &ref.data[s * per];
+            const float* o = &out.data[s * per];
+            auto top_ref = top_k(r, per, 5), top_out = top_k(o, per, 5);
+            std::set<size_t> ours(top_out.begin(), top_out.end());
+            overlap += static_cast<double>(std::count_if(top_ref.begin(), top_ref.end(),
+                                                         [&](size_t c) { return ours.count(c); })) / top_ref.size();
+            bool same = top_ref[0] == top_out[0];
+            agree += same;
+            double margin = per > 1 ? static_cast<double>(r[top_ref[0]]) - r[top_k(r, per, 2)[1]]
+                                    : std::numeric_limits<double>::infinity();
+            if (margin > 2 * typical) {
+                ++decisive;
+                decisive_agree += same;
+            }
+        }
+        m.update({{"top1", static_cast<double>(agree) / samples}, {"top5", overlap / samples},
+                  {"top1_decisive", decisive ? static_cast<double>(decisive_agree) / decisive : 1.0}});
+    }
+    return m;
+}
+
+// compare.compare + compare.failures: the worst output's metrics (every output's in "outputs") and the misses.
+json verify(Model& model, const std::string& folder, const json& manifest) {
+    const json& golden = manifest["bundle"]["golden"];
+    Tensor x = read_raw(folder, golden["inputs"]);
+    Outputs ys = run_batched(model, x, manifest["input"]["shape"][0].get<int64_t>());
+    std::vector<json> each;
+    for (const auto& [name, y] : ys) {
+        if (!golden["outputs"].contains(name)) throw Problem("the model's output " + name + " has no golden data; re-bundle");
+        each.push_back(metrics_of(name, read_raw(folder, golden["outputs"][name]), y));
+    }
+    auto worst = std::min_element(each.begin(), each.end(), [](const json& a, const json& b) {
+        double ca = a["cosine"], cb = b["cosine"], ra = a["rel_max_abs"], rb = b["rel_max_abs"];
+        return ca < cb || (ca == cb && ra > rb);
+    });
+    json metrics = *worst;
+    if (each.size() > 1)
+        for (const auto& m : each) metrics["outputs"][m["output"].get<std::string>()] = m;
+    json failed = json::array();
+    for (const auto& m : each)
+        for (const auto& [key, bound] : manifest["bundle"]["tolerance"].items()) {
+            if (!m.contains(key)) throw Problem("the bundle's tolerance names " + key + ", which this runner does not measure");
+            if (m[key].is_null()) continue;
+            double value = m[key], limit = bound[0];
+            std::string kind = bound[1];
+            if ((kind == "min" && !(value >= limit)) || (kind == "max" && !(value <= limit)))
+                failed.push_back({{"metric", key}, {"value", value}, {"bound", limit}, {"kind", kind}, {"inputs", "golden"},
+                                  {"output", each.size() > 1 ? m["output"] : json("")}});
+        }
+    return {{"passed", failed.empty()}, {"failed", failed}, {"metrics", metrics}, {"tolerance", manifest["bundle"]["tolerance"]}};
+}
+
+Tensor images_batch(const std::vector<std::string>& images, const json& manifest) {
+    Tensor x{shape_of(manifest["input"]["shape"]), {}};
+    x.shape[0] = static_cast<int64_t>(images.size());
+    for (const auto& image : images) {
+        auto one = preprocess(load_rgb(image), manifest["preprocessing"]);
+        x.data.insert(x.data.end(), one.begin(), one.end());
+    }
+    return x;
+}
+
+std::vector<std::string> read_labels(const std::string& folder, const json& manifest) {
+    std::vector<std::string> labels;
+    if (!manifest["bundle"].contains("labels") || manifest["bundle"]["labels"].is_null()) return labels;
+    std::ifstream in(folder + "/" + manifest["bundle"]["labels"].get<std::string>());
+    for (std::string line; std::getline(in, line);) labels.push_back(line);
+    return labels;
+}
+
+std::string stem(const std::string& path) {
+    std::string name = path.substr(path.find_last_of('/') + 1);
+    auto dot = name.find_last_of('.');
+    return dot == std::string::npos || dot == 0 ? name : name.substr(0, dot);
+}
+
+// One array as a .npy file (format 1.0: magic, header dict, raw little-endian float32), as numpy.save writes it.
+void save_npy(const std::string& path, const std::vector<int64_t>& shape, const float* data, size_t count) {
+    std::string dims;
+    for (auto d : shape) dims += std::to_string(d) + ", ";
+    if (shape.size() > 1) dims.erase(dims.size() - 2);
+    else if (shape.size() == 1) dims.pop_back();
+    std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + dims + "), }";
+    header.append(63 - (10 + header.size()) % 64, ' ');
+    header += '\n';
+    std::ofstream out(path, std::ios::binary);
+    out.write("\x93NUMPY\x01\x00", 8);
+    uint16_t length = static_cast<uint16_t>(header.size());
+    out.write(reinterpret_cast<const char*>(&length), 2);
+    out << header;
+    out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(count * sizeof(float)));
+    if (!out) throw Problem("cannot write --save " + path + "; pass a writable folder");
+}
+
+json infer(Model& model, const std::string& folder, const json& manifest, const Args& args) {
+    Outputs ys = run_batched(model, images_batch(args.images, manifest), manifest["input"]["shape"][0].get<int64_t>());
+    json report = json::object();
+    bool classifier = ys.size() == 1 && ys[0].first == "logits";
+    std::vector<std::string> labels = read_labels(folder, manifest);
+    json items = json::array(), saved = json::array();
+    for (size_t i = 0; i < args.images.size(); ++i) {
+        json item = {{"image", args.images[i]}};
+        if (classifier) {
+            const Tensor& y = ys[0].second;
+            size_t n = y.sample_size();
+            const float* row = &y.data[i * n];
+            double peak = *std::max_element(row, row + n), total = 0;
+            for (size_t c = 0; c < n; ++c) total += std::exp(static_cast<double>(row[c]) - peak);
+            json top = json::array();
+            for (size_t c : top_k(row, n, 5))
+                top.push_back({{"class", c}, {"label", c < labels.size() ? labels[c] : std::to_string(c)},
+                               {"probability", std::exp(static_cast<double>(row[c]) - peak) / total}, {"logit", row[c]}});
+            item["top"] = top;
+        } else {
+            json features = json::array();
+            for (const auto& [name, y] : ys) {
+                size_t n = y.sample_size();
+                const float* v = &y.data[i * n];
+                double mean = std::accumulate(v, v + n, 0.0) / n, var = 0;
+                for (size_t k = 0; k < n; ++k) var += (v[k] - mean) * (v[k] - mean);
+                std::vector<int64_t> shape(y.shape.begin() + 1, y.shape.end());
+                features.push_back({{"output", name}, {"shape", shape}, {"mean", mean}, {"std", std::sqrt(var / n)},
+                                    {"min", *std::min_element(v, v + n)}, {"max", *std::max_element(v, v + n)}});
+            }
+            item["features"] = features;
+        }
+        items.push_back(item);
+        if (!args.save.empty()) {
+            json paths = json::object();
+            std::error_code error;
+            std::filesystem::create_directories(args.save, error);
+            if (error) throw Problem("cannot write --save " + args.save + ": " + error.message() + "; pass a writable folder");
+            for (const auto& [name, y] : ys) {
+                std::string path = args.save + "/" + stem(args.images[i]) + "." + name + ".npy";
+                std::vector<int64_t> shape(y.shape.begin() + 1, y.shape.end());
+                save_npy(path, shape, &y.data[i * y.sample_size()], y.sample_size());
+                paths[name] = path;
+            }
+            saved.push_back(paths);
+        }
+    }
+    report[classifier ? "predictions" : "features"] = items;
+    if (!args.save.empty()) report["saved"] = saved;
+    return report;
+}
+
+double peak_rss_mb() {
+    std::ifstream status("/proc/self/status");
+    for (std::string line; std::getline(status, line);)
+        if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+    return 0;
+}
+
+// timing.measure + summarize: warm-up runs, then timed runs of one static-shape batch of seeded noise.
+json bench(Model& model, const json& manifest, int warmup, int iters) {
+    Tensor x{shape_of(manifest["input"]["shape"]), {}};
+    size_t count = std::accumulate(x.shape.begin(), x.shape.end(), size_t{1}, std::multiplies<size_t>());
+    std::mt19937 rng(0);
+    std::normal_distribution<float> normal;
+    for (size_t i = 0; i < count; ++i) x.data.push_back(normal(rng));
+    for (int i = 0; i < warmup; ++i) model.run(x);
+    std::vector<double> ms;
+    for (int i = 0; i < iters; ++i) {
+        auto start = std::chrono::steady_clock::now();
+        model.run(x);
+        ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+    }
+    double mean = std::accumulate(ms.begin(), ms.end(), 0.0) / ms.size(), var = 0;
+    for (double t : ms) var += (t - mean) * (t - mean);
+    return {{"batch", x.shape[0]}, {"warmup", warmup}, {"runs", ms.size()}, {"mean_ms", mean},
+            {"std_ms", std::sqrt(var / ms.size())}, {"min_ms", *std::min_element(ms.begin(), ms.end())},
+            {"p50_ms", percentile(ms, 50)}, {"p90_ms", percentile(ms, 90)}, {"p99_ms", percentile(ms, 99)},
+            {"throughput", x.shape[0] * 1000.0 / mean}, {"peak_rss_mb", std::round(peak_rss_mb() * 10) / 10}};
+}
+
+std::string fixed(double value, int digits) {
+    std::ostringstream s;
+    s.setf(std::ios::fixed);
+    s.precision(digits);
+    s << value;
+    return s.str();
+}
+
+std::string describe(const json& report) {
+    const json& info = report["runtime"];
+    std::ostringstream out;
+    out << report["model"].get<std::string>() << " " << report["precision"].get<std::string>() << " on "
+        << info["runtime"].get<std::string>() << " " << info["version"].get<std::string>() << " ("
+        << report["machine"].get<std::string>() << ", C++); " << report["files_checked"] << " files match manifest.json\n";
+    for (const auto& item : report.value("predictions", json::array())) {
+        out << item["image"].get<std::string>() << "\n";
+        for (const auto& p : item["top"])
+            out << "  " << fixed(100 * p["probability"].get<double>(), 2) << "%  " << p["label"].get<std::string>()
+                << " (" << p["class"] << ")\n";
+    }
+    for (const auto& item : report.value("features", json::array())) {
+        out << item["image"].get<std::string>() << "\n";
+        for (const auto& f : item["features"]) {
+            std::string shape;
+            for (const auto& d : f["shape"]) shape += (shape.empty() ? "" : "x") + d.dump();
+            out << "  " << f["output"].get<std::string>() << " " << shape << "  mean " << fixed(f["mean"], 4) << "  std "
+                << fixed(f["std"], 4) << "  min " << fixed(f["min"], 4) << "  max " << fixed(f["max"], 4) << "\n";
+        }
+    }
+    if (report.contains("verify")) {
+        const json& v = report["verify"];
+        const json& m = v["metrics"];
+        std::string failed;
+        for (const auto& miss : v["failed"])
+            failed += (failed.empty() ? "" : "; ") + miss["metric"].get<std::string>() + " " + fixed(miss["value"], 6);
+        out << "verify: " << (v["passed"].get<bool>() ? "PASS" : "FAIL " + failed) << " on " << m["samples"]
+            << " golden inputs (worst output " << m["output"].get<std::string>() << ": cosine " << fixed(m["cosine"], 6)
+            << ", max abs " << m["max_abs"].get<double>() << ")\n";
+    }
+    if (report.contains("bench")) {
+        const json& b = report["bench"];
+        out << "bench: batch " << b["batch"] << ", " << b["runs"] << " runs after " << b["warmup"] << " warm-up: p50 "
+            << fixed(b["p50_ms"], 2) << " ms, p90 " << fixed(b["p90_ms"], 2) << " ms, p99 " << fixed(b["p99_ms"], 2)
+            << " ms, " << fixed(b["throughput"], 1) << " images/s; peak memory " << fixed(b["peak_rss_mb"], 0) << " MB\n";
+    }
+    std::string text = out.str();
+    return text.substr(0, text.size() - 1);
+}
+
+std::string machine() {
+    utsname name;
+    return uname(&name) == 0 ? name.machine : "unknown";
+}
+
+int main_checked(int argc, char** argv) {
+    Args args = parse(argc, argv);
+    std::string folder = find_bundle(args.bundle);
+    json manifest = read_manifest(folder);
+    check_files(folder, manifest);
+    std::string here = machine() == "x86_64" ? "linux/x86_64" : machine() == "aarch64" ? "linux/arm64" : machine();
+    if (here != manifest["bundle"]["platform"].get<std::string>())
+        std::cerr << "warning: bundle made for " << manifest["bundle"]["platform"].get<std::string>() << ", this is "
+                  << here << "\n";
+    std::unique_ptr<Model> model;
+    try {
+        model = open_model(file_with_role(folder, manifest, "model"), manifest["precision"], args.threads);
+    } catch (const Problem&) {
+        throw;
+    } catch (const std::exception& error) {
+        std::string message = error.what();
+        throw Problem(manifest["bundle"]["runtime"]["package"].get<std::string>() + " could not load the model: " +
+                      message.substr(0, std::min<size_t>(200, message.find('\n'))));
+    }
+    json report = {{"model", manifest["model"]["name"]}, {"precision", manifest["precision"]},
+                   {"runtime", model->info}, {"runner", "cpp"}, {"machine", machine()},
+                   {"files_checked", manifest["files"].size()}};
+    if (!args.images.empty()) report.update(infer(*model, folder, manifest, args));
+    if (args.verify) report["verify"] = verify(*model, folder, manifest);
+    if (args.bench) report["bench"] = bench(*model, manifest, args.warmup, args.iters);
+    std::cout << (args.as_json ? report.dump(2) : describe(report)) << std::endl;
+    return report.contains("verify") && !report["verify"]["passed"].get<bool>() ? 1 : 0;
+}
+
+}  // namespace
+}  // namespace runner
+
+int main(int argc, char** argv) {
+    try {
+        return runner::main_checked(argc, argv);
+    } catch (const std::exception& error) {  // Problem, and the runtime's own errors while running
+        std::string message = error.what();
+        std::cerr << "error: " << message.substr(0, message.find('\n')) << std::endl;
+        return 2;
+    }
+}
