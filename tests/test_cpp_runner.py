@@ -129,6 +129,16 @@ def test_tensorrt_bundle_says_why_it_has_no_cpp_runner(tmp_path):
     assert "No C++ runner: TensorRT's C++ headers" in (made.path / "README.md").read_text()
 
 
+def test_a_bundle_whose_cpp_runner_does_not_build_is_not_written(monkeypatch, tmp_path):
+    sources = tmp_path / "sources"
+    shutil.copytree(cpp_runner.SOURCES, sources)
+    (sources / "runner.cpp").write_text((sources / "runner.cpp").read_text().replace("int main(", "int main(broken"))
+    monkeypatch.setattr(cpp_runner, "SOURCES", sources)
+    with pytest.raises(UserError, match=r"the C\+\+ runner did not compile for linux/x86_64: .*runner.cpp:\d+:\d+: error"):
+        api.bundle("test_convmlp", "ort", cpp=True, out=tmp_path / "b")
+    assert not (tmp_path / "b").exists() and not (tmp_path / "b.tar.gz").exists()
+
+
 def test_missing_compiler_is_one_line_naming_the_install(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(UserError, match=r"builds with cmake and aarch64-linux-gnu-g\+\+ and g\+\+, not found: "

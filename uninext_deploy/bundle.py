@@ -49,9 +49,13 @@ class Bundle:
     manifest: dict
 
     def sizes(self) -> list[tuple[str, str, int]]:
-        """(file, role, bytes) of every file, largest first."""
-        return sorted(((name, e["role"], e["bytes"]) for name, e in self.manifest["files"].items()),
-                      key=lambda row: -row[2])
+        """(file, role, bytes) of every file, largest first; the C++ runner's sources and headers as one row."""
+        files = self.manifest["files"].items()
+        rows = [(name, e["role"], e["bytes"]) for name, e in files if e["role"] != "cpp"]
+        cpp = [e["bytes"] for _, e in files if e["role"] == "cpp"]
+        if cpp:
+            rows.append((f"{cpp_runner.FOLDER}/ ({len(cpp)} files)", "cpp", sum(cpp)))
+        return sorted(rows, key=lambda row: -row[2])
 
 
 def default_out(artifact: Artifact, platform: str) -> Path:

@@ -340,6 +340,8 @@ def bundle(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 =
         worst = f" (worst output {v['metrics']['output']})" if v["metrics"].get("outputs") else ""
         out.print(f"golden check on {where} ({v['runner']}): {'pass' if v['passed'] else 'FAIL'}, cosine "
                   f"{v['metrics']['cosine']:.6f}, max abs {v['metrics']['max_abs']:.2e}{worst}", highlight=False)
+    if "missing" in b.get("cpp", {}):
+        out.print(f"[yellow]no C++ runner[/yellow]: {b['cpp']['missing']}", highlight=False)
     out.print(f"on the device: tar xzf {result.archive.name} && cd {result.path.name} && "
               "pip install -r requirements.txt && python3 run.py --verify", highlight=False)
 

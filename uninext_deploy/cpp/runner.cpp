@@ -445,6 +445,8 @@ std::string describe(const json& report) {
     out << report["model"].get<std::string>() << " " << report["precision"].get<std::string>() << " on "
         << info["runtime"].get<std::string>() << " " << info["version"].get<std::string>() << " ("
         << report["machine"].get<std::string>() << ", C++); " << report["files_checked"] << " files match manifest.json\n";
+    if (report.value("seeded", false) && report.contains("predictions"))
+        out << "note: seeded weights, not trained ones: the classes below are not meaningful\n";
     for (const auto& item : report.value("predictions", json::array())) {
         out << item["image"].get<std::string>() << "\n";
         for (const auto& p : item["top"])
@@ -459,6 +461,11 @@ std::string describe(const json& report) {
             out << "  " << f["output"].get<std::string>() << " " << shape << "  mean " << fixed(f["mean"], 4) << "  std "
                 << fixed(f["std"], 4) << "  min " << fixed(f["min"], 4) << "  max " << fixed(f["max"], 4) << "\n";
         }
+    }
+    for (const auto& paths : report.value("saved", json::array())) {
+        std::string files;
+        for (const auto& [name, path] : paths.items()) files += (files.empty() ? "" : ", ") + path.get<std::string>();
+        out << "saved " << files << "\n";
     }
     if (report.contains("verify")) {
         const json& v = report["verify"];
@@ -506,7 +513,8 @@ int main_checked(int argc, char** argv) {
     }
     json report = {{"model", manifest["model"]["name"]}, {"precision", manifest["precision"]},
                    {"runtime", model->info}, {"runner", "cpp"}, {"machine", machine()},
-                   {"files_checked", manifest["files"].size()}};
+                   {"files_checked", manifest["files"].size()},
+                   {"seeded", manifest["model"].contains("seed") && !manifest["model"]["seed"].is_null()}};
     if (!args.images.empty()) report.update(infer(*model, folder, manifest, args));
     if (args.verify) report["verify"] = verify(*model, folder, manifest);
     if (args.bench) report["bench"] = bench(*model, manifest, args.warmup, args.iters);
