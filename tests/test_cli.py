@@ -129,25 +129,25 @@ def test_input_size_is_a_side_or_height_and_width(tmp_path, size, shape):
     (("export", "-m", "convmlp_s", "--target", "tflite"), "unknown target 'tflite'; choose one of"),
     (("export", "-m", "convmlp_s", "--fp16", "--int8"), "--fp16 and --int8 exclude each other"),
     (("export", "-m", "convmlp_s", "--opset", "13"), "opset 13 is too old"),
-    (("export", "-m", "convmlp_s", "--batch", "0"), "--batch must be at least 1, got 0"),
-    (("export", "-m", "convmlp_s", "--seed", "-1"), "--seed must be at least 0"),
+    (("export", "-m", "convmlp_s", "--batch", "0"), "--batch must be from 1 to 256, got 0"),
+    (("export", "-m", "convmlp_s", "--seed", "-1"), "--seed must be from 0 to 4294967295, got -1"),
     (("export", "-m", "convmlp_s", "--trt-version", "10.3", "--dla-core", "0"),
      "--trt-version, --dla-core cannot be used with --target ort"),
     (("export", "--min-cosine", "0.99"), "--min-cosine is gone: the INT8 fallback target (cosine to the float graph) "
                                          "is --int8-min-cosine"),
-    (("export", "--int8-min-cosine", "2"), "--int8-min-cosine must be in (0, 1], got 2.0"),
-    (("export", "--calib-size", "0"), "--calib-size must be at least 1, got 0"),
+    (("export", "--int8-min-cosine", "2"), "--int8-min-cosine must be above 0 and at most 1, got 2.0"),
+    (("export", "--calib-size", "0"), "--calib-size must be from 1 to 10000, got 0"),
     (("profile", "-m", "convmlp_s", "--iters", "3", "--seconds", "1"), "--iters and --seconds exclude each other"),
-    (("profile", "--iters", "0"), "--iters must be at least 1, got 0"),
-    (("profile", "--threads", "0"), "--threads must be at least 1, got 0"),
-    (("profile", "--warmup", "-1"), "--warmup must be at least 0, got -1"),
-    (("profile", "--seconds", "0"), "--seconds must be above 0"),
+    (("profile", "--iters", "0"), "--iters must be from 1 to 1000000, got 0"),
+    (("profile", "--threads", "0"), "--threads must be from 1 to 1024, got 0"),
+    (("profile", "--warmup", "-1"), "--warmup must be from 0 to 100000, got -1"),
+    (("profile", "--seconds", "0"), "--seconds must be above 0 and at most 86400, got 0.0"),
     (("parity", "-m", "convmlp_s", "--images", "/nonexistent/photos"), "image folder /nonexistent/photos does not exist"),
     (("parity", "--random", "4"), "--random is gone: use --random-inputs N"),
     (("parity", "--batch", "2"), "--batch is gone: parity checks a list of batch sizes: --batches 1,2"),
     (("parity", "--batches", "1,x"), "--batches takes whole numbers, got 'x'"),
-    (("parity", "--batches", "0"), "--batches must be at least 1, got 0"),
-    (("parity", "--random-inputs", "-1"), "--random-inputs must be at least 1"),
+    (("parity", "--batches", "0"), "--batches must be from 1 to 256, got 0"),
+    (("parity", "--random-inputs", "-1"), "--random-inputs must be from 1 to 10000"),
     (("parity", "--platform", "linux/arm64", "--cpu", "cortex-a99"), "unknown --cpu 'cortex-a99'"),
     (("models", "--family", "xyz"), "unknown family 'xyz'; choose one of uninext, convmlp, uninet"),
     (("optimize", "--seconds", "1"), "No such option: --seconds"),
@@ -175,3 +175,62 @@ def test_corrupt_weights_file(tmp_path):
     assert result.returncode == 2 and "not a PyTorch state dict" in result.stderr
     assert len([line for line in result.stderr.strip().splitlines() if line.startswith("error")]) == 1
     assert not (tmp_path / "a").exists() and [p.name for p in tmp_path.iterdir()] == ["w.pth"]
+
+
+def _options(kinds) -> list[tuple[str, str]]:
+    """(command, flag) of every option of every command whose value is one of ``kinds`` (by its annotation)."""
+    import typer
+
+    from uninext_deploy.cli import app
+
+    found = []
+    for name, command in typer.main.get_command(app).commands.items():
+        for param in command.params:
+            if param.opts and not getattr(param, "is_flag", False) and (
+                    param.bare_type() in kinds or param.opts[0] in ("--batches", "--input-size")):
+                found.append((name, param.opts[0]))
+    return found
+
+
+NUMERIC = [(c, f) for c, f in _options(("int", "float")) if f not in ("--min-cosine",) or c == "optimize"] + [
+    ("parity", "--batches"), ("profile", "--input-size")]
+
+
+def _bad_values(flag: str) -> list:
+    from uninext_deploy.options import LIMITS
+
+    low, high, closed = LIMITS[flag]
+    values = [-1, low - 1 if closed else low, 10**12, high * 10 + 1]
+    return sorted({int(v) if float(v).is_integer() else v for v in values})
+
+
+def test_every_numeric_option_has_a_declared_range():
+    from uninext_deploy.options import LIMITS
+
+    assert len(NUMERIC) > 40 and {flag for _, flag in NUMERIC} <= set(LIMITS)
+
+
+@pytest.mark.parametrize("command, flag", NUMERIC)
+def test_every_count_size_and_budget_is_refused_outside_its_range(command, flag, tmp_path, monkeypatch):
+    """0, a negative and an absurd value for every numeric option of every command: exit 2, one line naming the
+    allowed range, no traceback, nothing written."""
+    from uninext_deploy.options import allowed
+
+    monkeypatch.chdir(tmp_path)
+    for value in _bad_values(flag):
+        result = invoke(command, flag, str(value))
+        errors = [line for line in result.stderr.strip().splitlines() if not line.startswith("[")]
+        assert result.returncode == 2 and len(errors) == 1, (value, result.stderr)
+        assert flag in errors[0] and allowed(flag) in errors[0], (value, errors[0])
+        assert "Traceback" not in result.stderr and not list(tmp_path.iterdir()), value
+
+
+@pytest.mark.parametrize("args, message", [
+    (("profile", "--iters", "abc"), "error: Invalid value for '--iters': "),
+    (("export", "--bogus", "1"), "error: No such option: --bogus"),
+])
+def test_parser_errors_are_one_line_too(args, message, tmp_path):
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith(message), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and f"see uninext-deploy {args[0]} --help" in result.stderr
+    assert not list(tmp_path.iterdir())

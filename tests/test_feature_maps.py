@@ -124,7 +124,7 @@ def test_bad_feature_requests_are_one_line_errors_before_any_work():
                           (("--features", "1,1"), "stage stage2 (1) is given twice"),
                           (("--features", ","), "needs at least one stage"),
                           (("--features", "all", "--num-classes", "3"), "feature model has none"),
-                          (("--num-classes", "0"), "--num-classes must be at least 1")]:
+                          (("--num-classes", "0"), "--num-classes must be from 1 to 1000000")]:
         result = invoke("export", "-m", "test_convmlp", *args)
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr

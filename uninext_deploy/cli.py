@@ -492,8 +492,25 @@ def _joined_sizes(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
+    """The command line: our errors and the parser's (an unknown option, a value that is not a number) are one
+    line on stderr with exit code 2, never a traceback or a framed panel."""
+    from typer._click.exceptions import ClickException  # typer vendors click; pinned in constraints.txt
+
     warnings.formatwarning = _one_line_warning
-    app(args=_joined_sizes(sys.argv[1:]), prog_name="uninext-deploy")
+    args = _joined_sizes(sys.argv[1:])
+    try:
+        code = typer.main.get_command(app).main(args=args, prog_name="uninext-deploy", standalone_mode=False)
+    except ClickException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            app(args=["--help"], prog_name="uninext-deploy")
+        context = getattr(exc, "ctx", None)
+        command = context.command_path if context is not None else "uninext-deploy"
+        err.print(f"[red]error:[/red] {exc.format_message()}; see {command} --help", highlight=False, soft_wrap=True)
+        code = exc.exit_code
+    except typer.Abort:
+        err.print("interrupted; nothing half-written was left behind")
+        code = 130
+    sys.exit(code or 0)
 
 
 if __name__ == "__main__":

@@ -21,13 +21,40 @@ MIN_OPSET = 17  # LayerNormalization as one node
 DEFAULT_ITERS = 50
 
 
+MAX_OPSET = 20  # the TorchScript exporter's newest (torch.onnx._constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET)
+MAX_SIDE = 4096  # pixels; a static graph of more is no edge model (UniNeXt-T at 4096 would need ~60 GB)
+
+# Every count, size and budget any command or API call takes: flag -> (lowest, highest, lowest allowed itself).
+# The upper bounds keep an absurd value from running for days or exhausting memory before it fails.
+LIMITS: dict[str, tuple[float, float, bool]] = {
+    "--batch": (1, 256, True), "--batches": (1, 256, True),
+    "--threads": (1, 1024, True), "--warmup": (0, 100_000, True), "--iters": (1, 1_000_000, True),
+    "--seconds": (0, 86_400, False),
+    "--calib-size": (1, 10_000, True), "--random-inputs": (1, 10_000, True),
+    "--seed": (0, 2**32 - 1, True), "--num-classes": (1, 1_000_000, True), "--dla-core": (0, 7, True),
+    "--opset": (MIN_OPSET, MAX_OPSET, True), "--input-size": (1, MAX_SIDE, True),
+    "--int8-min-cosine": (0, 1, False), "--min-cosine": (0, 1, False), "--max-top1-drop": (0, 100, True),
+}
+
+
 def _set(obj, name: str, value) -> None:
     object.__setattr__(obj, name, value)  # normalising a frozen dataclass in __post_init__
 
 
-def at_least(name: str, value, low, unit: str = "") -> None:
-    if value is not None and not value >= low:
-        raise UserError(f"{name} must be at least {low}{unit}, got {value}")
+def allowed(flag: str) -> str:
+    """"from 1 to 256", "above 0 and at most 1": the range of ``flag`` as people read it."""
+    low, high, closed = LIMITS[flag]
+    return f"from {low} to {high}" if closed else f"above {low} and at most {high}"
+
+
+def within(flag: str, value) -> None:
+    """One UserError naming the allowed range when ``value`` (None: not given) is outside ``flag``'s limits
+    (NaN included)."""
+    if value is None:
+        return
+    low, high, closed = LIMITS[flag]
+    if isinstance(value, bool) or not (low <= value <= high if closed else low < value <= high):
+        raise UserError(f"{flag} must be {allowed(flag)}, got {value}")
 
 
 def input_size(value) -> tuple[int, int] | None:
@@ -37,13 +64,17 @@ def input_size(value) -> tuple[int, int] | None:
     if isinstance(value, str):
         parts = [p for p in re.split(r"[x,\s]+", value.strip().lower()) if p]
         if not 1 <= len(parts) <= 2 or not all(p.isdigit() for p in parts):
-            raise UserError(f"--input-size {value!r}: give a side (224) or height and width (224x192)")
+            raise UserError(f"--input-size {value!r}: give a side (224) or height and width (224x192), each "
+                            f"{allowed('--input-size')} pixels")
         value = tuple(int(p) for p in parts)
     sides = (value, value) if isinstance(value, int) else tuple(value)
     if len(sides) == 1:
         sides = sides * 2
     if len(sides) != 2 or not all(isinstance(s, int) and s > 0 for s in sides):
-        raise UserError(f"--input-size {value!r}: give positive pixel counts, a side (224) or height and width")
+        raise UserError(f"--input-size {value!r}: give a side (224) or height and width (224x192), each "
+                        f"{allowed('--input-size')} pixels")
+    for side in sides:
+        within("--input-size", side)
     return int(sides[0]), int(sides[1])
 
 
@@ -70,8 +101,8 @@ class ModelOptions:
         _set(self, "model", spec.name)
         _set(self, "input_size", resolve_size(spec, input_size(self.input_size)) if self.input_size else None)
         _set(self, "weights", str(self.weights) if self.weights else None)
-        at_least("--seed", self.seed, 0)
-        at_least("--num-classes", self.num_classes, 1)
+        within("--seed", self.seed)
+        within("--num-classes", self.num_classes)
         if self.features is not None:
             if self.num_classes is not None:
                 raise UserError("--num-classes sizes the classifier, which a feature model has none of; "
@@ -99,9 +130,9 @@ class Int8Options:
         _set(self, "method", self.method.lower())
         if self.method not in CALIB_METHODS:
             raise UserError(f"unknown calibration method {self.method!r}; choose one of {', '.join(CALIB_METHODS)}")
-        if self.min_cosine is not None and not 0 < self.min_cosine <= 1:
-            raise UserError(f"--int8-min-cosine must be in (0, 1], got {self.min_cosine}")
-        at_least("--calib-size", self.calib_size, 1)
+        within("--int8-min-cosine", self.min_cosine)
+        within("--calib-size", self.calib_size)
+        within("--seed", self.seed)
 
 
 @dataclass(frozen=True)
@@ -113,7 +144,7 @@ class TrtOptions:
     dla_core: int | None = None
 
     def __post_init__(self):
-        at_least("--dla-core", self.dla_core, 0)
+        within("--dla-core", self.dla_core)
 
     def backend_options(self) -> dict:
         """The options the user set (a backend that does not take them refuses them by name)."""
@@ -152,11 +183,10 @@ class TimingOptions:
     def __post_init__(self):
         if self.iters is not None and self.seconds is not None:
             raise UserError("--iters and --seconds exclude each other; pick one")
-        at_least("--threads", self.threads, 1)
-        at_least("--warmup", self.warmup, 0)
-        at_least("--iters", self.iters, 1)
-        if self.seconds is not None and not self.seconds > 0:
-            raise UserError(f"--seconds must be above 0, got {self.seconds}")
+        within("--threads", self.threads)
+        within("--warmup", self.warmup)
+        within("--iters", self.iters)
+        within("--seconds", self.seconds)
 
     @property
     def runs(self) -> int:
@@ -172,19 +202,21 @@ class Inputs:
     random: int = 4
 
     def __post_init__(self):
-        at_least("--random-inputs", self.random, 1)  # FP32 and FP16 are gated on them
+        within("--random-inputs", self.random)  # at least 1: FP32 and FP16 are gated on them
 
 
 def check_opset(opset: int | None) -> None:
     if opset is not None and opset < MIN_OPSET:
-        raise UserError(f"opset {opset} is too old: LayerNormalization needs opset >= {MIN_OPSET}")
+        raise UserError(f"opset {opset} is too old: LayerNormalization needs opset >= {MIN_OPSET}; --opset must be "
+                        f"{allowed('--opset')}")
+    within("--opset", opset)
 
 
 def check_threads(threads: int | None) -> int | None:
-    at_least("--threads", threads, 1)
+    within("--threads", threads)
     return threads
 
 
 def check_batch(batch: int, flag: str = "--batch") -> int:
-    at_least(flag, batch, 1)
+    within(flag, batch)
     return batch

@@ -10,6 +10,7 @@ from pathlib import Path
 from .device.compare import Metrics, Miss
 from .device.timing import Latency
 from .errors import UserError
+from .options import within
 
 RESULTS = "results.json"
 
@@ -107,10 +108,8 @@ def budget_tolerance(min_cosine: float | None, max_top1_drop: float | None) -> d
     if min_cosine is not None and max_top1_drop is not None:
         raise UserError("--min-cosine and --max-top1-drop exclude each other; pick one budget")
     if max_top1_drop is not None:
-        if not 0 <= max_top1_drop <= 100:
-            raise UserError(f"--max-top1-drop is a percentage in [0, 100], got {max_top1_drop}")
+        within("--max-top1-drop", max_top1_drop)  # a percentage
         return {"top1": (1 - max_top1_drop / 100, "min")}
     cosine = 0.99 if min_cosine is None else min_cosine
-    if not 0 < cosine <= 1:
-        raise UserError(f"--min-cosine must be in (0, 1], got {cosine}")
+    within("--min-cosine", cosine)
     return {"cosine": (cosine, "min")}

@@ -74,7 +74,7 @@ def test_bad_out_indices_are_one_line_errors(indices, message):
 def test_custom_head_size_builds_and_runs():
     model = create_model("test_uninet", num_classes=7)
     assert model(torch.zeros(model.input_shape)).shape == (1, 7)
-    with pytest.raises(UserError, match="--num-classes must be at least 1"):
+    with pytest.raises(UserError, match="--num-classes must be from 1 to 1000000"):
         create_model("test_uninet", num_classes=0)
     with pytest.raises(UserError, match="feature model has none"):
         create_model("test_uninet", num_classes=7, features_only=True)

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..errors import UserError
 from ..device.imaging import preprocess
+from ..errors import UserError
 from ..images import find_images, load_images
+from ..options import within
 
 DEFAULT_CALIB_SIZE = 32
 
@@ -29,8 +30,7 @@ def calibration_set(pre: dict, folder: str | Path | None = None, size: int = DEF
     every image as it is, then augmented views of them up to ``size``, with a warning for a user's folder
     (its ranges come from few scenes).
     """
-    if size < 1:
-        raise UserError(f"--calib-size must be at least 1, got {size}")
+    within("--calib-size", size)
     rng = np.random.default_rng(seed)
     images, _ = load_images(find_images(folder))
     if not images:

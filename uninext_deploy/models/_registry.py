@@ -92,11 +92,11 @@ def create_model(
     from ..images import find_images, load_images
 
     spec = get_spec(name)
-    if batch_size < 1:
-        raise UserError(f"batch size must be >= 1, got {batch_size}")
+    from ..options import within  # the one table of limits (options imports models lazily too)
+
+    within("--batch", batch_size)
     h, w = resolve_size(spec, input_size)
-    if num_classes is not None and num_classes < 1:
-        raise UserError(f"--num-classes must be at least 1, got {num_classes}")
+    within("--num-classes", num_classes)
     if features_only and num_classes is not None:
         raise UserError("--num-classes sizes the classifier, which a feature model has none of; drop one of "
                         "--num-classes and --features")
