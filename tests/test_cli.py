@@ -150,6 +150,12 @@ def test_input_size_is_a_side_or_height_and_width(tmp_path, size, shape):
     (("parity", "--random-inputs", "-1"), "--random-inputs must be from 1 to 10000"),
     (("parity", "--platform", "linux/arm64", "--cpu", "cortex-a99"), "unknown --cpu 'cortex-a99'"),
     (("models", "--family", "xyz"), "unknown family 'xyz'; choose one of uninext, convmlp, uninet"),
+    (("export", "-t", "trt", "--trt-version", "99"), "--trt-version 99: the parser checks know TensorRT 8.0 to 11.x"),
+    (("export", "-t", "trt", "--trt-version", "ten"), "cannot read TensorRT version 'ten'"),
+    (("export", "--calib-method", "median"), "unknown calibration method 'median'; choose one of"),
+    (("optimize", "--precisions", "int4"), "unknown precision 'int4'; choose one of fp32, fp16, int8"),
+    (("bundle", "--platform", "windows"), "unknown --platform 'windows'"),
+    (("export", "--features", "stage9"), "--features: no stage 'stage9'"),
     (("optimize", "--seconds", "1"), "No such option: --seconds"),
 ])
 def test_bad_input_is_one_line_with_exit_2(args, message, tmp_path, monkeypatch):

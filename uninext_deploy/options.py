@@ -145,6 +145,10 @@ class TrtOptions:
 
     def __post_init__(self):
         within("--dla-core", self.dla_core)
+        if self.trt_version is not None:
+            from .backends.trt_check import parse_version
+
+            parse_version(self.trt_version)  # one line before any work, not after the export
 
     def backend_options(self) -> dict:
         """The options the user set (a backend that does not take them refuses them by name)."""

@@ -17,6 +17,7 @@ from ..errors import UserError
 from ..export.graph import static_dims
 
 MAX_RANK = 8  # TensorRT's limit on tensor rank
+KNOWN_MAJORS = (8, 11)  # the releases whose parser facts are below
 
 # op -> first TensorRT version whose ONNX parser supports it (the ops the three families export to).
 MIN_VERSION = {
@@ -39,6 +40,9 @@ def parse_version(text: str) -> tuple[int, int]:
     parts = version_tuple(text.strip())
     if not parts or not text.strip()[:1].isdigit():
         raise UserError(f"cannot read TensorRT version {text!r}; write it as MAJOR.MINOR, e.g. 10.3")
+    if not KNOWN_MAJORS[0] <= parts[0] <= KNOWN_MAJORS[1]:
+        raise UserError(f"--trt-version {text}: the parser checks know TensorRT {KNOWN_MAJORS[0]}.0 to "
+                        f"{KNOWN_MAJORS[1]}.x; pass one of those, e.g. 10.3")
     return parts[0], parts[1] if len(parts) > 1 else 0
 
 
