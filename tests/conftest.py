@@ -47,19 +47,25 @@ def optimized(tmp_path_factory):
     return out, result.stdout, OptimizeResult.load(out / "results.json")
 
 
-# What a device has: numpy, Pillow and one runtime. openvino_telemetry is imported by openvino itself.
-DEVICE_PACKAGES = ("numpy", "PIL", "onnxruntime", "openvino", "openvino_telemetry")
+# What a device has: numpy, Pillow and one runtime (openvino_telemetry is imported by openvino itself), and
+# cryptography for signed bundles (with cffi's backend module).
+DEVICE_PACKAGES = ("numpy", "PIL", "onnxruntime", "openvino", "openvino_telemetry", "cryptography", "cffi",
+                   "_cffi_backend")
 
 
 @pytest.fixture(scope="session")
 def torch_free_python(tmp_path_factory) -> str:
-    """A fresh venv holding only numpy, Pillow, ONNX Runtime and OpenVINO (links to this environment's
-    copies): no torch and no uninext-deploy, as on a device."""
+    """A fresh venv holding only numpy, Pillow, ONNX Runtime, OpenVINO and cryptography (links to this
+    environment's copies): no torch and no uninext-deploy, as on a device."""
     root = tmp_path_factory.mktemp("torch-free-venv")
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
     site = next(root.glob("lib/python*/site-packages"))
     for package in DEVICE_PACKAGES:
-        source = Path(importlib.util.find_spec(package).submodule_search_locations[0])
+        spec = importlib.util.find_spec(package)
+        if spec.submodule_search_locations is None:  # a plain module, such as an extension's .so
+            (site / Path(spec.origin).name).symlink_to(spec.origin)
+            continue
+        source = Path(spec.submodule_search_locations[0])
         (site / package).symlink_to(source)
         for libs in source.parent.glob(f"{'pillow' if package == 'PIL' else package}.libs"):
             (site / libs.name).symlink_to(libs)

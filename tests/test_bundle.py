@@ -213,6 +213,43 @@ def test_interrupted_bundle_leaves_nothing_behind(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_signed_bundle_is_checked_before_anything_on_host_and_device(tmp_path, torch_free_python):
+    private, public, fingerprint = api.keygen(tmp_path / "keys")
+    made = api.bundle("test_convmlp", "ort", sign_key=private, out=tmp_path / "signed")
+    assert made.manifest["bundle"]["signed_by"] == fingerprint and (made.path / "manifest.json.sig").is_file()
+    assert "cryptography" in (made.path / "requirements.txt").read_text()
+    assert f"Signed (Ed25519, key {fingerprint})" in (made.path / "README.md").read_text()
+    result = run_cli("verify", str(made.archive), "--public-key", str(public))
+    assert result.returncode == 0 and f"signature: manifest.json signed by key {fingerprint}" in result.stdout
+    folder = unpack(made.archive, tmp_path / "device")
+    on_device = device_run(torch_free_python, folder, "--verify", "--public-key", str(public))
+    assert on_device.returncode == 0 and f"signed by key {fingerprint}" in on_device.stdout, on_device.stderr
+
+    _, other, _ = api.keygen(tmp_path / "other")
+    for where in (folder, made.archive):  # another key: refused on host and device, one line, exit 2
+        result = run_cli("verify", str(where), "--public-key", str(other))
+        assert result.returncode == 2 and "signature check failed: manifest.json is not signed by the key" in result.stderr
+    refused = device_run(torch_free_python, folder, "--verify", "--public-key", str(other))
+    assert refused.returncode == 2 and refused.stderr.startswith("error: manifest.json is not signed by the key")
+    assert len(refused.stderr.splitlines()) == 1
+
+    manifest = json.loads((folder / "manifest.json").read_text())  # a loosened tolerance, checksums left intact
+    manifest["bundle"]["tolerance"] = {"cosine": [0.5, "min"]}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    refused = device_run(torch_free_python, folder, "--verify", "--public-key", str(public))
+    assert refused.returncode == 2 and "manifest.json is not signed by the key" in refused.stderr
+    assert device_run(torch_free_python, folder, "--verify").returncode == 0  # no key asked for: not checked
+
+    unsigned = api.bundle("test_convmlp", "ort", out=tmp_path / "unsigned")
+    assert unsigned.manifest["bundle"]["signed_by"] is None
+    assert run_cli("verify", str(unsigned.path)).returncode == 0
+    result = run_cli("verify", str(unsigned.path), "--public-key", str(public))
+    assert result.returncode == 2 and "is not signed (no manifest.json.sig) but a public key was given" in result.stderr
+    with pytest.raises(UserError, match="--sign-key: .*is not a PEM private key"):
+        api.bundle("test_convmlp", "ort", sign_key=public, out=tmp_path / "never")
+    assert not (tmp_path / "never").exists()
+
+
 def test_tensorrt_bundle_ships_onnx_and_build_scripts_and_verifies_the_graph(tmp_path, torch_free_python):
     """No GPU here: the bundle carries what builds the engine on the device, and its ONNX is verified
     with ONNX Runtime (said so); the engine itself is checked where TensorRT exists."""

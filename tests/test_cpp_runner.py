@@ -100,6 +100,32 @@ def test_cpp_refuses_a_tampered_bundle_with_one_line(ort_bundle, tmp_path):
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1 and "model.onnx is missing" in result.stderr
 
 
+def test_cpp_checks_the_signature_before_anything_else(ort_bundle, tmp_path):
+    from uninext_deploy.device.signature import load_private_key, sign
+
+    binary = built(ort_bundle, tmp_path / "build", "ort")
+    private, public, fingerprint = api.keygen(tmp_path / "keys")
+    _, other, _ = api.keygen(tmp_path / "other")
+    folder = tmp_path / "copy"
+    shutil.copytree(ort_bundle.path, folder)
+    result = run(binary, folder, "--verify", "--public-key", str(public))
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        f"error: {folder} is not signed (no manifest.json.sig) but a public key was given; use a bundle made with "
+        "`bundle --sign-key`, or drop --public-key to accept unsigned bundles"]
+    sign(folder, load_private_key(private))
+    result = run(binary, folder, "--verify", "--json", "--public-key", str(public))
+    assert result.returncode == 0 and json.loads(result.stdout)["signed_by"] == fingerprint
+    result = run(binary, folder, "--verify", "--public-key", str(other))
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
+    assert "manifest.json is not signed by the key" in result.stderr
+    manifest = folder / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"cosine"', '"cosine" '))
+    result = run(binary, folder, "--verify", "--public-key", str(public))
+    assert result.returncode == 2 and "manifest.json is not signed by the key" in result.stderr
+    result = run(binary, folder, "--verify", "--public-key", str(private))
+    assert result.returncode == 2 and "is not a PEM public key" in result.stderr
+
+
 def test_openvino_cpp_extracts_the_feature_maps_run_py_does(ov_features_bundle, torch_free_python, tmp_path):
     b = ov_features_bundle.manifest["bundle"]
     assert b["verified"][f"{HOST} (C++)"]["passed"] and "cpp/openvino.cpp" in ov_features_bundle.manifest["files"]

@@ -106,16 +106,17 @@ def bundle(model: str | ModelOptions = DEFAULT_MODEL, target: str = DEFAULT_TARG
            platform: PlatformOptions = PlatformOptions(), batch: int = 1, input_size=None, weights=None,
            seed: int = 0, out: str | Path | None = None, threads: int | None = None,
            int8: Int8Options | None = None, trt: TrtOptions | None = None, labels: str | Path | None = None,
-           cpp: bool = False, progress=None) -> "Bundle":
+           cpp: bool = False, sign_key: str | Path | None = None, progress=None) -> "Bundle":
     """Export, prove and package ``model`` for the device: ``out``/ and ``out``.tar.gz. ``labels``: a file of
     class names for a fine-tuned classifier (default: ImageNet's for 1000 classes, else numbered); ``cpp``:
-    add the C++ runner, built and verified here like run.py."""
+    add the C++ runner, built and verified here like run.py; ``sign_key``: sign the manifest with this Ed25519
+    private key (PEM, from :func:`keygen`)."""
     from .bundle import bundle as run
 
     check_threads(threads)
     return run(_model(model, input_size, weights, seed), target, precision=precision, platform=platform,
                batch=batch, out=out, threads=threads, int8=int8, trt=trt, labels=labels, cpp=cpp,
-               progress=progress)
+               sign_key=sign_key, progress=progress)
 
 
 def newest_bundle(folder: str | Path = "bundles") -> Path:
@@ -125,12 +126,23 @@ def newest_bundle(folder: str | Path = "bundles") -> Path:
 
 
 def verify(path: str | Path | None = None, *, platform: PlatformOptions = PlatformOptions(),
-           threads: int | None = None) -> "VerifyReport":
-    """Check a bundle folder or archive (default: the newest in ./bundles): checksums, then its golden outputs."""
+           threads: int | None = None, public_key: str | Path | None = None) -> "VerifyReport":
+    """Check a bundle folder or archive (default: the newest in ./bundles): with ``public_key``, its
+    signature first (unsigned or otherwise signed bundles are refused); checksums, then its golden outputs."""
     from .verify import verify as run
 
     check_threads(threads)
-    return run(path or newest_bundle(), platform=platform, threads=threads)
+    return run(path or newest_bundle(), platform=platform, threads=threads, public_key=public_key)
+
+
+def keygen(out: str | Path = "keys") -> tuple[Path, Path, str]:
+    """A new Ed25519 key pair for signing bundles: (private key, public key, fingerprint); never overwrites."""
+    from .device.signature import SignatureError, keygen as make
+
+    try:
+        return make(Path(out))
+    except SignatureError as exc:
+        raise UserError(str(exc)) from None
 
 
 def default_targets() -> tuple[str, ...]:

@@ -28,6 +28,7 @@ from .arm.platforms import bundle_platform, emulated, host_platform
 from .artifact import GOLDEN, Artifact, atomic_folder, check_output_path, write_manifest
 from .backends import canonical_target, get_backend
 from .device.compare import TOLERANCES, bounds_text, golden_outputs, write_golden
+from .device import signature
 from .device.integrity import read_manifest
 from .errors import ParityFailure, UserError
 from .options import DEFAULT_TARGET, Int8Options, ModelOptions, PlatformOptions, TrtOptions, check_batch
@@ -38,7 +39,7 @@ from .verify import run_verify
 DEVICE = Path(__file__).parent / "device"
 # bundle file name -> source; run.py imports the others as plain modules
 RUNNER_FILES = {name: DEVICE / name for name in
-                ("run.py", "runtimes.py", "imaging.py", "integrity.py", "compare.py", "timing.py")}
+                ("run.py", "runtimes.py", "imaging.py", "integrity.py", "compare.py", "timing.py", "signature.py")}
 LABELS = Path(__file__).parent / "data" / "imagenet_labels.txt"
 
 
@@ -114,17 +115,20 @@ def default_labels(manifest: dict) -> list[str] | None:
 def bundle(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str = "fp32",
            platform: PlatformOptions = PlatformOptions(), batch: int = 1, out: str | Path | None = None,
            threads: int | None = None, int8: Int8Options | None = None, trt: TrtOptions | None = None,
-           labels: str | Path | None = None, cpp: bool = False, progress=None) -> Bundle:
+           labels: str | Path | None = None, cpp: bool = False, sign_key: str | Path | None = None,
+           progress=None) -> Bundle:
     """Export, prove and package ``model`` for ``target`` on ``platform``; write ``out`` and ``out``.tar.gz.
 
     ``labels``: a file of class names for a classifier (default: ImageNet's for 1000 classes, else numbered).
     ``cpp``: add the C++ runner (``cpp/``), built and verified here like run.py (see :func:`package`).
+    ``sign_key``: an Ed25519 private key (PEM, ``uninext-deploy keygen``) that signs the manifest.
     ``progress(step)`` is told each step by name. A bundle that misses its parity tolerance is not written
     (ParityFailure); nothing half-written is left on any error or interruption.
     """
     target = canonical_target(target)
     check_batch(batch)
     names = read_labels(labels, model)
+    key = signing_key(sign_key)  # an unusable key is one line before any export
     backend = get_backend(target, **(trt or TrtOptions()).backend_options())
     if emulated(platform.platform):
         from .arm.run import runtime_for
@@ -140,19 +144,20 @@ def bundle(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str 
             raise ParityFailure(f"not bundled: parity failed ({report.summary()}); "
                                 f"{report.runs[0].divergence or ''}".rstrip("; "))
         return package(Artifact.open(Path(tmp) / f"b{batch}"), report.runs[0], platform=platform, out=out,
-                       threads=threads, labels=names, cpp=cpp, progress=progress)
+                       threads=threads, labels=names, cpp=cpp, sign_key=key, progress=progress)
 
 
 def package(artifact: Artifact, run: ParityRun, *, platform: PlatformOptions = PlatformOptions(),
             out: str | Path | None = None, tolerance: dict | None = None, threads: int | None = None,
-            labels: list[str] | None = None, cpp: bool = False, progress=None) -> Bundle:
+            labels: list[str] | None = None, cpp: bool = False, sign_key=None, progress=None) -> Bundle:
     """Package ``artifact``, which passed ``run`` against PyTorch, as a bundle.
 
     The golden check uses ``tolerance`` ({metric: (bound, "min"|"max")}; default: the precision's): the
     staged bundle's own ``run.py --verify`` on this machine and, for linux/arm64, on the emulated CPU; with
     ``cpp``, also its C++ runner, built here from the bundle's own ``cpp/`` (cross-compiled for aarch64 and
     run on the emulated CPU for linux/arm64). A miss is a ParityFailure and nothing is written; a runtime
-    without a C++ runner (TensorRT) gets none, and the bundle's README says why.
+    without a C++ runner (TensorRT) gets none, and the bundle's README says why. ``sign_key`` (a loaded
+    Ed25519 private key, :func:`signing_key`) signs the finished manifest (``manifest.json.sig``).
     """
     target = bundle_platform(platform.platform)
     tell = progress or (lambda step: None)
@@ -169,7 +174,8 @@ def package(artifact: Artifact, run: ParityRun, *, platform: PlatformOptions = P
             toolchain = cpp_runner.Toolchain(log=tell) if cpp and cpp_runner.available(backend.name) is None else None
             if toolchain:
                 toolchain.ensure(host_platform())  # the headers the bundle carries
-            manifest = _assemble(folder, artifact, backend, target, run, tolerance, labels, toolchain, cpp)
+            signer = signature.fingerprint(sign_key.public_key()) if sign_key else None
+            manifest = _assemble(folder, artifact, backend, target, run, tolerance, labels, toolchain, cpp, signer)
             tell("verifying the bundle with its own run.py on this machine")
             checks = {host_platform(): run_verify(folder, manifest, threads, PlatformOptions())}
             if emulated(target):
@@ -183,6 +189,9 @@ def package(artifact: Artifact, run: ParityRun, *, platform: PlatformOptions = P
             if missed:
                 raise ParityFailure(f"not bundled: the golden check failed on {', '.join(missed)}")
             write_manifest(folder, manifest, {name: e["role"] for name, e in manifest["files"].items()})
+            if sign_key:
+                tell(f"signing the manifest (key {signer})")
+                signature.sign(folder, sign_key)
             tell("writing the archive")
             staged_archive = write_archive(folder, archive, out.name)
         os.replace(staged_archive, archive)
@@ -190,6 +199,16 @@ def package(artifact: Artifact, run: ParityRun, *, platform: PlatformOptions = P
         if staged_archive is not None and staged_archive.exists():
             staged_archive.unlink()
     return Bundle(out, archive, read_manifest(out))
+
+
+def signing_key(path: str | Path | None):
+    """The Ed25519 private key at ``path`` (PEM), or None; an unusable file is one UserError."""
+    if path is None:
+        return None
+    try:
+        return signature.load_private_key(path)
+    except signature.SignatureError as exc:
+        raise UserError(f"--sign-key: {exc}") from None
 
 
 def _verify_cpp(folder: Path, manifest: dict, toolchain, target: str, threads: int | None,
@@ -219,7 +238,7 @@ def _verify_cpp(folder: Path, manifest: dict, toolchain, target: str, threads: i
 
 
 def _assemble(folder: Path, artifact: Artifact, backend, platform: str, run: ParityRun, tolerance: dict,
-              labels: list[str] | None, toolchain=None, cpp: bool = False) -> dict:
+              labels: list[str] | None, toolchain=None, cpp: bool = False, signer: str | None = None) -> dict:
     """Copy the device's files into ``folder``; write the runner, labels, requirements, README, manifest."""
     roles = {}
     for name, entry in artifact.manifest["files"].items():
@@ -248,8 +267,10 @@ def _assemble(folder: Path, artifact: Artifact, backend, platform: str, run: Par
                    "random": run.random.as_dict(),
                    "tolerance": {k: list(v) for k, v in TOLERANCES[artifact.precision].items()}},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "signed_by": signer,  # the fingerprint of the key that signs this manifest (manifest.json.sig), or None
     }
-    requirements = ["numpy", "pillow", *backend.runtime.device_packages(requirement)]
+    requirements = ["numpy", "pillow", *backend.runtime.device_packages(requirement),
+                    *(["cryptography  # run.py --public-key: the bundle's signature"] if signer else [])]
     (folder / "requirements.txt").write_text("\n".join(requirements) + "\n")
     roles["requirements.txt"] = "requirements"
     if toolchain:
@@ -272,6 +293,9 @@ def _readme(manifest: dict, requirements: list[str], device_note: str) -> str:
                 b["stand_in"]["runtime"] != manifest["backend"] else "")
     outputs = "\n".join(f"- Output `{o['name']}`: {o['dtype']} {o['shape']}, {o['meaning']}." for o in manifest["outputs"])
     features = all(o["kind"] == "features" for o in manifest["outputs"])
+    signed = (f"\nSigned (Ed25519, key {b['signed_by']}): `python3 run.py --verify --public-key signing.pub.pem` checks "
+              "the signature of `manifest.json` before anything else, as does `openssl pkeyutl -verify -pubin -inkey "
+              "signing.pub.pem -rawin -in manifest.json -sigfile manifest.json.sig`.\n" if b.get("signed_by") else "")
     cpp = b.get("cpp") or {}
     cpp_note = ("\nA C++ runner with the same verbs is in `cpp/` (its README): `cmake -S cpp -B cpp/build -DCMAKE_BUILD_TYPE="
                 "Release && cmake --build cpp/build -j`, then `cpp/build/runner --verify`.\n" if "folder" in cpp else
@@ -293,7 +317,7 @@ python3 run.py --verify           # checksums, then golden inputs vs PyTorch ({b
  if features else "python3 run.py photo.jpg          # top-5 classes"}
 python3 run.py --bench            # latency percentiles (--threads N, --iters N)
 ```
-{engine_note}{cpp_note}{seeded}
+{engine_note}{cpp_note}{signed}{seeded}
 - Input `{manifest['input']['name']}`: {manifest['input']['dtype']} {manifest['input']['layout']} \
 {manifest['input']['shape']} (static).
 {outputs}

@@ -314,13 +314,16 @@ def bundle(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 =
            cpp: Annotated[bool, typer.Option("--cpp", help="Add a C++ runner (cpp/: CMake, one C++17 source per "
                                              "runtime), built and verified here like run.py (cross-compiled and "
                                              "run on the emulated CPU for linux/arm64).")] = False,
+           sign_key: Annotated[Optional[Path], typer.Option(
+               "--sign-key", help="Sign the manifest (which holds every file's sha256) with this Ed25519 private "
+                                  "key (PEM, from keygen).", metavar="PEM")] = None,
            as_json: Json = False, *, model: ModelOptions, int8_options: Int8Options, trt: TrtOptions,
            platform: PlatformOptions, timing: TimingOptions) -> None:
     """Package a proven artifact for the device: model, manifest, golden I/O and a torch-free run.py."""
     with _steps(f"bundling {model.model} for {target}") as step:
         result = api.bundle(model, target, precision=_precision(fp16, int8), platform=platform, batch=batch,
                             out=out_dir, threads=timing.threads, int8=int8_options, trt=trt, labels=labels,
-                            cpp=cpp, progress=step)
+                            cpp=cpp, sign_key=sign_key, progress=step)
     m, b = result.manifest, result.manifest["bundle"]
     if as_json:
         return _print_json({"bundle": str(result.path), "archive": str(result.archive),
@@ -340,6 +343,8 @@ def bundle(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 =
         worst = f" (worst output {v['metrics']['output']})" if v["metrics"].get("outputs") else ""
         out.print(f"golden check on {where} ({v['runner']}): {'pass' if v['passed'] else 'FAIL'}, cosine "
                   f"{v['metrics']['cosine']:.6f}, max abs {v['metrics']['max_abs']:.2e}{worst}", highlight=False)
+    if b.get("signed_by"):
+        out.print(f"signed with key {b['signed_by']}: manifest.json.sig", highlight=False)
     if "missing" in b.get("cpp", {}):
         out.print(f"[yellow]no C++ runner[/yellow]: {b['cpp']['missing']}", highlight=False)
     out.print(f"on the device: tar xzf {result.archive.name} && cd {result.path.name} && "
@@ -351,15 +356,21 @@ def bundle(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 =
 @grouped(platform=PlatformOptions, timing=(TimingOptions, "threads"))
 def verify(path: Annotated[Optional[Path], typer.Argument(help="Bundle folder or .tar.gz (default: the newest "
                                                                  "in ./bundles).")] = None,
+           public_key: Annotated[Optional[Path], typer.Option(
+               "--public-key", help="Refuse the bundle unless its manifest is signed by this Ed25519 public key "
+                                    "(PEM, from keygen).", metavar="PEM")] = None,
            as_json: Json = False, *, platform: PlatformOptions, timing: TimingOptions) -> None:
-    """Check a bundle: every file's checksum, then its own run.py --verify (golden outputs vs PyTorch's)."""
+    """Check a bundle: its signature (--public-key), every file's checksum, then its own run.py --verify (golden
+    outputs vs PyTorch's)."""
     path = path or api.newest_bundle()
     with _steps(f"verifying {path}"):
-        report = api.verify(path, platform=platform, threads=timing.threads)
+        report = api.verify(path, platform=platform, threads=timing.threads, public_key=public_key)
     if as_json:
         _print_json(report.as_dict())
     else:
         m = report.metrics
+        if report.signed_by:
+            out.print(f"signature: manifest.json signed by key {report.signed_by}", highlight=False)
         out.print(f"integrity: {report.files_checked} files match manifest.json", highlight=False)
         for each in m.each():
             top = f", top-1 {each.top1:.2f}, top-5 {each.top5:.2f}" if each.top1 is not None else ""
@@ -368,6 +379,17 @@ def verify(path: Annotated[Optional[Path], typer.Argument(help="Bundle folder or
                       f"max abs {each.max_abs:.2e}, rel {each.rel_max_abs:.2e}{top}", highlight=False)
     if not report.passed:
         raise ParityFailure(f"bundle {path} failed its golden check: {'; '.join(map(str, report.failed))}")
+
+
+@app.command()
+@_handle_errors
+def keygen(out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for signing.pem (private, mode 600) "
+                                                                     "and signing.pub.pem.", metavar="DIR")] = Path("keys")
+           ) -> None:
+    """Make an Ed25519 key pair for signing bundles (bundle --sign-key) and checking them (verify --public-key)."""
+    private, public, fingerprint = api.keygen(out_dir)
+    out.print(f"wrote {private} (private: keep it off devices) and {public} (public: give it to devices); "
+              f"key {fingerprint}", highlight=False)
 
 
 @app.command()

@@ -12,6 +12,7 @@ from pathlib import Path
 from .archive import opened
 from .arm.platforms import bundle_platform, emulated
 from .backends import get_backend
+from .device import signature
 from .device.compare import Metrics, Miss
 from .device.integrity import IntegrityError, check_files, read_manifest
 from .errors import UserError
@@ -27,6 +28,7 @@ class VerifyReport:
     metrics: Metrics
     tolerance: dict
     failed: list[Miss] = field(default_factory=list)
+    signed_by: str | None = None  # the fingerprint of the key whose signature was checked
 
     @property
     def passed(self) -> bool:
@@ -35,11 +37,12 @@ class VerifyReport:
     def as_dict(self) -> dict:
         return {"bundle": self.bundle, "platform": self.platform, "runner": self.runner, "passed": self.passed,
                 "files_checked": self.files_checked, "metrics": self.metrics.as_dict(),
-                "tolerance": self.tolerance, "failed": [m.as_dict() for m in self.failed]}
+                "tolerance": self.tolerance, "failed": [m.as_dict() for m in self.failed], "signed_by": self.signed_by}
 
     def record(self) -> dict:
         """What a bundle's manifest keeps of the check."""
-        return {k: v for k, v in self.as_dict().items() if k not in ("bundle", "tolerance", "files_checked")}
+        return {k: v for k, v in self.as_dict().items() if k not in ("bundle", "tolerance", "files_checked",
+                                                                     "signed_by")}
 
 
 def newest_bundle(folder: Path) -> Path:
@@ -51,10 +54,16 @@ def newest_bundle(folder: Path) -> Path:
     return max(found, key=lambda p: p.stat().st_mtime)
 
 
-def verify(path: str | Path, *, platform: PlatformOptions = PlatformOptions(),
-           threads: int | None = None) -> VerifyReport:
-    """Check a bundle (folder or archive): every checksum first, then its golden outputs on ``platform``."""
+def verify(path: str | Path, *, platform: PlatformOptions = PlatformOptions(), threads: int | None = None,
+           public_key: str | Path | None = None) -> VerifyReport:
+    """Check a bundle (folder or archive): with ``public_key``, the manifest's signature first (an unsigned or
+    otherwise signed bundle is refused); every checksum; then its golden outputs on ``platform``, by its
+    own run.py (told the key too)."""
     with opened(path) as folder:
+        try:
+            signer = signature.check(folder, public_key) if public_key else None
+        except signature.SignatureError as exc:
+            raise UserError(f"signature check failed: {exc}") from None
         try:
             manifest = read_manifest(folder)
             if "bundle" not in manifest:
@@ -62,19 +71,20 @@ def verify(path: str | Path, *, platform: PlatformOptions = PlatformOptions(),
             check_files(folder, manifest)
         except IntegrityError as exc:
             raise UserError(f"integrity check failed: {exc}") from None
-        report = run_verify(folder, manifest, threads, platform)
-    report.bundle = str(path)
+        report = run_verify(folder, manifest, threads, platform, public_key=public_key)
+    report.bundle, report.signed_by = str(path), signer
     return report
 
 
 def run_verify(folder: Path, manifest: dict, threads: int | None, platform: PlatformOptions,
-               cpp: Path | None = None) -> VerifyReport:
+               cpp: Path | None = None, public_key: str | Path | None = None) -> VerifyReport:
     """``run.py --verify --json`` of the bundle in ``folder`` (or, given ``cpp``, that build of its C++ runner):
     with this machine's Python, or under the emulated aarch64 CPU for an ARM platform. Where the bundle's
     runtime cannot run here, ``--graph`` checks its ONNX on the stand-in runtime, and the runner says so."""
     target = bundle_platform(platform.platform)
     threads = 1 if emulated(target) else threads  # under emulation threads do not help (arm/run.py)
-    args = ["--verify", "--json", *(["--threads", str(threads)] if threads else [])]
+    args = ["--verify", "--json", *(["--threads", str(threads)] if threads else []),
+            *(["--public-key", str(Path(public_key).resolve())] if public_key else [])]
     backend = get_backend(manifest["backend"])
     reason = backend.cannot_run()
     if reason:

@@ -5,7 +5,8 @@
 //     runner --verify            checksums, then the golden inputs against PyTorch's outputs
 //     runner --bench             latency percentiles and throughput
 //
-// Every file's sha256 is checked before anything is loaded. Exit codes: 0 done, 1 verification failed,
+// Every file's sha256 is checked before anything is loaded, and with --public-key PEM the manifest's Ed25519
+// signature before that (OpenSSL, as signature.py does with cryptography). Exit codes: 0 done, 1 verification failed,
 // 2 a problem to fix (one line on stderr).
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -24,6 +25,7 @@
 #include <sstream>
 
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 
 #include "image.hpp"
 #include "runner.hpp"
@@ -36,14 +38,14 @@ const char* MANIFEST = "manifest.json";
 
 struct Args {
     std::vector<std::string> images;
-    std::string bundle, save;
+    std::string bundle, save, public_key;
     bool verify = false, bench = false, as_json = false;
     int threads = 0, iters = 100, warmup = 10;
 };
 
 const char* USAGE =
     "usage: runner [IMAGE ...] [--verify] [--bench] [--save DIR] [--threads N] [--iters N] [--warmup N] [--json] "
-    "[--bundle DIR]";
+    "[--public-key PEM] [--bundle DIR]";
 
 int number(const std::string& flag, const std::string& text, int least) {
     size_t used = 0;
@@ -71,6 +73,7 @@ Args parse(int argc, char** argv) {
         else if (a == "--json") args.as_json = true;
         else if (a == "--save") args.save = value();
         else if (a == "--bundle") args.bundle = value();
+        else if (a == "--public-key") args.public_key = value();
         else if (a == "--threads") args.threads = number(a, value(), 1);
         else if (a == "--iters") args.iters = number(a, value(), 1);
         else if (a == "--warmup") args.warmup = number(a, value(), 0);
@@ -117,6 +120,50 @@ std::string sha256(const std::string& path) {
     std::string text;
     for (unsigned int i = 0; i < size; ++i) text += {hex[digest[i] >> 4], hex[digest[i] & 15]};
     return text;
+}
+
+std::string read_bytes(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+std::string fingerprint(EVP_PKEY* key) {
+    unsigned char raw[32];
+    size_t size = sizeof raw;
+    EVP_PKEY_get_raw_public_key(key, raw, &size);
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int length = 0;
+    EVP_Digest(raw, size, digest, &length, EVP_sha256(), nullptr);
+    static const char* hex = "0123456789abcdef";
+    std::string text;
+    for (unsigned int i = 0; i < 8; ++i) text += {hex[digest[i] >> 4], hex[digest[i] & 15]};
+    return text;
+}
+
+// signature.check: manifest.json must carry a valid Ed25519 signature (manifest.json.sig, raw 64 bytes) by the
+// key in `public_key` (PEM). The fingerprint of the key.
+std::string check_signature(const std::string& folder, const std::string& public_key) {
+    std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(public_key.c_str(), "r"), std::fclose);
+    if (!file) throw Problem("cannot read the public key " + public_key + "; pass the PEM file `uninext-deploy keygen` wrote");
+    std::unique_ptr<EVP_PKEY, void (*)(EVP_PKEY*)> key(PEM_read_PUBKEY(file.get(), nullptr, nullptr, nullptr),
+                                                      EVP_PKEY_free);
+    if (!key) throw Problem(public_key + " is not a PEM public key; pass the signing.pub.pem file `uninext-deploy keygen` wrote");
+    if (EVP_PKEY_id(key.get()) != EVP_PKEY_ED25519)
+        throw Problem(public_key + " is not an Ed25519 key, bundles are signed with Ed25519; make a key pair with "
+                      "`uninext-deploy keygen`");
+    std::string signature_path = folder + "/manifest.json.sig";
+    if (!is_file(signature_path))
+        throw Problem(folder + " is not signed (no manifest.json.sig) but a public key was given; use a bundle made with "
+                      "`bundle --sign-key`, or drop --public-key to accept unsigned bundles");
+    std::string signature = read_bytes(signature_path), manifest = read_bytes(folder + "/" + MANIFEST);
+    std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+    bool valid = EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) == 1 &&
+                 EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()), signature.size(),
+                                  reinterpret_cast<const unsigned char*>(manifest.data()), manifest.size()) == 1;
+    if (!valid)
+        throw Problem(std::string(MANIFEST) + " is not signed by the key " + public_key + " (fingerprint " +
+                      fingerprint(key.get()) + "): the manifest was changed or signed with another key; do not run it");
+    return fingerprint(key.get());
 }
 
 json read_manifest(const std::string& folder) {
@@ -444,7 +491,8 @@ std::string describe(const json& report) {
     std::ostringstream out;
     out << report["model"].get<std::string>() << " " << report["precision"].get<std::string>() << " on "
         << info["runtime"].get<std::string>() << " " << info["version"].get<std::string>() << " ("
-        << report["machine"].get<std::string>() << ", C++); " << report["files_checked"] << " files match manifest.json\n";
+        << report["machine"].get<std::string>() << ", C++); " << report["files_checked"] << " files match manifest.json"
+        << (report["signed_by"].is_null() ? "" : ", signed by key " + report["signed_by"].get<std::string>()) << "\n";
     if (report.value("seeded", false) && report.contains("predictions"))
         out << "note: seeded weights, not trained ones: the classes below are not meaningful\n";
     for (const auto& item : report.value("predictions", json::array())) {
@@ -495,6 +543,7 @@ std::string machine() {
 int main_checked(int argc, char** argv) {
     Args args = parse(argc, argv);
     std::string folder = find_bundle(args.bundle);
+    json signer = args.public_key.empty() ? json(nullptr) : json(check_signature(folder, args.public_key));
     json manifest = read_manifest(folder);
     check_files(folder, manifest);
     std::string here = machine() == "x86_64" ? "linux/x86_64" : machine() == "aarch64" ? "linux/arm64" : machine();
@@ -513,7 +562,7 @@ int main_checked(int argc, char** argv) {
     }
     json report = {{"model", manifest["model"]["name"]}, {"precision", manifest["precision"]},
                    {"runtime", model->info}, {"runner", "cpp"}, {"machine", machine()},
-                   {"files_checked", manifest["files"].size()},
+                   {"files_checked", manifest["files"].size()}, {"signed_by", signer},
                    {"seeded", manifest["model"].contains("seed") && !manifest["model"]["seed"].is_null()}};
     if (!args.images.empty()) report.update(infer(*model, folder, manifest, args));
     if (args.verify) report["verify"] = verify(*model, folder, manifest);

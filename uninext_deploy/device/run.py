@@ -9,8 +9,8 @@ manifest.json (see requirements.txt); no torch, no uninext-deploy.
     python3 run.py --verify --graph    the shipped ONNX graph on the runtime that checks it where the
                                        bundle's own cannot run (e.g. TensorRT bundles without a GPU)
 
-Every file's checksum is checked before anything is loaded. Exit codes: 0 done, 1 verification
-failed, 2 a problem to fix (one line on stderr).
+Every file's checksum is checked before anything is loaded, and with --public-key the manifest's signature
+before that. Exit codes: 0 done, 1 verification failed, 2 a problem to fix (one line on stderr).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import numpy as np
 import compare
 import integrity
 import runtimes
+import signature
 import timing
 
 HERE = Path(__file__).resolve().parent
@@ -160,11 +161,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--graph", "--onnxruntime", dest="graph", action="store_true",
                         help="run the bundle's ONNX graph with the runtime that checks it where the bundle's own "
                              "cannot run (manifest.json bundle.stand_in) instead of the bundle's own runtime")
+    parser.add_argument("--public-key", metavar="PEM", help="refuse the bundle unless manifest.json is signed by "
+                                                            "this Ed25519 public key (checked before anything else)")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args(argv)
     if not (args.images or args.verify or args.bench):
         parser.error("pass image files, --verify or --bench")
     try:
+        signer = signature.check(HERE, args.public_key) if args.public_key else None
         manifest = integrity.read_manifest(HERE)
         integrity.check_files(HERE, manifest)
         machine = MACHINES.get(platform.machine().lower(), platform.machine())
@@ -174,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         run = session.run
         report: dict = {"model": manifest["model"]["name"], "precision": manifest["precision"],
                         "runtime": session.info,
-                        "machine": platform.machine(), "files_checked": len(manifest["files"])}
+                        "machine": platform.machine(), "files_checked": len(manifest["files"]), "signed_by": signer}
         if args.images:
             outputs = infer(manifest, run, args.images)
             if compare.LOGITS in outputs:
@@ -187,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             report["verify"] = verify(manifest, run)
         if args.bench:
             report["bench"] = bench(manifest, run, args.warmup, args.iters)
-    except (Problem, integrity.IntegrityError, runtimes.RuntimeProblem) as exc:
+    except (Problem, integrity.IntegrityError, runtimes.RuntimeProblem, signature.SignatureError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(report, indent=2) if args.json else describe(report, manifest))
@@ -197,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
 def describe(report: dict, manifest: dict) -> str:
     info = report["runtime"]
     lines = [f"{report['model']} {report['precision']} on {info['runtime']} {info['version']} "
-             f"({report['machine']}); {report['files_checked']} files match manifest.json"]
+             f"({report['machine']}); {report['files_checked']} files match manifest.json"
+             + (f", signed by key {report['signed_by']}" if report.get("signed_by") else "")]
     if manifest["model"].get("seed") is not None and report.get("predictions"):
         lines.append("note: seeded weights, not trained ones: the classes below are not meaningful")
     for item in report.get("predictions", []):

@@ -49,8 +49,8 @@ def _read_key(path: str | Path, private: bool):
                              f"{'signing.pem' if private else 'signing.pub.pem'} file `uninext-deploy keygen` wrote") from None
     expected = ed25519.Ed25519PrivateKey if private else ed25519.Ed25519PublicKey
     if not isinstance(key, expected):
-        raise SignatureError(f"{path} is a {type(key).__name__.removeprefix('_')} key, bundles are signed with Ed25519; "
-                             "make a key pair with `uninext-deploy keygen`")
+        raise SignatureError(f"{path} is not an Ed25519 key, bundles are signed with Ed25519; make a key pair with "
+                             "`uninext-deploy keygen`")
     return key
 
 
