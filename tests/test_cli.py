@@ -183,6 +183,23 @@ def test_corrupt_weights_file(tmp_path):
     assert not (tmp_path / "a").exists() and [p.name for p in tmp_path.iterdir()] == ["w.pth"]
 
 
+def test_weights_holding_nan_are_refused_naming_the_tensor(tmp_path):
+    import torch
+
+    from uninext_deploy.models import create_model
+
+    state = create_model("convmlp_s", input_size=64).state_dict()
+    name = [k for k in state if k.endswith("weight") and state[k].dim() > 1][3]
+    state[name][0, 0] = float("nan")
+    torch.save({"model": state}, tmp_path / "broken.pth")
+    result = invoke("export", "-m", "convmlp_s", "--input-size", "64", "--weights", str(tmp_path / "broken.pth"),
+                    "--out", str(tmp_path / "a"))
+    errors = [line for line in result.stderr.strip().splitlines() if line.startswith("error")]
+    assert result.returncode == 2 and len(errors) == 1, result.stderr
+    assert errors[0].startswith(f"error: {name} holds NaN/Inf (1 of ") and "nothing was exported" in errors[0]
+    assert not (tmp_path / "a").exists() and [p.name for p in tmp_path.iterdir()] == ["broken.pth"]
+
+
 def _options(kinds) -> list[tuple[str, str]]:
     """(command, flag) of every option of every command whose value is one of ``kinds`` (by its annotation)."""
     import typer

@@ -49,6 +49,23 @@ def build_model(model: ModelOptions, batch: int = 1) -> torch.nn.Module:
                         out_indices=model.features, num_classes=model.num_classes)
 
 
+def check_finite(model: torch.nn.Module) -> None:
+    """One UserError naming the first parameter or buffer holding NaN or Inf (a broken or mis-converted
+    checkpoint), before anything is exported from it."""
+    for name, tensor in (*model.named_parameters(), *model.named_buffers()):
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise UserError(f"{name} holds NaN/Inf ({bad} of {tensor.numel()} values): the weights are broken or "
+                            "mis-converted; nothing was exported: fix the checkpoint (or drop --weights)")
+
+
+def check_finite_outputs(outputs: dict) -> None:
+    for name, y in outputs.items():
+        if not np.isfinite(y).all():
+            raise UserError(f"PyTorch's output {name} is NaN/Inf on the photos although every weight is finite "
+                            "(an overflow in the model); nothing was exported: check the checkpoint's scale")
+
+
 def torch_runner(model: torch.nn.Module):
     """``model`` as a runner: a batch -> {output name: batch}, as the device runtimes return them."""
     def run(x: np.ndarray) -> dict[str, np.ndarray]:
@@ -139,6 +156,7 @@ def export(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str 
     backend = get_backend(target, **(trt or TrtOptions()).backend_options())
     opset = opset or backend.default_opset or DEFAULT_OPSET
     torch_model = build_model(model, batch)
+    check_finite(torch_model)
     spec = torch_model.spec
     _, _, h, w = torch_model.input_shape
     out = Path(out) if out is not None else default_out(model_tag(spec.name, model.features, torch_model.num_classes),
@@ -163,6 +181,7 @@ def export(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str 
                                                for e in precision_report["sensitivity"]]
         golden_x = images_tensor(pre, None, limit=max(batch, 4))
         golden_y = run_batched(torch_runner(torch_model), golden_x, batch)
+        check_finite_outputs(golden_y)
         np.savez_compressed(folder / GOLDEN, **golden_arrays(golden_y, golden_x))
         manifest = {
             "tool": "uninext-deploy", "tool_version": __version__,
