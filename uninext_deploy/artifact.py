@@ -6,12 +6,15 @@ Everything downstream (runners, parity, bundles) reads the manifest, not the com
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import json
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+import warnings
 from typing import Iterator
 
 from .device.integrity import MANIFEST, SCHEMA_VERSION, IntegrityError, check_files, sha256
@@ -97,29 +100,79 @@ def check_output_path(path: Path, marker: str = MANIFEST) -> None:
         raise UserError(f"cannot write to {path}: {probe} is not a writable folder; choose another --out")
 
 
+class Replaced(UserWarning):
+    """An output folder of ours was replaced by a new one (in one step: readers see the old or the new)."""
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # no space, over quota, over the file-size limit
+
+
 @contextlib.contextmanager
 def atomic_folder(target: Path, marker: str = MANIFEST) -> Iterator[Path]:
-    """Yield a staging folder beside ``target``; on success it replaces ``target`` in one rename.
+    """Yield a staging folder beside ``target``; on success it takes ``target``'s place in one step.
 
-    On any error (or Ctrl-C) the staging folder is removed and ``target`` is left as it was. An existing
-    ``target`` is replaced only if it holds ``marker`` (see check_output_path).
+    On any error (or Ctrl-C) the staging folder is removed and ``target`` is left as it was; running out of
+    disk space is one UserError saying so. An existing ``target`` is replaced only if it holds ``marker``
+    (see check_output_path), with a :class:`Replaced` warning. Two writers of one ``target`` at once each
+    publish a complete folder; the last one stays.
     """
     check_output_path(target, marker)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    except OSError as exc:
+        raise _write_error(exc, target) from None
     staging.chmod(0o777 & ~current_umask())  # mkdtemp's 0700 would make the result private
     try:
-        yield staging
-        if target.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-            os.replace(target, retired / "old")
-            os.replace(staging, target)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(staging, target)
+        try:
+            yield staging
+            check_output_path(target, marker)  # something else may have appeared there meanwhile
+            replaced = _publish(staging, target)
+        except OSError as exc:
+            if exc.errno in DISK_FULL:
+                raise _write_error(exc, target) from None
+            raise
+        if replaced:
+            warnings.warn(f"replaced the earlier {target} (in one step)", Replaced, stacklevel=3)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_error(exc: OSError, target: Path) -> UserError:
+    why = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is exhausted",
+           errno.EFBIG: "a file exceeds the file-size limit"}.get(exc.errno, exc.strerror)
+    return UserError(f"cannot write {target}: {why}; nothing was written: free some space or choose another --out")
+
+
+def _publish(staging: Path, target: Path) -> bool:
+    """Move ``staging`` to ``target``: a rename that never replaces, else an atomic exchange with the folder
+    there (renameat2 RENAME_EXCHANGE), whose old contents are then deleted. Whether a folder was replaced."""
+    while True:
+        try:
+            _rename(staging, target, RENAME_NOREPLACE)
+            return False
+        except FileExistsError:
+            pass
+        try:
+            _rename(staging, target, RENAME_EXCHANGE)
+        except FileNotFoundError:  # the other writer's folder went away in between: try the plain rename again
+            continue
+        shutil.rmtree(staging, ignore_errors=True)  # now holds the replaced folder
+        return True
+
+
+RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _rename(source: Path, target: Path, flags: int) -> None:
+    """renameat2(2): atomic on one filesystem; OSError (FileExistsError, FileNotFoundError...) as the kernel says."""
+    if _libc.renameat2(-100, os.fsencode(source), -100, os.fsencode(target), flags) != 0:  # -100: AT_FDCWD
+        code = ctypes.get_errno()
+        if code == errno.ENOTEMPTY:
+            code = errno.EEXIST
+        raise OSError(code, os.strerror(code), str(target))
 
 
 def current_umask() -> int:
