@@ -220,7 +220,7 @@ NUMERIC = [(c, f) for c, f in _options(("int", "float")) if f not in ("--min-cos
 
 
 def _bad_values(flag: str) -> list:
-    from uninext_deploy.options import LIMITS
+    from uninext_deploy.limits import LIMITS
 
     low, high, closed = LIMITS[flag]
     values = [-1, low - 1 if closed else low, 10**12, high * 10 + 1]
@@ -228,7 +228,7 @@ def _bad_values(flag: str) -> list:
 
 
 def test_every_numeric_option_has_a_declared_range():
-    from uninext_deploy.options import LIMITS
+    from uninext_deploy.limits import LIMITS
 
     assert len(NUMERIC) > 40 and {flag for _, flag in NUMERIC} <= set(LIMITS)
 
@@ -237,7 +237,7 @@ def test_every_numeric_option_has_a_declared_range():
 def test_every_count_size_and_budget_is_refused_outside_its_range(command, flag, tmp_path, monkeypatch):
     """0, a negative and an absurd value for every numeric option of every command: exit 2, one line naming the
     allowed range, no traceback, nothing written."""
-    from uninext_deploy.options import allowed
+    from uninext_deploy.limits import allowed
 
     monkeypatch.chdir(tmp_path)
     for value in _bad_values(flag):

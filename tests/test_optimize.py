@@ -78,7 +78,7 @@ def test_budget_options_are_checked():
     assert budget_tolerance(None, 0.5) == {"top1": (0.995, "min")}
     with pytest.raises(UserError, match="exclude each other"):
         budget_tolerance(0.99, 0.5)
-    with pytest.raises(UserError, match="percentage"):
+    with pytest.raises(UserError, match="--max-top1-drop must be from 0 to 100"):
         budget_tolerance(None, 150)
     with pytest.raises(UserError, match="unknown calibration method 'magic'"):
         plan(["ort"], ["int8"], ["magic"])

@@ -10,7 +10,7 @@ from pathlib import Path
 from .device.compare import Metrics, Miss
 from .device.timing import Latency
 from .errors import UserError
-from .options import within
+from .limits import within
 
 RESULTS = "results.json"
 

@@ -130,7 +130,7 @@ def test_min_cosine_falls_back_worst_blocks_first_and_reports_them(tmp_path):
 def test_bad_int8_options_are_clear():
     with pytest.raises(UserError, match="unknown calibration method 'kl'"):
         Int8Options(method="kl")
-    with pytest.raises(UserError, match="--int8-min-cosine must be in"):
+    with pytest.raises(UserError, match="--int8-min-cosine must be above 0 and at most 1"):
         Int8Options(min_cosine=2)
 
 

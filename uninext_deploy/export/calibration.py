@@ -16,7 +16,7 @@ from PIL import Image, ImageOps
 from ..device.imaging import preprocess
 from ..errors import UserError
 from ..images import find_images, load_images
-from ..options import within
+from ..limits import within
 
 DEFAULT_CALIB_SIZE = 32
 

@@ -92,7 +92,7 @@ def create_model(
     from ..images import find_images, load_images
 
     spec = get_spec(name)
-    from ..options import within  # the one table of limits (options imports models lazily too)
+    from ..limits import within
 
     within("--batch", batch_size)
     h, w = resolve_size(spec, input_size)
