@@ -3,6 +3,7 @@ and on the emulated aarch64 CPU; tampered bundles and hostile archives refused."
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -162,6 +163,119 @@ def test_tampered_or_incomplete_bundle_is_one_clear_error(fp32_bundle, torch_fre
         tar.add(folder, arcname="bundle")
     result = run_cli("verify", str(archive))
     assert result.returncode == 2 and "golden/inputs.bin has 19 bytes" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory) -> Path:
+    return api.bundle("test_convmlp", "ort", out=tmp_path_factory.mktemp("tiny") / "bundle").path
+
+
+def edited(bundle: Path, where: Path, edit_manifest=None, **files: bytes) -> Path:
+    """A copy of ``bundle`` with ``files`` (name with "/" as "__") rewritten and their checksums updated, and
+    the manifest passed through ``edit_manifest``: what someone who can edit every file makes of it."""
+    from uninext_deploy.device.integrity import sha256
+
+    shutil.copytree(bundle, where)
+    manifest = json.loads((where / "manifest.json").read_text())
+    for key, data in files.items():
+        name = key.replace("__", "/").replace("_bin", ".bin")
+        (where / name).write_bytes(data)
+        manifest["files"][name].update(bytes=len(data), sha256=sha256(where / name))
+    if edit_manifest:
+        edit_manifest(manifest)
+    (where / "manifest.json").write_text(json.dumps(manifest))
+    return where
+
+
+def refused(python: str, folder: Path, words: str, host: bool = True) -> None:
+    """run.py --verify (and, with ``host``, `uninext-deploy verify`) ends with one line holding ``words``, exit 2."""
+    on_device = device_run(python, folder, "--verify")
+    assert on_device.returncode == 2 and words in on_device.stderr, on_device.stderr
+    assert len(on_device.stderr.splitlines()) == 1, on_device.stderr
+    if host:
+        result = run_cli("verify", str(folder))
+        assert result.returncode == 2 and words in result.stderr, result.stderr
+
+
+def test_bundle_folder_gets_the_scrutiny_of_an_archive(tiny_bundle, torch_free_python, tmp_path):
+    planted = edited(tiny_bundle, tmp_path / "planted")  # a numpy.py beside run.py must not run in numpy's place
+    (planted / "numpy.py").write_text("open('PWNED', 'w').close()\nraise SystemExit(7)\n")
+    passed = device_run(torch_free_python, planted, "--verify")
+    assert passed.returncode == 0, passed.stderr
+    assert not (planted / "PWNED").exists() and not (planted / "__pycache__").exists()
+
+    outside = edited(tiny_bundle, tmp_path / "outside")
+    (outside / "notes.txt").symlink_to("/etc/hostname")
+    refused(torch_free_python, outside, "notes.txt is a link to /etc/hostname, outside the bundle")
+    climbing = edited(tiny_bundle, tmp_path / "climbing")
+    (climbing / "golden/up").symlink_to("../../..")
+    refused(torch_free_python, climbing, "golden/up is a link to ../../.., outside the bundle")
+    fifo = edited(tiny_bundle, tmp_path / "fifo")
+    os.mkfifo(fifo / "pipe")
+    refused(torch_free_python, fifo, "pipe is a device, FIFO or other special file")
+
+    linked = edited(tiny_bundle, tmp_path / "linked")  # a listed file must be the file, not a link (even inside)
+    (linked / "labels.copy").write_bytes((linked / "labels.txt").read_bytes())
+    (linked / "labels.txt").unlink()
+    (linked / "labels.txt").symlink_to("labels.copy")
+    refused(torch_free_python, linked, "labels.txt is a link, not a plain file")
+    escaping = edited(tiny_bundle, tmp_path / "escaping",
+                      lambda m: m["files"].update({"../x": {"bytes": 1, "sha256": "0", "role": "doc"}}))
+    refused(torch_free_python, escaping, "manifest.json lists '../x', which is not a file inside the bundle")
+
+
+def test_golden_data_that_is_not_plain_arrays_is_refused(tiny_bundle, torch_free_python, tmp_path):
+    golden = json.loads((tiny_bundle / "manifest.json").read_text())["bundle"]["golden"]
+    shape = golden["inputs"]["shape"]
+    x = np.fromfile(tiny_bundle / "golden/inputs.bin", dtype="<f4")
+    nan = x.copy()
+    nan[5] = np.nan
+    refused(torch_free_python, edited(tiny_bundle, tmp_path / "nan", golden__inputs_bin=nan.tobytes()),
+            "golden golden/inputs.bin holds NaN or Inf values")
+    refused(torch_free_python, edited(tiny_bundle, tmp_path / "short", golden__inputs_bin=x[:-3].tobytes()),
+            f"golden golden/inputs.bin has {x.nbytes - 12} bytes, its shape {shape} needs {x.nbytes}")
+
+    def as_float64(m):
+        m["bundle"]["golden"]["inputs"]["dtype"] = "float64"
+
+    def negative(m):
+        m["bundle"]["golden"]["inputs"]["shape"] = [-1, *shape[1:]]
+
+    def other_size(m):
+        m["bundle"]["golden"]["inputs"]["shape"] = [shape[0], 3, 8, shape[3] * shape[2] // 8]
+
+    def object_array(m):
+        m["bundle"]["golden"]["outputs"]["logits"]["dtype"] = "object"
+
+    def renamed(m):
+        m["bundle"]["golden"]["outputs"] = {"scores": m["bundle"]["golden"]["outputs"]["logits"]}
+
+    for edit, words in ((as_float64, "golden golden/inputs.bin is float64, not float32"),
+                        (negative, f"golden golden/inputs.bin has shape [-1, {', '.join(map(str, shape[1:]))}], not "
+                                   "a list of positive sizes"),
+                        (other_size, "golden golden/inputs.bin has shape"),
+                        (object_array, "golden golden/outputs.logits.bin is object, not float32"),
+                        (renamed, "golden outputs scores are not the model's logits")):
+        refused(torch_free_python, edited(tiny_bundle, tmp_path / edit.__name__, edit), words, host=False)
+
+
+def test_manifest_must_describe_the_model_it_ships(tiny_bundle, torch_free_python, tmp_path):
+    def input_name(m):
+        m["input"]["name"] = "image"
+
+    def output_shape(m):
+        m["outputs"][0]["shape"] = [1, 10]
+
+    def input_dtype(m):
+        m["input"]["dtype"] = "float16"
+
+    shape = "x".join(map(str, json.loads((tiny_bundle / "manifest.json").read_text())["input"]["shape"]))
+    classes = json.loads((tiny_bundle / "manifest.json").read_text())["outputs"][0]["shape"][1]
+    for edit, words in ((input_name, "the model's inputs are input, manifest.json says image"),
+                        (output_shape, f"the model's output logits is float32 1x{classes}, manifest.json says "
+                                       "float32 1x10"),
+                        (input_dtype, f"the model's input input is float32 {shape}, manifest.json says float16")):
+        refused(torch_free_python, edited(tiny_bundle, tmp_path / edit.__name__, edit), words, host=False)
 
 
 def hostile_archive(path: Path, *members: tarfile.TarInfo) -> Path:

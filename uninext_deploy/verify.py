@@ -14,7 +14,7 @@ from .arm.platforms import bundle_platform, emulated
 from .backends import get_backend
 from .device import signature
 from .device.compare import Metrics, Miss
-from .device.integrity import IntegrityError, check_files, read_manifest
+from .device.integrity import IntegrityError, check_files, check_tree, read_manifest
 from .errors import UserError
 from .options import PlatformOptions
 
@@ -57,7 +57,7 @@ def newest_bundle(folder: Path) -> Path:
 def verify(path: str | Path, *, platform: PlatformOptions = PlatformOptions(), threads: int | None = None,
            public_key: str | Path | None = None) -> VerifyReport:
     """Check a bundle (folder or archive): with ``public_key``, the manifest's signature first (an unsigned or
-    otherwise signed bundle is refused); every checksum; then its golden outputs on ``platform``, by its
+    otherwise signed bundle is refused); links and special files (as an archive's members); every checksum; then its golden outputs on ``platform``, by its
     own run.py (told the key too)."""
     with opened(path) as folder:
         try:
@@ -68,6 +68,7 @@ def verify(path: str | Path, *, platform: PlatformOptions = PlatformOptions(), t
             manifest = read_manifest(folder)
             if "bundle" not in manifest:
                 raise IntegrityError(f"{folder} is an artifact, not a bundle; make one with `uninext-deploy bundle`")
+            check_tree(folder)
             check_files(folder, manifest)
         except IntegrityError as exc:
             raise UserError(f"integrity check failed: {exc}") from None

@@ -200,16 +200,40 @@ def write_golden(folder, inputs: np.ndarray, outputs: Outputs) -> dict:
     return {"inputs": raw("inputs", inputs), "outputs": {n: raw(f"outputs.{n}", y) for n, y in outputs.items()}}
 
 
-def read_golden(folder, entry: dict) -> tuple[np.ndarray, Outputs]:
-    """The golden inputs and reference outputs a bundle's manifest entry (:func:`write_golden`) lists."""
+def read_golden(folder, manifest: dict) -> tuple[np.ndarray, Outputs]:
+    """The golden inputs and reference outputs a bundle's manifest lists (:func:`write_golden`), refusing
+    (ValueError, one line) any that is not a plain finite float32 array of the model's input and output
+    shapes: golden data is data, never anything a loader interprets."""
     from pathlib import Path
 
-    def raw(item: dict) -> np.ndarray:
-        if item.get("dtype") != "float32":
-            raise ValueError(f"golden {item.get('file')} is {item.get('dtype')}, not float32")
-        return np.fromfile(Path(folder) / item["file"], dtype="<f4").reshape(item["shape"])
+    entry = manifest["bundle"]["golden"]
+    described = {"inputs": manifest["input"], **{f"outputs.{o['name']}": o for o in manifest["outputs"]}}
 
-    return raw(entry["inputs"]), {name: raw(item) for name, item in entry["outputs"].items()}
+    def raw(name: str, item: dict, samples: int | None) -> np.ndarray:
+        file, shape = item.get("file"), item.get("shape")
+        if item.get("dtype") != "float32":
+            raise ValueError(f"golden {file} is {item.get('dtype')}, not float32")
+        if not (isinstance(shape, list) and shape and all(type(d) is int and d > 0 for d in shape)):
+            raise ValueError(f"golden {file} has shape {shape!r}, not a list of positive sizes")
+        if shape[1:] != list(described[name]["shape"][1:]) or samples not in (None, shape[0]):
+            raise ValueError(f"golden {file} has shape {shape}, the model's {name} is "
+                             f"{[samples or 'N', *described[name]['shape'][1:]]}")
+        path = Path(folder) / file
+        expected = int(np.prod(shape)) * 4
+        if path.stat().st_size != expected:
+            raise ValueError(f"golden {file} has {path.stat().st_size} bytes, its shape {shape} needs {expected}")
+        array = np.fromfile(path, dtype="<f4").reshape(shape)
+        if not np.isfinite(array).all():
+            raise ValueError(f"golden {file} holds NaN or Inf values")
+        return array
+
+    if not (isinstance(entry.get("inputs"), dict) and isinstance(entry.get("outputs"), dict)):
+        raise ValueError("the manifest's golden entry lists no inputs and outputs")
+    if list(entry["outputs"]) != [o["name"] for o in manifest["outputs"]]:
+        raise ValueError(f"golden outputs {', '.join(entry['outputs'])} are not the model's "
+                         f"{', '.join(o['name'] for o in manifest['outputs'])}")
+    inputs = raw("inputs", entry["inputs"], None)
+    return inputs, {n: raw(f"outputs.{n}", item, len(inputs)) for n, item in entry["outputs"].items()}
 
 
 def golden_arrays(outputs: Outputs, inputs: np.ndarray | None = None) -> dict[str, np.ndarray]:

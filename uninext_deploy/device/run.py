@@ -15,29 +15,51 @@ before that. Exit codes: 0 done, 1 verification failed, 2 a problem to fix (one 
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
+import os
 import sys
-from pathlib import Path
 
-import numpy as np
+# The bundle folder is not an import path: a file planted beside run.py (numpy.py, json.py...) must never run
+# in place of a library, and nothing (no __pycache__) is written into the bundle. The bundle's own modules are
+# loaded by file name below: integrity and signature first, the rest only after every checksum matched.
+HERE = os.path.dirname(os.path.realpath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.curdir) != HERE]
+sys.dont_write_bytecode = True
 
-import compare
-import integrity
-import runtimes
-import signature
-import timing
+import argparse  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+from pathlib import Path  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
+import numpy as np  # noqa: E402
+
 MACHINES = {"x86_64": "linux/x86_64", "amd64": "linux/x86_64", "aarch64": "linux/arm64", "arm64": "linux/arm64"}
+
+
+def bundle_module(name: str):
+    """The bundle's module ``name``.py, loaded from this folder by path (and registered for the ones after it)."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(HERE, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+integrity = bundle_module("integrity")
+signature = bundle_module("signature")
+compare = runtimes = timing = None  # loaded by load_checked_modules(), once the checksums matched
+
+
+def load_checked_modules() -> None:
+    global compare, runtimes, timing
+    compare, runtimes, timing = (bundle_module(name) for name in ("compare", "runtimes", "timing"))
 
 
 class Problem(Exception):
     """Something the user must fix; printed as one line, exit code 2."""
 
 
-def open_model(manifest: dict, threads: int | None, stand_in: bool) -> runtimes.Session:
+def open_model(manifest: dict, threads: int | None, stand_in: bool):
     """The bundle's model opened by its own runtime, or (``stand_in``) its ONNX graph by the runtime that
     checks that graph where the bundle's own runtime cannot run (manifest ``bundle.stand_in``)."""
     if stand_in:
@@ -64,8 +86,7 @@ def open_model(manifest: dict, threads: int | None, stand_in: bool) -> runtimes.
 
 def infer(manifest: dict, run, images: list[str]) -> dict[str, np.ndarray]:
     """Every output of the model for each image, {output name: (images, ...)}."""
-    import imaging
-
+    imaging = bundle_module("imaging")
     arrays = []
     for name in images:
         try:
@@ -78,7 +99,7 @@ def infer(manifest: dict, run, images: list[str]) -> dict[str, np.ndarray]:
 def predictions(manifest: dict, outputs: dict, images: list[str], top: int = 5) -> list[dict]:
     """The ``top`` classes of each image from the logits."""
     labels_file = manifest["bundle"].get("labels")
-    labels = (HERE / labels_file).read_text(encoding="utf-8").splitlines() if labels_file else []
+    labels = (Path(HERE) / labels_file).read_text(encoding="utf-8").splitlines() if labels_file else []
     results = []
     for name, row in zip(images, outputs[compare.LOGITS].astype(np.float64)):
         probs = np.exp(row - row.max())
@@ -117,7 +138,7 @@ def feature_maps(outputs: dict, images: list[str]) -> list[dict]:
 
 def verify(manifest: dict, run) -> dict:
     try:
-        inputs, reference = compare.read_golden(HERE, manifest["bundle"]["golden"])
+        inputs, reference = compare.read_golden(HERE, manifest)
     except ValueError as exc:
         raise Problem(f"{exc}; re-bundle with `uninext-deploy bundle`") from None
     tolerance = {k: tuple(v) for k, v in manifest["bundle"]["tolerance"].items()}
@@ -170,11 +191,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         signer = signature.check(HERE, args.public_key) if args.public_key else None
         manifest = integrity.read_manifest(HERE)
+        integrity.check_tree(HERE)
         integrity.check_files(HERE, manifest)
+    except (integrity.IntegrityError, signature.SignatureError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    load_checked_modules()
+    try:
         machine = MACHINES.get(platform.machine().lower(), platform.machine())
         if machine != manifest["bundle"]["platform"]:
             print(f"warning: bundle made for {manifest['bundle']['platform']}, this is {machine}", file=sys.stderr)
         session = open_model(manifest, args.threads, args.graph)
+        integrity.check_model_io(manifest, session.inputs, session.outputs)
         run = session.run
         report: dict = {"model": manifest["model"]["name"], "precision": manifest["precision"],
                         "runtime": session.info,
@@ -191,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             report["verify"] = verify(manifest, run)
         if args.bench:
             report["bench"] = bench(manifest, run, args.warmup, args.iters)
-    except (Problem, integrity.IntegrityError, runtimes.RuntimeProblem, signature.SignatureError) as exc:
+    except (Problem, integrity.IntegrityError, runtimes.RuntimeProblem) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(report, indent=2) if args.json else describe(report, manifest))

@@ -31,11 +31,19 @@ class RuntimeProblem(Exception):
 class Session:
     """A model opened by its runtime. ``run`` maps an input batch to {output name: output batch}, in the
     model's output order; ``info`` says what runs it (runtime, version, device, threads, precision);
-    ``native`` holds the runtime's own objects, for host extras."""
+    ``native`` holds the runtime's own objects, for host extras; ``inputs`` and ``outputs`` are the model's
+    own description of its tensors, [{name, shape, dtype}] in its order (checked against the manifest)."""
 
     run: Callable[[np.ndarray], dict[str, np.ndarray]]
     info: dict
     native: dict = field(default_factory=dict)
+    inputs: list[dict] = field(default_factory=list)
+    outputs: list[dict] = field(default_factory=list)
+
+
+def tensor_entry(name: str, shape, dtype) -> dict:
+    """One model tensor as the manifest describes it: dims as ints (a dynamic one as its name), numpy dtype name."""
+    return {"name": name, "shape": [d if isinstance(d, int) else str(d) for d in shape], "dtype": np.dtype(dtype).name}
 
 
 @dataclass(frozen=True)
@@ -175,7 +183,18 @@ def _onnxruntime(path: Path | bytes, precision: str, threads: int | None, profil
     info = {"runtime": "onnxruntime", "version": ort.__version__, "device": "CPU",
             "threads": threads or "default", "providers": session.get_providers()}
     return Session(lambda x: dict(zip(outputs, session.run(None, {name: x}))), info,
-                   {"session": session, "input": name})
+                   {"session": session, "input": name},
+                   [_ort_entry(t) for t in session.get_inputs()], [_ort_entry(t) for t in session.get_outputs()])
+
+
+# ONNX Runtime names element types "tensor(float)"; numpy's names for the ones a model of ours can have
+_ORT_TYPES = {"float": "float32", "float16": "float16", "double": "float64", "int64": "int64", "int32": "int32",
+              "int8": "int8", "uint8": "uint8", "bool": "bool"}
+
+
+def _ort_entry(tensor) -> dict:
+    element = tensor.type.removeprefix("tensor(").removesuffix(")")
+    return tensor_entry(tensor.name, tensor.shape, _ORT_TYPES.get(element, element))
 
 
 def _onnxruntime_version() -> str:
@@ -218,7 +237,15 @@ def _openvino(path: Path, precision: str, threads: int | None, cache_dir: Path |
     info = {"runtime": "openvino", "version": ov.get_version(), "device": "CPU",
             "inference_precision": compiled.get_property("INFERENCE_PRECISION_HINT").to_string(),
             "threads": compiled.get_property("INFERENCE_NUM_THREADS")}
-    return Session(run, info, {"compiled": compiled, "request": request})
+    return Session(run, info, {"compiled": compiled, "request": request},
+                   [_openvino_entry(port) for port in compiled.inputs], [_openvino_entry(port) for port in compiled.outputs])
+
+
+def _openvino_entry(port) -> dict:
+    shape = port.get_partial_shape()
+    dims = list(shape.to_shape()) if shape.is_static else [str(d) for d in shape]
+    return tensor_entry(port.get_any_name(), [int(d) for d in dims] if shape.is_static else dims,
+                        port.get_element_type().to_dtype())
 
 
 def _openvino_version() -> str:
@@ -321,7 +348,9 @@ def _tensorrt(path: Path, precision: str, threads: int | None) -> Session:
 
     info = {"runtime": "tensorrt", "version": trt.__version__, "device": header.get("gpu"),
             "strongly_typed": header.get("strongly_typed")}
-    return Session(run, info, {"context": context, "stream": stream, "cudart": cudart})
+    entries = {n: tensor_entry(n, [int(d) for d in shapes[n]], trt.nptype(engine.get_tensor_dtype(n))) for n in names}
+    return Session(run, info, {"context": context, "stream": stream, "cudart": cudart},
+                   [entries[source]], [entries[sink] for sink in sinks])
 
 
 def _cuda_check(error, what: str) -> None:
