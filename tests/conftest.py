@@ -1,5 +1,7 @@
 import importlib.util
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -74,3 +76,20 @@ def torch_free_python(tmp_path_factory) -> str:
         probe = subprocess.run([python, "-c", f"import {absent}"], capture_output=True, cwd=root)
         assert probe.returncode != 0, f"{absent} must not be importable in the device Python"
     return python
+
+
+def edited(bundle: Path, where: Path, edit_manifest=None, **files: bytes) -> Path:
+    """A copy of ``bundle`` with ``files`` (name with "/" as "__") rewritten and their checksums updated, and
+    the manifest passed through ``edit_manifest``: what someone who can edit every file makes of it."""
+    from uninext_deploy.device.integrity import sha256
+
+    shutil.copytree(bundle, where)
+    manifest = json.loads((where / "manifest.json").read_text())
+    for key, data in files.items():
+        name = key.replace("__", "/").replace("_bin", ".bin")
+        (where / name).write_bytes(data)
+        manifest["files"][name].update(bytes=len(data), sha256=sha256(where / name))
+    if edit_manifest:
+        edit_manifest(manifest)
+    (where / "manifest.json").write_text(json.dumps(manifest))
+    return where

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import edited, run_cli
 from uninext_deploy import api
 from uninext_deploy.archive import extract
 from uninext_deploy.device.imaging import load_rgb, preprocess
@@ -168,23 +168,6 @@ def test_tampered_or_incomplete_bundle_is_one_clear_error(fp32_bundle, torch_fre
 @pytest.fixture(scope="module")
 def tiny_bundle(tmp_path_factory) -> Path:
     return api.bundle("test_convmlp", "ort", out=tmp_path_factory.mktemp("tiny") / "bundle").path
-
-
-def edited(bundle: Path, where: Path, edit_manifest=None, **files: bytes) -> Path:
-    """A copy of ``bundle`` with ``files`` (name with "/" as "__") rewritten and their checksums updated, and
-    the manifest passed through ``edit_manifest``: what someone who can edit every file makes of it."""
-    from uninext_deploy.device.integrity import sha256
-
-    shutil.copytree(bundle, where)
-    manifest = json.loads((where / "manifest.json").read_text())
-    for key, data in files.items():
-        name = key.replace("__", "/").replace("_bin", ".bin")
-        (where / name).write_bytes(data)
-        manifest["files"][name].update(bytes=len(data), sha256=sha256(where / name))
-    if edit_manifest:
-        edit_manifest(manifest)
-    (where / "manifest.json").write_text(json.dumps(manifest))
-    return where
 
 
 def refused(python: str, folder: Path, words: str, host: bool = True) -> None:

@@ -5,11 +5,13 @@ tampered bundle with one line; on x86-64 and cross-compiled for emulated aarch64
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import edited
 from uninext_deploy import api, cpp_runner
 from uninext_deploy.device.compare import TOLERANCES, compare_arrays
 from uninext_deploy.errors import UserError
@@ -98,6 +100,39 @@ def test_cpp_refuses_a_tampered_bundle_with_one_line(ort_bundle, tmp_path):
     (folder / "model.onnx").unlink()
     result = run(binary, folder, PHOTOS[0])
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1 and "model.onnx is missing" in result.stderr
+
+
+def test_cpp_gives_a_bundle_the_scrutiny_run_py_does_in_the_same_words(ort_bundle, tmp_path):
+    binary = built(ort_bundle, tmp_path / "build", "ort")
+    x = np.fromfile(ort_bundle.path / "golden/inputs.bin", "<f4")
+    nan = x.copy()
+    nan[7] = np.inf
+
+    def output_shape(m):
+        m["outputs"][0]["shape"] = [1, 10]
+
+    def input_name(m):
+        m["input"]["name"] = "image"
+
+    def float64(m):
+        m["bundle"]["golden"]["inputs"]["dtype"] = "float64"
+
+    def climbing(m):
+        m["files"]["../x"] = {"bytes": 1, "sha256": "0", "role": "doc"}
+
+    cases = {"output_shape": edited(ort_bundle.path, tmp_path / "output_shape", output_shape),
+             "input_name": edited(ort_bundle.path, tmp_path / "input_name", input_name),
+             "float64": edited(ort_bundle.path, tmp_path / "float64", float64),
+             "climbing": edited(ort_bundle.path, tmp_path / "climbing", climbing),
+             "nan": edited(ort_bundle.path, tmp_path / "nan", golden__inputs_bin=nan.tobytes()),
+             "short": edited(ort_bundle.path, tmp_path / "short", golden__inputs_bin=x[:-1].tobytes()),
+             "link": edited(ort_bundle.path, tmp_path / "link")}
+    (cases["link"] / "cpp/notes").symlink_to("/etc/hostname")
+    for name, folder in cases.items():
+        cpp = run(binary, folder, "--verify")
+        python = subprocess.run([sys.executable, str(folder / "run.py"), "--verify"], capture_output=True, text=True)
+        assert cpp.returncode == python.returncode == 2, (name, cpp.stderr, python.stderr)
+        assert len(cpp.stderr.splitlines()) == 1 and cpp.stderr == python.stderr, (name, cpp.stderr, python.stderr)
 
 
 def test_cpp_checks_the_signature_before_anything_else(ort_bundle, tmp_path):

@@ -2,6 +2,7 @@
 // always set (the CPU plugin otherwise runs FP32 models in bf16 on x86 with AVX512-BF16/AMX, f16 on ARM),
 // latency hint, one stream.
 #include <algorithm>
+#include <map>
 
 #include <openvino/openvino.hpp>
 
@@ -29,6 +30,8 @@ public:
         if (threads > 0) config["INFERENCE_NUM_THREADS"] = threads;
         compiled_ = core.compile_model(core.read_model(path), "CPU", config);
         request_ = compiled_.create_infer_request();
+        for (const auto& port : compiled_.inputs()) inputs.push_back(entry(port));
+        for (const auto& port : compiled_.outputs()) outputs.push_back(entry(port));
         info = {{"runtime", "openvino"}, {"version", ov::get_openvino_version().buildNumber}, {"device", "CPU"},
                 {"inference_precision", compiled_.get_property(ov::hint::inference_precision).to_string()},
                 {"threads", compiled_.get_property(ov::inference_num_threads)}};
@@ -51,6 +54,19 @@ public:
     }
 
 private:
+    // runtimes._openvino_entry: dims as ints (a dynamic one as OpenVINO prints it), element types as numpy names them
+    static json entry(const ov::Output<const ov::Node>& port) {
+        json shape = json::array();
+        for (const auto& dim : port.get_partial_shape())
+            shape.push_back(dim.is_static() ? json(dim.get_length()) : json(dim.to_string()));
+        static const std::map<std::string, std::string> names = {
+            {"f32", "float32"}, {"f16", "float16"}, {"f64", "float64"}, {"i64", "int64"}, {"i32", "int32"},
+            {"i8", "int8"}, {"u8", "uint8"}, {"boolean", "bool"}};
+        std::string type = port.get_element_type().get_type_name();
+        auto found = names.find(type);
+        return {{"name", port.get_any_name()}, {"shape", shape}, {"dtype", found != names.end() ? found->second : type}};
+    }
+
     ov::CompiledModel compiled_;
     ov::InferRequest request_;
 };

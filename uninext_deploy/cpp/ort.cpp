@@ -1,5 +1,7 @@
 // ONNX Runtime through its C++ API (header-only over the versioned C API: compiled against these headers,
 // it runs on any newer libonnxruntime.so.1), configured as runtimes.py's ONNX Runtime opener is.
+#include <map>
+
 #include <onnxruntime_cxx_api.h>
 
 #include "runner.hpp"
@@ -22,6 +24,10 @@ public:
         input_name_ = session_.GetInputNameAllocated(0, allocator).get();
         for (size_t i = 0; i < session_.GetOutputCount(); ++i)
             output_names_.push_back(session_.GetOutputNameAllocated(i, allocator).get());
+        for (size_t i = 0; i < session_.GetInputCount(); ++i)
+            inputs.push_back(entry(session_.GetInputNameAllocated(i, allocator).get(), session_.GetInputTypeInfo(i)));
+        for (size_t i = 0; i < session_.GetOutputCount(); ++i)
+            outputs.push_back(entry(output_names_[i], session_.GetOutputTypeInfo(i)));
         info = {{"runtime", "onnxruntime"}, {"version", Ort::GetVersionString()}, {"device", "CPU"},
                 {"threads", threads > 0 ? json(threads) : json("default")},
                 {"providers", {"CPUExecutionProvider"}}};
@@ -47,6 +53,25 @@ public:
     }
 
 private:
+    // runtimes._ort_entry: a dynamic dim (-1) as the name ONNX Runtime gives it, element types as numpy names them
+    static json entry(const std::string& name, const Ort::TypeInfo& type) {
+        auto tensor = type.GetTensorTypeAndShapeInfo();
+        json shape = json::array();
+        std::vector<int64_t> dims = tensor.GetShape();
+        std::vector<const char*> symbolic(dims.size(), nullptr);
+        tensor.GetSymbolicDimensions(symbolic.data(), symbolic.size());
+        for (size_t i = 0; i < dims.size(); ++i)
+            shape.push_back(dims[i] >= 0 ? json(dims[i]) : json(symbolic[i] ? symbolic[i] : "None"));
+        static const std::map<ONNXTensorElementDataType, std::string> names = {
+            {ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, "float32"}, {ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, "float16"},
+            {ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE, "float64"}, {ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64, "int64"},
+            {ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32, "int32"}, {ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8, "int8"},
+            {ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, "uint8"}, {ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL, "bool"}};
+        auto found = names.find(tensor.GetElementType());
+        return {{"name", name}, {"shape", shape},
+                {"dtype", found != names.end() ? found->second : "type " + std::to_string(tensor.GetElementType())}};
+    }
+
     Ort::Env env_;
     Ort::Session session_;
     std::string input_name_;

@@ -23,6 +23,7 @@
 #include <random>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -179,12 +180,31 @@ json read_manifest(const std::string& folder) {
     return manifest;
 }
 
-// integrity.check_files: the first missing, truncated or modified file, with the same words.
+namespace fs = std::filesystem;
+
+// integrity.listed_path: a manifest entry must name a plain relative path inside the bundle.
+std::string listed_path(const std::string& folder, const std::string& name) {
+    fs::path path(name);
+    bool climbs = std::any_of(path.begin(), path.end(), [](const fs::path& part) { return part == ".."; });
+    if (name.empty() || name[0] == '/' || name.find('\\') != std::string::npos || climbs ||
+        path.begin()->string().find(':') != std::string::npos)
+        throw Problem(std::string(MANIFEST) + " lists '" + name + "', which is not a file inside the bundle; this is not a "
+                      "bundle written by `uninext-deploy bundle`");
+    return folder + "/" + name;
+}
+
+// integrity.check_files: the first missing, truncated, modified or not plain listed file, with the same words.
 void check_files(const std::string& folder, const json& manifest) {
     for (const auto& [name, entry] : manifest["files"].items()) {
-        std::string path = folder + "/" + name;
+        std::string path = listed_path(folder, name);
+        std::error_code error;
+        fs::file_status status = fs::symlink_status(path, error);
+        if (error || !fs::exists(status))
+            throw Problem(name + " is missing from " + folder + " (listed in manifest.json); re-copy the whole bundle");
+        if (!fs::is_regular_file(status))
+            throw Problem(name + " is " + (fs::is_symlink(status) ? "a link" : fs::is_directory(status) ? "a folder" :
+                          "a special file") + ", not a plain file; re-copy the bundle without links (cp -rL)");
         std::ifstream in(path, std::ios::binary | std::ios::ate);
-        if (!in) throw Problem(name + " is missing from " + folder + " (listed in manifest.json); re-copy the whole bundle");
         long long size = in.tellg(), expected = entry["bytes"];
         if (size != expected)
             throw Problem(name + " has " + std::to_string(size) + " bytes, manifest.json says " + std::to_string(expected) +
@@ -192,6 +212,59 @@ void check_files(const std::string& folder, const json& manifest) {
         if (sha256(path) != entry["sha256"].get<std::string>())
             throw Problem(name + " does not match its sha256 in manifest.json (modified or corrupted); re-copy the "
                           "bundle or rebuild it with `uninext-deploy bundle`");
+    }
+}
+
+// integrity.check_tree: no link that leads outside the folder, nothing but plain files, folders and links.
+void check_tree(const std::string& folder) {
+    fs::path root = fs::canonical(folder);
+    for (auto it = fs::recursive_directory_iterator(root); it != fs::recursive_directory_iterator(); ++it) {
+        fs::file_status status = it->symlink_status();
+        std::string relative = it->path().lexically_relative(root).string();
+        if (fs::is_symlink(status)) {
+            fs::path target = fs::weakly_canonical(it->path());
+            auto [end, _] = std::mismatch(root.begin(), root.end(), target.begin(), target.end());
+            if (end != root.end())
+                throw Problem(relative + " is a link to " + fs::read_symlink(it->path()).string() + ", outside the bundle; "
+                              "remove it or re-copy the bundle without links (cp -rL)");
+        } else if (!fs::is_regular_file(status) && !fs::is_directory(status)) {
+            throw Problem(relative + " is a device, FIFO or other special file, not part of a bundle; remove it");
+        }
+    }
+}
+
+// A shape as Python prints a list, "[4, 3, 64, 64]", so both runners' messages read the same.
+std::string list_text(const json& shape) {
+    if (!shape.is_array()) return shape.dump();
+    std::string text;
+    for (const auto& d : shape) text += (text.empty() ? "" : ", ") + d.dump();
+    return "[" + text + "]";
+}
+
+std::string dims_text(const json& shape) {
+    std::string text;
+    for (const auto& d : shape) text += (text.empty() ? "" : "x") + (d.is_string() ? d.get<std::string>() : d.dump());
+    return text;
+}
+
+// integrity.check_model_io: the model's inputs and outputs must be the ones the manifest describes.
+void check_model_io(const json& manifest, const Model& model) {
+    for (const auto& [kind, found, described] : {std::tuple{std::string("input"), model.inputs, json::array({manifest["input"]})},
+                                                 std::tuple{std::string("output"), model.outputs, manifest["outputs"]}}) {
+        std::string have, want;
+        for (const auto& e : found) have += (have.empty() ? "" : ", ") + e["name"].get<std::string>();
+        for (const auto& e : described) want += (want.empty() ? "" : ", ") + e["name"].get<std::string>();
+        if (have != want)
+            throw Problem("the model's " + kind + "s are " + (have.empty() ? "none" : have) + ", manifest.json says " + want +
+                          ": the model file is not the one this manifest describes; rebuild the bundle with "
+                          "`uninext-deploy bundle`");
+        for (size_t i = 0; i < found.size(); ++i)
+            if (found[i]["shape"] != described[i]["shape"] || found[i]["dtype"] != described[i]["dtype"])
+                throw Problem("the model's " + kind + " " + described[i]["name"].get<std::string>() + " is " +
+                              found[i]["dtype"].get<std::string>() + " " + dims_text(found[i]["shape"]) +
+                              ", manifest.json says " + described[i]["dtype"].get<std::string>() + " " +
+                              dims_text(described[i]["shape"]) + ": the model file is not the one this manifest "
+                              "describes; rebuild the bundle with `uninext-deploy bundle`");
     }
 }
 
@@ -203,16 +276,37 @@ std::string file_with_role(const std::string& folder, const json& manifest, cons
 
 std::vector<int64_t> shape_of(const json& shape) { return shape.get<std::vector<int64_t>>(); }
 
-// A golden tensor: raw little-endian float32, its shape and sha256 in the manifest (bundle.golden).
-Tensor read_raw(const std::string& folder, const json& entry) {
-    if (entry.value("dtype", "") != "float32") throw Problem("golden " + entry.value("file", "") + " is not float32; re-bundle");
-    Tensor t{shape_of(entry["shape"]), {}};
+// compare.read_golden: a golden tensor is raw little-endian float32 of the model's shape (samples first), finite,
+// refused with the same words otherwise.
+Tensor read_raw(const std::string& folder, const json& item, const std::string& name, const json& described,
+                int64_t samples) {
+    std::string file = item.value("file", "");
+    if (item.value("dtype", "") != "float32")
+        throw Problem("golden " + file + " is " + (item["dtype"].is_string() ? item["dtype"].get<std::string>() :
+                      item["dtype"].dump()) + ", not float32; re-bundle with "
+                      "`uninext-deploy bundle`");
+    const json& shape = item.value("shape", json());
+    bool plain = shape.is_array() && !shape.empty() &&
+                 std::all_of(shape.begin(), shape.end(), [](const json& d) { return d.is_number_integer() && d > 0; });
+    if (!plain)
+        throw Problem("golden " + file + " has shape " + list_text(shape) + ", not a list of positive sizes; re-bundle with "
+                      "`uninext-deploy bundle`");
+    json rest(shape.begin() + 1, shape.end()), model_rest(described["shape"].begin() + 1, described["shape"].end());
+    if (rest != model_rest || (samples > 0 && shape[0] != samples))
+        throw Problem("golden " + file + " has shape " + list_text(shape) + ", the model's " + name + " is not; re-bundle "
+                      "with `uninext-deploy bundle`");
+    Tensor t{shape_of(shape), {}};
     size_t count = std::accumulate(t.shape.begin(), t.shape.end(), size_t{1}, std::multiplies<size_t>());
+    std::string path = folder + "/" + file;
+    auto size = fs::file_size(path);
+    if (size != count * sizeof(float))
+        throw Problem("golden " + file + " has " + std::to_string(size) + " bytes, its shape " + list_text(shape) + " needs " +
+                      std::to_string(count * sizeof(float)) + "; re-bundle with `uninext-deploy bundle`");
     t.data.resize(count);
-    std::ifstream in(folder + "/" + entry["file"].get<std::string>(), std::ios::binary);
+    std::ifstream in(path, std::ios::binary);
     in.read(reinterpret_cast<char*>(t.data.data()), static_cast<std::streamsize>(count * sizeof(float)));
-    if (static_cast<size_t>(in.gcount()) != count * sizeof(float))
-        throw Problem("golden " + entry["file"].get<std::string>() + " is shorter than its shape; re-copy the bundle");
+    if (!std::all_of(t.data.begin(), t.data.end(), [](float v) { return std::isfinite(v); }))
+        throw Problem("golden " + file + " holds NaN or Inf values; re-bundle with `uninext-deploy bundle`");
     return t;
 }
 
@@ -327,13 +421,23 @@ json metrics_of(const std::string& name, const Tensor& ref, const Tensor& out) {
 // compare.compare + compare.failures: the worst output's metrics (every output's in "outputs") and the misses.
 json verify(Model& model, const std::string& folder, const json& manifest) {
     const json& golden = manifest["bundle"]["golden"];
-    Tensor x = read_raw(folder, golden["inputs"]);
+    std::set<std::string> listed_names, described_names;  // json objects are sorted by key: compare as sets
+    for (const auto& [name, _] : golden["outputs"].items()) listed_names.insert(name);
+    for (const auto& o : manifest["outputs"]) described_names.insert(o["name"].get<std::string>());
+    std::string listed, described;
+    for (const auto& name : listed_names) listed += (listed.empty() ? "" : ", ") + name;
+    for (const auto& name : described_names) described += (described.empty() ? "" : ", ") + name;
+    if (listed != described)
+        throw Problem("golden outputs " + listed + " are not the model's " + described + "; re-bundle with "
+                      "`uninext-deploy bundle`");
+    Tensor x = read_raw(folder, golden["inputs"], "inputs", manifest["input"], 0);
+    std::vector<Tensor> references;
+    for (const auto& o : manifest["outputs"])
+        references.push_back(read_raw(folder, golden["outputs"][o["name"].get<std::string>()],
+                                      "outputs." + o["name"].get<std::string>(), o, x.shape[0]));
     Outputs ys = run_batched(model, x, manifest["input"]["shape"][0].get<int64_t>());
     std::vector<json> each;
-    for (const auto& [name, y] : ys) {
-        if (!golden["outputs"].contains(name)) throw Problem("the model's output " + name + " has no golden data; re-bundle");
-        each.push_back(metrics_of(name, read_raw(folder, golden["outputs"][name]), y));
-    }
+    for (size_t i = 0; i < ys.size(); ++i) each.push_back(metrics_of(ys[i].first, references[i], ys[i].second));
     auto worst = std::min_element(each.begin(), each.end(), [](const json& a, const json& b) {
         double ca = a["cosine"], cb = b["cosine"], ra = a["rel_max_abs"], rb = b["rel_max_abs"];
         return ca < cb || (ca == cb && ra > rb);
@@ -545,6 +649,7 @@ int main_checked(int argc, char** argv) {
     std::string folder = find_bundle(args.bundle);
     json signer = args.public_key.empty() ? json(nullptr) : json(check_signature(folder, args.public_key));
     json manifest = read_manifest(folder);
+    check_tree(folder);
     check_files(folder, manifest);
     std::string here = machine() == "x86_64" ? "linux/x86_64" : machine() == "aarch64" ? "linux/arm64" : machine();
     if (here != manifest["bundle"]["platform"].get<std::string>())
@@ -560,6 +665,7 @@ int main_checked(int argc, char** argv) {
         throw Problem(manifest["bundle"]["runtime"]["package"].get<std::string>() + " could not load the model: " +
                       message.substr(0, std::min<size_t>(200, message.find('\n'))));
     }
+    check_model_io(manifest, *model);
     json report = {{"model", manifest["model"]["name"]}, {"precision", manifest["precision"]},
                    {"runtime", model->info}, {"runner", "cpp"}, {"machine", machine()},
                    {"files_checked", manifest["files"].size()}, {"signed_by", signer},

@@ -35,6 +35,9 @@ public:
     // One static-shape input batch in, every output out.
     virtual Outputs run(const Tensor& input) = 0;
     json info;  // runtime, version, device, threads (and what else the runtime tells)
+    // The model's own description of its tensors, [{name, shape, dtype}] in its order, dtype as numpy names it:
+    // checked against the manifest before anything runs (integrity.check_model_io).
+    json inputs = json::array(), outputs = json::array();
 };
 
 // Defined by the runtime's own source: open the bundle's model file for an artifact of `precision`
