@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy
 import pytest
 
 from uninext_deploy import api
@@ -93,3 +94,42 @@ def edited(bundle: Path, where: Path, edit_manifest=None, **files: bytes) -> Pat
         edit_manifest(manifest)
     (where / "manifest.json").write_text(json.dumps(manifest))
     return where
+
+
+def png_header_only(path, width: int, height: int) -> None:
+    """A PNG that claims ``width`` x ``height`` pixels and holds none: a decompression bomb's header."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+@pytest.fixture(scope="session")
+def photo_zoo(tmp_path_factory):
+    """One shipped photo in every form a user's folder holds, plus a bomb and a broken file; (folder, photo)."""
+    from PIL import Image
+
+    from uninext_deploy.device.imaging import load_rgb
+    from uninext_deploy.images import find_images
+
+    folder = tmp_path_factory.mktemp("zoo")
+    photo = load_rgb(find_images()[0]).resize((160, 120))
+    photo.convert("L").save(folder / "gray.png")
+    photo.convert("CMYK").save(folder / "cmyk.jpg", quality=95)
+    rgba = photo.convert("RGBA")
+    rgba.putalpha(200)
+    rgba.save(folder / "rgba.png")
+    photo.convert("P", palette=Image.ADAPTIVE).save(folder / "palette.png", transparency=0)
+    Image.fromarray((numpy.asarray(photo.convert("L"), numpy.uint16) * 257)).save(folder / "gray16.png")
+    photo.save(folder / "photo.webp", quality=95)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: the stored pixels are rotated 90 degrees clockwise to show upright
+    photo.transpose(Image.Transpose.ROTATE_90).save(folder / "rotated.JPG", quality=95, exif=exif)
+    photo.resize((12, 9)).save(folder / "tiny.PNG")
+    png_header_only(folder / "bomb.png", 12000, 9000)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    return folder, photo

@@ -261,6 +261,32 @@ def test_manifest_must_describe_the_model_it_ships(tiny_bundle, torch_free_pytho
         refused(torch_free_python, edited(tiny_bundle, tmp_path / edit.__name__, edit), words, host=False)
 
 
+def test_photos_in_every_form_on_host_and_device(tiny_bundle, photo_zoo, torch_free_python, tmp_path):
+    folder, _ = photo_zoo
+    parity = run_cli("parity", "-m", "test_convmlp", "--images", str(folder), "--random-inputs", "1", cwd=tmp_path)
+    assert parity.returncode == 0 and "skipped 2 unreadable image(s): bomb.png" in parity.stderr, parity.stderr
+    export = run_cli("export", "-m", "test_convmlp", "--int8", "--calib", str(folder), "-o",
+                     str(tmp_path / "int8"), cwd=tmp_path)
+    assert export.returncode == 0 and "broken.jpg (cannot identify" in export.stderr, export.stderr
+
+    good = sorted(p.name for p in folder.iterdir() if p.name not in ("bomb.png", "broken.jpg"))
+    on_device = device_run(torch_free_python, tiny_bundle, *(str(folder / name) for name in good), "--json")
+    assert on_device.returncode == 0, on_device.stderr
+    logits = {Path(item["image"]).name: item["top"][0]["logit"] for item in json.loads(on_device.stdout)["predictions"]}
+    model = api.export("test_convmlp", "ort", out=tmp_path / "host")
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(model.path / "model.onnx"))
+    pre = model.manifest["preprocessing"]
+    for name in good:  # the device converts each photo as the host does
+        x = preprocess(load_rgb(folder / name), pre)[None]
+        assert abs(session.run(None, {"input": x})[0].max() - logits[name]) < 1e-4, name
+    bomb = device_run(torch_free_python, tiny_bundle, str(folder / "bomb.png"))
+    assert bomb.returncode == 2 and bomb.stderr.splitlines() == [
+        f"error: cannot read image {folder / 'bomb.png'}: Image size (108000000 pixels) exceeds limit of 89478485 "
+        "pixels (a decompression bomb?); pass a jpg/png/bmp/webp file"]
+
+
 def hostile_archive(path: Path, *members: tarfile.TarInfo) -> Path:
     with tarfile.open(path, "w:gz") as tar:
         for member in members:

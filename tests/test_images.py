@@ -7,6 +7,7 @@ from PIL import Image
 from uninext_deploy.errors import UserError
 from uninext_deploy.device.imaging import load_rgb, preprocess
 from uninext_deploy.images import SHIPPED_IMAGES, find_images, load_images
+from conftest import png_header_only
 from uninext_deploy.models import get_spec
 
 
@@ -66,3 +67,33 @@ def test_empty_or_missing_folders_are_one_clear_error(tmp_path):
         find_images(tmp_path)
     with pytest.raises(UserError, match="does not exist"):
         find_images(tmp_path / "nope")
+
+
+def test_photos_in_every_form_load_upright_as_rgb(photo_zoo):
+    folder, photo = photo_zoo
+    files = {p.name for p in find_images(folder)}
+    assert {"rotated.JPG", "tiny.PNG", "photo.webp"} <= files
+    with pytest.warns(UserWarning, match=r"skipped 2 unreadable image\(s\): bomb.png \(Image size \(108000000 pixels\) "
+                                         r"exceeds limit.*decompression bomb\?\)\); broken.jpg \(cannot identify"):
+        images, used = load_images(find_images(folder))
+    loaded = dict(zip((p.name for p in used), images))
+    assert set(loaded) == files - {"bomb.png", "broken.jpg"} and all(im.mode == "RGB" for im in images)
+    reference = np.asarray(photo, np.float64)
+    for name in ("rotated.JPG", "cmyk.jpg", "photo.webp", "rgba.png"):
+        assert loaded[name].size == photo.size, name
+        error = np.abs(np.asarray(loaded[name], np.float64) - reference).mean()
+        assert error < (45 if name == "rgba.png" else 6), (name, error)  # rgba: alpha 200 over white
+    gray = np.asarray(photo.convert("L"), np.float64)
+    for name in ("gray.png", "gray16.png"):
+        assert np.abs(np.asarray(loaded[name], np.float64)[..., 0] - gray).max() <= 1, name
+    with pytest.raises(ValueError, match="decompression bomb"):
+        load_rgb(folder / "bomb.png")
+
+
+def test_a_folder_with_no_usable_image_is_one_error(tmp_path):
+    from uninext_deploy.pipeline import images_tensor
+
+    png_header_only(tmp_path / "bomb.png", 20000, 20000)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG nothing")
+    with pytest.warns(UserWarning, match="bomb.png"), pytest.raises(UserError, match="no readable images in"):
+        images_tensor(get_spec("test_convmlp").preprocessing(32, 32), tmp_path)

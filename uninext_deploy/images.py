@@ -29,15 +29,17 @@ def find_images(folder: str | Path | None = None) -> list[Path]:
 
 
 def load_images(paths: list[Path]) -> tuple[list, list[Path]]:
-    """Open every path as an RGB PIL image; unreadable files are skipped with one warning naming them."""
+    """Open every path as an RGB PIL image; unreadable files and decompression bombs are skipped with one
+    warning naming each and why."""
     images, used, bad = [], [], []
     for path in paths:
         try:
             images.append(load_rgb(path))
             used.append(path)
-        except Exception:  # Pillow raises several types for truncated or foreign files
-            bad.append(path.name)
+        except Exception as exc:  # Pillow raises several types for truncated or foreign files
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+            bad.append(f"{path.name} ({why})")
     if bad:
-        warnings.warn(f"skipped {len(bad)} unreadable image(s): {', '.join(bad[:5])}"
+        warnings.warn(f"skipped {len(bad)} unreadable image(s): {'; '.join(bad[:5])}"
                       + (" ..." if len(bad) > 5 else ""), stacklevel=2)
     return images, used

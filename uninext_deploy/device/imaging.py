@@ -6,30 +6,43 @@ device applies is the very code the golden outputs were made with.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 _RESAMPLE = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}
 
 
 def load_rgb(path: str | Path) -> Image.Image:
-    """Open any common image (grayscale, palette, RGBA, 16-bit...) as 8-bit RGB."""
-    with Image.open(path) as im:
-        im.load()
-        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-            arr = np.asarray(im, dtype=np.float64)
-            scale = 65535.0 if arr.max() > 255 else 255.0
-            im = Image.fromarray(np.clip(arr / scale * 255.0, 0, 255).astype(np.uint8), "L")
-        elif im.mode == "F":
-            im = Image.fromarray(np.clip(np.asarray(im), 0, 255).astype(np.uint8), "L")
-        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-            background = Image.new("RGB", im.size, (255, 255, 255))
-            rgba = im.convert("RGBA")
-            background.paste(rgba, mask=rgba.getchannel("A"))
-            return background
-        return im.convert("RGB")
+    """Open any common image (grayscale, palette, RGBA, CMYK, 16-bit, WebP...) as 8-bit RGB, upright as a
+    viewer shows it (EXIF orientation applied). A decompression bomb (over Pillow's MAX_IMAGE_PIXELS, 89
+    megapixels) is a ValueError, not just a warning; an unreadable file an OSError."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as opened:
+                opened.load()
+                return _rgb(ImageOps.exif_transpose(opened))
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+            raise ValueError(str(exc).split(", could be")[0] + " (a decompression bomb?)") from None
+
+
+def _rgb(im: Image.Image) -> Image.Image:
+    """8-bit RGB of any mode; transparency over white, 16-bit scaled to the 8-bit range."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(im, dtype=np.float64)
+        scale = 65535.0 if arr.max() > 255 else 255.0
+        im = Image.fromarray(np.clip(arr / scale * 255.0, 0, 255).astype(np.uint8), "L")
+    elif im.mode == "F":
+        im = Image.fromarray(np.clip(np.asarray(im), 0, 255).astype(np.uint8), "L")
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        background = Image.new("RGB", im.size, (255, 255, 255))
+        rgba = im.convert("RGBA")
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return im.convert("RGB")
 
 
 def preprocess(image: Image.Image, pre: dict) -> np.ndarray:
