@@ -85,6 +85,26 @@ def test_cpp_classifies_the_shipped_photos_as_run_py_does(ort_bundle, torch_free
     assert bad.returncode == 2 and bad.stderr.strip() == "error: --iters must be a whole number of at least 1, got 0"
 
 
+def test_cpp_converts_photos_in_every_form_as_run_py_does(ort_bundle, photo_zoo, tmp_path):
+    folder, _ = photo_zoo
+    binary = built(ort_bundle, tmp_path / "build", "ort")
+    photos = [str(folder / name) for name in ("gray.png", "cmyk.jpg", "rgba.png", "palette.png", "gray16.png",
+                                              "rotated.JPG", "tiny.PNG")]
+    cpp = run(binary, ort_bundle.path, *photos, "--save", str(tmp_path / "cpp"))
+    assert cpp.returncode == 0, cpp.stderr
+    py = subprocess.run([sys.executable, str(ort_bundle.path / "run.py"), *photos, "--save", str(tmp_path / "py")],
+                        capture_output=True, text=True, timeout=600)
+    assert py.returncode == 0, py.stderr
+    for photo in photos:  # the same pixels into the same library: the very same logits out
+        stem = Path(photo).stem
+        ours, theirs = np.load(tmp_path / "cpp" / f"{stem}.logits.npy"), np.load(tmp_path / "py" / f"{stem}.logits.npy")
+        assert np.array_equal(ours, theirs), (photo, np.abs(ours - theirs).max())
+    for name in ("bomb.png", "broken.jpg"):
+        refused = run(binary, ort_bundle.path, str(folder / name))
+        assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1, refused.stderr
+        assert refused.stderr.startswith(f"error: cannot read image {folder / name}: "), refused.stderr
+
+
 def test_cpp_refuses_a_tampered_bundle_with_one_line(ort_bundle, tmp_path):
     binary = built(ort_bundle, tmp_path / "build", "ort")
     folder = tmp_path / "copy"

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <csetjmp>
+#include <cstring>
 #include <memory>
 
 #include <jpeglib.h>
@@ -32,6 +33,57 @@ bool is_jpeg(FILE* file) {
     return jpeg;
 }
 
+// The EXIF orientation (tag 0x0112 of IFD0) of a JPEG's APP1 marker, 1 (upright) when there is none.
+int exif_orientation(jpeg_decompress_struct& info) {
+    for (jpeg_saved_marker_ptr m = info.marker_list; m; m = m->next) {
+        const unsigned char* d = m->data;
+        size_t n = m->data_length;
+        if (m->marker != JPEG_APP0 + 1 || n < 14 || std::memcmp(d, "Exif\0\0", 6) != 0) continue;
+        const unsigned char* tiff = d + 6;
+        size_t size = n - 6;
+        bool little = tiff[0] == 'I';
+        auto u16 = [&](size_t at) { return at + 2 > size ? 0u : little ? tiff[at] | tiff[at + 1] << 8u : tiff[at] << 8u | tiff[at + 1]; };
+        auto u32 = [&](size_t at) { return at + 4 > size ? 0u : little ? u16(at) | u16(at + 2) << 16u : u16(at) << 16u | u16(at + 2); };
+        size_t ifd = u32(4);
+        for (unsigned i = 0, count = u16(ifd); i < count; ++i) {
+            size_t entry = ifd + 2 + 12 * i;
+            if (u16(entry) == 0x0112) return static_cast<int>(u16(entry + 8));
+        }
+    }
+    return 1;
+}
+
+// Pillow's ImageOps.exif_transpose: the stored pixels turned upright per the EXIF orientation.
+Rgb upright(const Rgb& in, int orientation) {
+    if (orientation < 2 || orientation > 8) return in;
+    bool swap = orientation >= 5;
+    int w = in.width, h = in.height;
+    Rgb out{swap ? h : w, swap ? w : h, std::vector<unsigned char>(in.pixels.size())};
+    for (int y = 0; y < out.height; ++y)
+        for (int x = 0; x < out.width; ++x) {
+            int sx = x, sy = y;
+            switch (orientation) {
+                case 2: sx = w - 1 - x; break;                  // FLIP_LEFT_RIGHT
+                case 3: sx = w - 1 - x; sy = h - 1 - y; break;  // ROTATE_180
+                case 4: sy = h - 1 - y; break;                  // FLIP_TOP_BOTTOM
+                case 5: sx = y; sy = x; break;                  // TRANSPOSE
+                case 6: sx = y; sy = h - 1 - x; break;          // ROTATE_270
+                case 7: sx = w - 1 - y; sy = h - 1 - x; break;  // TRANSVERSE
+                case 8: sx = w - 1 - y; sy = x; break;          // ROTATE_90
+            }
+            std::memcpy(&out.pixels[(static_cast<size_t>(y) * out.width + x) * 3],
+                        &in.pixels[(static_cast<size_t>(sy) * w + sx) * 3], 3);
+        }
+    return out;
+}
+
+// Pillow's MULDIV255 and cmyk2rgb (libImaging/Convert.c), after its "CMYK;I" unpacking: JPEGs store CMYK inverted
+// (Adobe's convention, which Pillow always assumes).
+unsigned char muldiv255(int a, int b) {
+    int tmp = a * b + 128;
+    return static_cast<unsigned char>(((tmp >> 8) + tmp) >> 8);
+}
+
 Rgb decode_jpeg(FILE* file, const std::string& path) {
     jpeg_decompress_struct info;
     JpegError error;
@@ -44,23 +96,28 @@ Rgb decode_jpeg(FILE* file, const std::string& path) {
     }
     jpeg_create_decompress(&info);
     jpeg_stdio_src(&info, file);
+    jpeg_save_markers(&info, JPEG_APP0 + 1, 0xFFFF);
     jpeg_read_header(&info, TRUE);
-    if (info.jpeg_color_space == JCS_CMYK || info.jpeg_color_space == JCS_YCCK) {
-        jpeg_destroy_decompress(&info);
-        throw Problem("cannot read image " + path + ": CMYK JPEGs are not supported here; convert it to RGB");
-    }
-    info.out_color_space = JCS_RGB;  // grayscale is replicated, as Pillow's convert("RGB")
+    bool cmyk = info.jpeg_color_space == JCS_CMYK || info.jpeg_color_space == JCS_YCCK;
+    info.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;  // grayscale is replicated, as Pillow's convert("RGB")
     jpeg_start_decompress(&info);
     image.width = static_cast<int>(info.output_width);
     image.height = static_cast<int>(info.output_height);
     image.pixels.resize(static_cast<size_t>(image.width) * image.height * 3);
+    std::vector<unsigned char> four(static_cast<size_t>(image.width) * 4);
     while (info.output_scanline < info.output_height) {
-        JSAMPROW row = &image.pixels[static_cast<size_t>(info.output_scanline) * image.width * 3];
+        unsigned char* rgb = &image.pixels[static_cast<size_t>(info.output_scanline) * image.width * 3];
+        JSAMPROW row = cmyk ? four.data() : rgb;
         jpeg_read_scanlines(&info, &row, 1);
+        for (int x = 0; cmyk && x < image.width; ++x) {
+            int nk = four[4 * x + 3];  // 255 - k, k being the inverted stored value
+            for (int c = 0; c < 3; ++c) rgb[3 * x + c] = static_cast<unsigned char>(nk - muldiv255(255 - four[4 * x + c], nk));
+        }
     }
+    int orientation = exif_orientation(info);
     jpeg_finish_decompress(&info);
     jpeg_destroy_decompress(&info);
-    return image;
+    return upright(image, orientation);
 }
 
 // Pillow's Paste.c blend of a colour over white with an 8-bit alpha: DIV255(white * (255 - a) + c * a).

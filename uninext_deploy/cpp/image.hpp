@@ -17,7 +17,8 @@ struct Rgb {
     std::vector<unsigned char> pixels;  // row-major, 3 bytes a pixel
 };
 
-// Any JPEG, PNG, BMP, GIF, TGA or PNM file as 8-bit RGB; alpha is composited on white as load_rgb does.
+// Any JPEG (RGB, grayscale or CMYK, turned upright per its EXIF orientation), PNG, BMP, GIF, TGA or PNM file as
+// 8-bit RGB; alpha is composited on white as load_rgb does.
 Rgb load_rgb(const std::string& path);
 
 // Resize, centre-crop and normalise per the manifest's "preprocessing" record: float32 (3, H, W).
