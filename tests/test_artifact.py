@@ -90,7 +90,7 @@ def _file_size_limit(limit: int):
     return apply
 
 
-@pytest.mark.parametrize("command", ["export", "bundle"])
+@pytest.mark.parametrize("command", ["export", "bundle", "optimize"])
 def test_a_full_disk_is_one_line_and_leaves_nothing(command, tmp_path):
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, "-m", "uninext_deploy", command, "-m", "convmlp_s", "--input-size", "64",

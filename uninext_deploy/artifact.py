@@ -107,6 +107,14 @@ class Replaced(UserWarning):
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # no space, over quota, over the file-size limit
 
 
+class DiskFull(UserError):
+    """Writing an output ran out of space: the whole command stops (optimize does not try the next candidate)."""
+
+    def __init__(self, target: Path, why: str):
+        super().__init__(f"cannot write {target}: {why}; nothing was written: free some space or choose another --out")
+        self.why = why
+
+
 @contextlib.contextmanager
 def atomic_folder(target: Path, marker: str = MANIFEST) -> Iterator[Path]:
     """Yield a staging folder beside ``target``; on success it takes ``target``'s place in one step.
@@ -132,6 +140,8 @@ def atomic_folder(target: Path, marker: str = MANIFEST) -> Iterator[Path]:
             if exc.errno in DISK_FULL:
                 raise _write_error(exc, target) from None
             raise
+        except DiskFull as exc:  # an output written inside this one (optimize's candidates): name this one
+            raise DiskFull(target, exc.why) from None
         if replaced:
             warnings.warn(f"replaced the earlier {target} (in one step)", Replaced, stacklevel=3)
     finally:
@@ -140,9 +150,10 @@ def atomic_folder(target: Path, marker: str = MANIFEST) -> Iterator[Path]:
 
 
 def _write_error(exc: OSError, target: Path) -> UserError:
-    why = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is exhausted",
-           errno.EFBIG: "a file exceeds the file-size limit"}.get(exc.errno, exc.strerror)
-    return UserError(f"cannot write {target}: {why}; nothing was written: free some space or choose another --out")
+    if exc.errno in DISK_FULL:
+        return DiskFull(target, {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is "
+                                 "exhausted", errno.EFBIG: "a file exceeds the file-size limit"}[exc.errno])
+    return UserError(f"cannot write {target}: {exc.strerror}; nothing was written: choose another --out")
 
 
 def _publish(staging: Path, target: Path) -> bool:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifact import atomic_folder
+from .artifact import DiskFull, atomic_folder
 from .arm.platforms import bundle_platform
 from .backends import BACKENDS, canonical_target, get_backend, options_for
 from .device.compare import failures
@@ -155,6 +155,8 @@ def _evaluate(candidate: Candidate, model: ModelOptions, batch: int, budget: dic
             warnings.simplefilter("ignore", LossyInt8Warning)  # a missed budget is retried with fallback here
             artifact = export(model, candidate.target, precision=candidate.precision, batch=batch, out=folder,
                               int8=options, trt=TrtOptions(**options_for(candidate.target, trt.backend_options())))
+    except DiskFull:
+        raise
     except UserError as exc:  # MissingDependency included
         candidate.error = str(exc)
         return None
