@@ -123,6 +123,7 @@ def photo_zoo(tmp_path_factory):
     rgba = photo.convert("RGBA")
     rgba.putalpha(200)
     rgba.save(folder / "rgba.png")
+    rgba.save(folder / "rgba.webp", quality=90)
     photo.convert("P", palette=Image.ADAPTIVE).save(folder / "palette.png", transparency=0)
     Image.fromarray((numpy.asarray(photo.convert("L"), numpy.uint16) * 257)).save(folder / "gray16.png")
     photo.save(folder / "photo.webp", quality=95)

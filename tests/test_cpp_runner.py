@@ -89,7 +89,7 @@ def test_cpp_converts_photos_in_every_form_as_run_py_does(ort_bundle, photo_zoo,
     folder, _ = photo_zoo
     binary = built(ort_bundle, tmp_path / "build", "ort")
     photos = [str(folder / name) for name in ("gray.png", "cmyk.jpg", "rgba.png", "palette.png", "gray16.png",
-                                              "rotated.JPG", "tiny.PNG")]
+                                              "photo.webp", "rgba.webp", "rotated.JPG", "tiny.PNG")]
     cpp = run(binary, ort_bundle.path, *photos, "--save", str(tmp_path / "cpp"))
     assert cpp.returncode == 0, cpp.stderr
     py = subprocess.run([sys.executable, str(ort_bundle.path / "run.py"), *photos, "--save", str(tmp_path / "py")],

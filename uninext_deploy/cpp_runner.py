@@ -2,11 +2,12 @@
 
 Its third-party headers and static libraries come from Debian packages through a private apt state
 (:mod:`.debian`), once, into a cache folder: nlohmann-json (the manifest), stb_image (PNG, BMP...),
-libjpeg-turbo (JPEG: the decoder Pillow is built with), OpenSSL's libcrypto (sha256) and, for ONNX Runtime,
-its C/C++ API headers from Debian trixie (the onnxruntime wheel ships its library but no headers; the C API is
-versioned, so 1.21 headers run on the newer library). The bundle carries the headers it was built with; the
-compilers are the host's (g++ and cmake, for linux/arm64 Debian's aarch64 cross compiler), and the runtime
-libraries are those of the pip packages run.py uses: the host's, or the ARM environment's aarch64 wheels.
+libjpeg-turbo and libwebp (JPEG and WebP: the decoders Pillow is built with), OpenSSL's libcrypto (sha256)
+and, for ONNX Runtime, its C/C++ API headers from Debian trixie (the onnxruntime wheel ships its library but
+no headers; the C API is versioned, so 1.21 headers run on the newer library). The bundle carries the headers
+it was built with; the compilers are the host's (g++ and cmake, for linux/arm64 Debian's aarch64 cross
+compiler), and the runtime libraries are those of the pip packages run.py uses: the host's, or the ARM
+environment's aarch64 wheels.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ HEADERS = {
 COMMON_HEADERS = ("nlohmann", "stb")
 # static libraries, per architecture, from bookworm (they link against its glibc 2.36; trixie's need 2.38+)
 LIBRARIES = {"libjpeg62-turbo-dev/bookworm": ("libjpeg.a", ("jpeglib.h", "jerror.h", "jmorecfg.h", "jconfig.h")),
-             "libssl-dev/bookworm": ("libcrypto.a", ("openssl",))}
+             "libssl-dev/bookworm": ("libcrypto.a", ("openssl",)),
+             "libwebp-dev/bookworm": ("libwebp.a", ("webp",))}
 ARCHES = {"linux/x86_64": ("amd64", "x86_64-linux-gnu"), "linux/arm64": ("arm64", "aarch64-linux-gnu")}
 INSTALL = "apt-get install cmake g++ g++-aarch64-linux-gnu"
 
@@ -76,7 +78,7 @@ class Toolchain:
         """Check the compilers; fetch what is missing (idempotent). One UserError naming the fix."""
         self.check_compilers(platform)
         need_headers = not all((self.root / "include" / name).exists() for name in HEADERS)
-        need_libraries = not (self.prefix(platform) / "lib" / "libcrypto.a").exists()
+        need_libraries = not all((self.prefix(platform) / "lib" / library).exists() for library, _ in LIBRARIES.values())
         if need_headers or need_libraries:
             self._fetch(platform, need_headers)
 
@@ -154,7 +156,8 @@ def build(cpp: Path, platform: str, root: Path, work: Path, toolchain: Toolchain
     configure = ["cmake", "-S", str(cpp), "-B", str(work), "-DCMAKE_BUILD_TYPE=Release", f"-DRUNTIME_ROOT={root}",
                  f"-DJPEG_INCLUDE_DIR={prefix}/include", f"-DJPEG_LIBRARY={prefix}/lib/libjpeg.a",
                  "-DOPENSSL_USE_STATIC_LIBS=TRUE", f"-DOPENSSL_ROOT_DIR={prefix}",
-                 f"-DOPENSSL_INCLUDE_DIR={prefix}/include", f"-DOPENSSL_CRYPTO_LIBRARY={prefix}/lib/libcrypto.a"]
+                 f"-DOPENSSL_INCLUDE_DIR={prefix}/include", f"-DOPENSSL_CRYPTO_LIBRARY={prefix}/lib/libcrypto.a",
+                 f"-DWEBP_INCLUDE_DIR={prefix}/include", f"-DWEBP_LIBRARY={prefix}/lib/libwebp.a"]
     if platform != host_platform():
         work.mkdir(parents=True, exist_ok=True)
         toolchain_file = work / "cross.cmake"
@@ -180,7 +183,7 @@ sha256 checked (OpenSSL) before anything loads, JPEGs decoded by libjpeg-turbo a
 resized exactly as Pillow does (`image.cpp`), golden tensors read from the raw files the manifest lists.
 
 Needs CMake 3.16+, a C++17 compiler, libjpeg and OpenSSL headers (Debian/Ubuntu:
-`apt-get install cmake g++ libjpeg-dev libssl-dev`) and {runtime['package']} from `requirements.txt`
+`apt-get install cmake g++ libjpeg-dev libssl-dev libwebp-dev`) and {runtime['package']} from `requirements.txt`
 (the runner links the library of its pip package). From the bundle folder:
 
 ```
