@@ -30,13 +30,14 @@ COMMON_SOURCES = ("CMakeLists.txt", "runner.hpp", "runner.cpp", "image.hpp", "im
 FOLDER = "cpp"  # in the bundle
 BINARY = "runner"
 SETUP = "C++ runner set-up"
-# include name -> (Debian package/suite, path in the package); bookworm's, or trixie's where bookworm has none
-HEADERS = {
-    "nlohmann": ("nlohmann-json3-dev/bookworm", "usr/include/nlohmann"),
-    "stb": ("libstb-dev/bookworm", "usr/include/stb"),
-    "onnxruntime": ("libonnxruntime-dev/trixie", "usr/include/onnxruntime"),
+# include name -> (Debian package/suite, path in the package, what it is); bookworm's, or trixie's where bookworm
+# has none. Every runner includes these; a runtime's own come from its declaration (runtimes.Runtime.cpp_headers).
+COMMON_HEADERS = {
+    "nlohmann": ("nlohmann-json3-dev/bookworm", "usr/include/nlohmann", "nlohmann-json 3.11, MIT"),
+    "stb": ("libstb-dev/bookworm", "usr/include/stb", "stb_image, public domain"),
 }
-COMMON_HEADERS = ("nlohmann", "stb")
+HEADERS = {**COMMON_HEADERS, **{name: source for runtime in runtimes.RUNTIMES.values()
+                                for name, source in runtime.cpp_headers.items()}}
 # static libraries, per architecture, from bookworm (they link against its glibc 2.36; trixie's need 2.38+)
 LIBRARIES = {"libjpeg62-turbo-dev/bookworm": ("libjpeg.a", ("jpeglib.h", "jerror.h", "jmorecfg.h", "jconfig.h")),
              "libssl-dev/bookworm": ("libcrypto.a", ("openssl",)),
@@ -91,7 +92,7 @@ class Toolchain:
                                   suites=("bookworm", "trixie"))
             self.log(f"{SETUP}: Debian package lists (private apt state)")
             step(["apt-get", *options, "-q", "update"], "package lists", SETUP)
-            packages = [package for package, _ in HEADERS.values()] if headers else []
+            packages = [package for package, _, _ in HEADERS.values()] if headers else []
             packages += [package.replace("/", f":{arch}/") for package in LIBRARIES]
             self.log(f"{SETUP}: {' '.join(packages)}")
             debs = Path(tmp) / "debs"
@@ -102,7 +103,7 @@ class Toolchain:
                 step(["dpkg", "-x", str(deb), str(unpacked)], f"unpack {deb.name}", SETUP)
             if headers:
                 staging = Path(tmp) / "include"
-                for name, (_, path) in HEADERS.items():
+                for name, (_, path, _) in HEADERS.items():
                     shutil.copytree(unpacked / path, staging / name)
                 shutil.rmtree(self.root / "include", ignore_errors=True)
                 os.replace(staging, self.root / "include")
@@ -199,6 +200,6 @@ cpp/build/runner --bench           # latency percentiles (--threads N, --iters N
 ```
 
 Exit codes as run.py: 0 done, 1 verification failed, 2 a problem to fix (one line). `include/` holds the
-third-party headers it was built and verified with on the host (nlohmann-json 3.11 and stb_image, MIT/public
-domain{", ONNX Runtime 1.21's C/C++ API, MIT" if "onnxruntime" in declared.cpp_headers else ""}).
+third-party headers it was built and verified with on the host
+({"; ".join(what for _, _, what in (*COMMON_HEADERS.values(), *declared.cpp_headers.values()))}).
 """

@@ -70,7 +70,9 @@ class Runtime:
     cpu_refusal: Callable[[str, str], str | None] = lambda cpu, precision: None
     platforms: tuple[str, ...] = PLATFORMS
     cpp_source: str | None = None  # the bundle's C++ runner for it (uninext_deploy/cpp), None: why in cpp_missing
-    cpp_headers: tuple[str, ...] = ()  # third-party include folders that runner needs beyond the common ones
+    # third-party include folders that runner needs beyond the common ones:
+    # {include name: (Debian package/suite, folder in the package, what it is and its licence)}
+    cpp_headers: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     cpp_missing: str = ""
 
     def install_hint(self, requirement: dict | None = None) -> str:
@@ -371,7 +373,8 @@ RUNTIMES: dict[str, Runtime] = {runtime.name: runtime for runtime in (
     Runtime("ort", "ONNX Runtime", "onnxruntime", "onnxruntime", _onnxruntime_version, _onnxruntime,
             install="pip install '{spec}'", model_file=file_with_role,
             device_packages=lambda requirement: [spec(requirement)], cpp_source="ort.cpp",
-            cpp_headers=("onnxruntime",)),
+            cpp_headers={"onnxruntime": ("libonnxruntime-dev/trixie", "usr/include/onnxruntime",
+                                         "ONNX Runtime 1.21's C/C++ API, MIT")}),
     Runtime("openvino", "OpenVINO", "openvino", "openvino", _openvino_version, _openvino,
             install="pip install '{spec}'", model_file=file_with_role,
             device_packages=lambda requirement: [spec(requirement)], cpu_refusal=_openvino_cpu_refusal,
