@@ -79,15 +79,14 @@ def torch_free_python(tmp_path_factory) -> str:
     return python
 
 
-def edited(bundle: Path, where: Path, edit_manifest=None, **files: bytes) -> Path:
-    """A copy of ``bundle`` with ``files`` (name with "/" as "__") rewritten and their checksums updated, and
-    the manifest passed through ``edit_manifest``: what someone who can edit every file makes of it."""
+def edited(bundle: Path, where: Path, edit_manifest=None, files: dict[str, bytes] | None = None) -> Path:
+    """A copy of ``bundle`` with ``files`` ({path in the bundle: new contents}) rewritten and their checksums
+    updated, and the manifest passed through ``edit_manifest``: what someone who can edit every file makes of it."""
     from uninext_deploy.device.integrity import sha256
 
     shutil.copytree(bundle, where)
     manifest = json.loads((where / "manifest.json").read_text())
-    for key, data in files.items():
-        name = key.replace("__", "/").replace("_bin", ".bin")
+    for name, data in (files or {}).items():
         (where / name).write_bytes(data)
         manifest["files"][name].update(bytes=len(data), sha256=sha256(where / name))
     if edit_manifest:

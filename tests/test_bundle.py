@@ -213,9 +213,9 @@ def test_golden_data_that_is_not_plain_arrays_is_refused(tiny_bundle, torch_free
     x = np.fromfile(tiny_bundle / "golden/inputs.bin", dtype="<f4")
     nan = x.copy()
     nan[5] = np.nan
-    refused(torch_free_python, edited(tiny_bundle, tmp_path / "nan", golden__inputs_bin=nan.tobytes()),
+    refused(torch_free_python, edited(tiny_bundle, tmp_path / "nan", files={"golden/inputs.bin": nan.tobytes()}),
             "golden golden/inputs.bin holds NaN or Inf values")
-    refused(torch_free_python, edited(tiny_bundle, tmp_path / "short", golden__inputs_bin=x[:-3].tobytes()),
+    refused(torch_free_python, edited(tiny_bundle, tmp_path / "short", files={"golden/inputs.bin": x[:-3].tobytes()}),
             f"golden golden/inputs.bin has {x.nbytes - 12} bytes, its shape {shape} needs {x.nbytes}")
 
     def as_float64(m):
@@ -273,11 +273,10 @@ def test_photos_in_every_form_on_host_and_device(tiny_bundle, photo_zoo, torch_f
     on_device = device_run(torch_free_python, tiny_bundle, *(str(folder / name) for name in good), "--json")
     assert on_device.returncode == 0, on_device.stderr
     logits = {Path(item["image"]).name: item["top"][0]["logit"] for item in json.loads(on_device.stdout)["predictions"]}
-    model = api.export("test_convmlp", "ort", out=tmp_path / "host")
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(model.path / "model.onnx"))
-    pre = model.manifest["preprocessing"]
+    session = onnxruntime.InferenceSession(str(tiny_bundle / "model.onnx"))
+    pre = json.loads((tiny_bundle / "manifest.json").read_text())["preprocessing"]
     for name in good:  # the device converts each photo as the host does
         x = preprocess(load_rgb(folder / name), pre)[None]
         assert abs(session.run(None, {"input": x})[0].max() - logits[name]) < 1e-4, name

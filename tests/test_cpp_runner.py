@@ -144,8 +144,8 @@ def test_cpp_gives_a_bundle_the_scrutiny_run_py_does_in_the_same_words(ort_bundl
              "input_name": edited(ort_bundle.path, tmp_path / "input_name", input_name),
              "float64": edited(ort_bundle.path, tmp_path / "float64", float64),
              "climbing": edited(ort_bundle.path, tmp_path / "climbing", climbing),
-             "nan": edited(ort_bundle.path, tmp_path / "nan", golden__inputs_bin=nan.tobytes()),
-             "short": edited(ort_bundle.path, tmp_path / "short", golden__inputs_bin=x[:-1].tobytes()),
+             "nan": edited(ort_bundle.path, tmp_path / "nan", files={"golden/inputs.bin": nan.tobytes()}),
+             "short": edited(ort_bundle.path, tmp_path / "short", files={"golden/inputs.bin": x[:-1].tobytes()}),
              "link": edited(ort_bundle.path, tmp_path / "link")}
     (cases["link"] / "cpp/notes").symlink_to("/etc/hostname")
     for name, folder in cases.items():

@@ -216,12 +216,12 @@ def read_golden(folder, manifest: dict) -> tuple[np.ndarray, Outputs]:
         if not (isinstance(shape, list) and shape and all(type(d) is int and d > 0 for d in shape)):
             raise ValueError(f"golden {file} has shape {shape!r}, not a list of positive sizes")
         if shape[1:] != list(described[name]["shape"][1:]) or samples not in (None, shape[0]):
-            raise ValueError(f"golden {file} has shape {shape}, the model's {name} is "
-                             f"{[samples or 'N', *described[name]['shape'][1:]]}")
+            rest = ", ".join(map(str, described[name]["shape"][1:]))
+            raise ValueError(f"golden {file} has shape {shape}, the model's {name} is [{samples or 'N'}, {rest}]")
         path = Path(folder) / file
-        expected = int(np.prod(shape)) * 4
-        if path.stat().st_size != expected:
-            raise ValueError(f"golden {file} has {path.stat().st_size} bytes, its shape {shape} needs {expected}")
+        size, expected = path.stat().st_size, int(np.prod(shape)) * 4
+        if size != expected:
+            raise ValueError(f"golden {file} has {size} bytes, its shape {shape} needs {expected}")
         array = np.fromfile(path, dtype="<f4").reshape(shape)
         if not np.isfinite(array).all():
             raise ValueError(f"golden {file} holds NaN or Inf values")

@@ -59,14 +59,15 @@ def check_files(folder: Path, manifest: dict) -> None:
     for name, entry in sorted(manifest.get("files", {}).items()):
         path = listed_path(folder, name)
         try:
-            mode = path.lstat().st_mode
+            info = path.lstat()
         except OSError:
             raise IntegrityError(f"{name} is missing from {folder} (listed in {MANIFEST}); re-copy the whole bundle") from None
-        if not stat.S_ISREG(mode):
-            what = "a link" if stat.S_ISLNK(mode) else "a folder" if stat.S_ISDIR(mode) else "a special file"
+        if not stat.S_ISREG(info.st_mode):
+            what = ("a link" if stat.S_ISLNK(info.st_mode) else "a folder" if stat.S_ISDIR(info.st_mode)
+                    else "a special file")
             raise IntegrityError(f"{name} is {what}, not a plain file; re-copy the bundle without links (cp -rL)")
-        if path.stat().st_size != entry["bytes"]:
-            raise IntegrityError(f"{name} has {path.stat().st_size} bytes, {MANIFEST} says {entry['bytes']} "
+        if info.st_size != entry["bytes"]:
+            raise IntegrityError(f"{name} has {info.st_size} bytes, {MANIFEST} says {entry['bytes']} "
                                  "(truncated or modified); re-copy the bundle")
         if sha256(path) != entry["sha256"]:
             raise IntegrityError(f"{name} does not match its sha256 in {MANIFEST} (modified or corrupted); "

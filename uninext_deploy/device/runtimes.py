@@ -245,8 +245,7 @@ def _openvino(path: Path, precision: str, threads: int | None, cache_dir: Path |
 
 def _openvino_entry(port) -> dict:
     shape = port.get_partial_shape()
-    dims = list(shape.to_shape()) if shape.is_static else [str(d) for d in shape]
-    return tensor_entry(port.get_any_name(), [int(d) for d in dims] if shape.is_static else dims,
+    return tensor_entry(port.get_any_name(), shape.to_shape() if shape.is_static else shape,
                         port.get_element_type().to_dtype())
 
 
