@@ -113,7 +113,7 @@ def int8_request(torch_model: torch.nn.Module, options: Int8Options | None) -> I
     return Int8Request(samples=samples, distinct_images=distinct,
                        batch=batch, options=options, check_inputs=images_tensor(pre, None),
                        classifier=spec.classifier, float_scope_patterns=spec.int8_float_scopes,
-                       block_depth=spec.block_depth)
+                       block_depth=spec.block_depth, attention=spec.int8_attention)
 
 
 def precision_graph(float_model, precision: str, request: Int8Request | None):

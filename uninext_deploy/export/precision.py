@@ -117,6 +117,7 @@ class Int8Request:
     classifier: str
     float_scope_patterns: tuple[str, ...]
     block_depth: int
+    attention: bool  # the model's int8_attention hint
 
     @property
     def float_patterns(self) -> list[str]:

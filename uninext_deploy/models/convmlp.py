@@ -170,5 +170,6 @@ for _name, _cfg in CONFIGS.items():
     register(ModelSpec(
         name=_name, family="convmlp", build=partial(_build, _cfg), native_size=224 if _cfg.params else 64,
         official_params=_cfg.params, official_gmacs=_cfg.gmacs, size_error=_size_error,
-        crop_pct=0.9, source="SHI-Labs/Convolutional-MLPs@092bf71", block_depth=4, features=_features(_cfg)))
+        crop_pct=0.9, source="SHI-Labs/Convolutional-MLPs@092bf71", block_depth=4, int8_attention=False,
+        features=_features(_cfg)))
 

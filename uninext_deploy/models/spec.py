@@ -30,8 +30,10 @@ class ModelSpec:
     from feature models, their checkpoint keys ignored).
 
     INT8 hints, as module paths of the exported graph's scopes: ``classifier`` (kept float unless asked),
-    ``int8_float_scopes`` (glob patterns kept float, e.g. SE gates) and ``block_depth`` (how many leading
-    path components name one block, the unit of sensitivity analysis and float fallback).
+    ``int8_float_scopes`` (glob patterns kept float, e.g. SE gates), ``block_depth`` (how many leading
+    path components name one block, the unit of sensitivity analysis and float fallback) and
+    ``int8_attention`` (blocks multiply two activations, as attention does: quantizers that place Q/DQ
+    differently for transformers and CNNs, such as NNCF's model types, treat the model as a transformer).
     """
 
     name: str
@@ -51,6 +53,7 @@ class ModelSpec:
     classifier: str = "head"
     int8_float_scopes: tuple[str, ...] = ()
     block_depth: int = 2
+    int8_attention: bool = True
     features: tuple[Feature, ...] = ()
     head: tuple[str, ...] = ("norm", "head")
 
