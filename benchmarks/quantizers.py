@@ -28,6 +28,7 @@ import numpy as np
 import onnx
 
 from uninext_deploy import api
+from uninext_deploy.backends import get_backend
 from uninext_deploy.backends.trt_check import check_for_tensorrt
 from uninext_deploy.device import runtimes
 from uninext_deploy.device.compare import compare, run_batched
@@ -83,8 +84,9 @@ def main() -> None:
             artifact = api.export(name, "ort", out=tmp / "fp32")
             float_path = artifact.file("model")
             float_model = onnx.load(str(float_path))
-            request = int8_request(build_model(api.ModelOptions(name)), api.Int8Options(calib_size=args.calib_size))
-            excluded = kept_float(float_model, request.float_patterns)
+            request = int8_request(build_model(api.ModelOptions(name)), api.Int8Options(calib_size=args.calib_size),
+                                   float_depthwise=get_backend("ort").int8_float_depthwise)
+            excluded = kept_float(float_model, request.float_patterns, request.float_depthwise)
             graphs, seconds = {"FP32": float_model}, {}
 
             def timed(key, make):

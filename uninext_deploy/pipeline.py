@@ -104,8 +104,10 @@ def images_tensor(pre: dict, folder: str | Path | None, limit: int | None = None
     return np.stack([preprocess(im, pre) for im in images])
 
 
-def int8_request(torch_model: torch.nn.Module, options: Int8Options | None) -> Int8Request:
-    """Calibration samples, held-out photos and the model's INT8 hints for quantizing ``torch_model``."""
+def int8_request(torch_model: torch.nn.Module, options: Int8Options | None,
+                 float_depthwise: bool = False) -> Int8Request:
+    """Calibration samples, held-out photos and the model's INT8 hints for quantizing ``torch_model``;
+    ``float_depthwise``: the backend's int8_float_depthwise."""
     spec, options = torch_model.spec, options or Int8Options()
     batch, _, h, w = torch_model.input_shape
     pre = spec.preprocessing(h, w)
@@ -113,7 +115,8 @@ def int8_request(torch_model: torch.nn.Module, options: Int8Options | None) -> I
     return Int8Request(samples=samples, distinct_images=distinct,
                        batch=batch, options=options, check_inputs=images_tensor(pre, None),
                        classifier=spec.classifier, float_scope_patterns=spec.int8_float_scopes,
-                       block_depth=spec.block_depth, attention=spec.int8_attention)
+                       block_depth=spec.block_depth, attention=spec.int8_attention,
+                       float_depthwise=float_depthwise)
 
 
 def precision_graph(float_model, precision: str, request: Int8Request | None):
@@ -169,7 +172,8 @@ def export(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str 
             "mean": list(spec.mean), "std": list(spec.std), "precision": precision,
             "weights": model.weights or f"seeded:{model.seed}", **{f"version.{k}": v for k, v in versions().items()
                                                                    if k != "python"}})
-        request = int8_request(torch_model, int8) if precision == "int8" else None
+        request = (int8_request(torch_model, int8, backend.int8_float_depthwise) if precision == "int8"
+                   else None)
         graph, precision_report = ((exported.model, {}) if backend.applies_precision
                                    else precision_graph(exported.model, precision, request))
         onnx_path = folder / "model.onnx"

@@ -71,10 +71,11 @@ def test_int8_graph_is_symmetric_int8_with_zero_points_0(int8_graph):
     assert per_channel and all(s.ndim == 1 and s.size > 1 for s in per_channel if s.ndim)
 
 
-def test_int8_quantizes_weights_except_se_gates_classifier_and_attention(int8_graph):
+def test_int8_quantizes_weights_except_se_gates_classifier_attention_and_depthwise_on_ort(int8_graph):
     _, model = int8_graph
     dq = _dequantized_inputs(model)
     weights = {i.name for i in model.graph.initializer}
+    depthwise_seen = 0
     for node in model.graph.node:
         if node.op_type == "LayerNormalization":
             assert set(node.input[1:]) <= weights  # float scale and bias, not dequantized ones
@@ -85,7 +86,11 @@ def test_int8_quantizes_weights_except_se_gates_classifier_and_attention(int8_gr
             in_se = "/b2/b2.3/" in node.name
             is_classifier = node.name.startswith("/classifier/")
             attention = node.op_type == "MatMul" and node.input[1] not in weights and not weight_quantized
-            assert weight_quantized == (not (in_se or is_classifier or attention)), node.name
+            groups = next((a.i for a in node.attribute if a.name == "group"), 1)
+            depthwise = node.op_type == "Conv" and groups > 1  # ORT's int8_float_depthwise
+            depthwise_seen += depthwise
+            assert weight_quantized == (not (in_se or is_classifier or attention or depthwise)), node.name
+    assert depthwise_seen > 5
 
 
 def test_only_conv_and_matmul_run_as_int8_kernels(int8_graph, tmp_path):

@@ -71,6 +71,8 @@ class Backend(ABC):
     ``applies_precision``: False when the backend runs the precision graph it is given (the FP16-typed or
     QDQ ONNX, shared with TensorRT); True when it takes the float graph and applies the precision itself
     (OpenVINO: compressed FP16 weights, NNCF INT8 from the same calibration data).
+    ``int8_float_depthwise``: its QDQ graph keeps depthwise convs float, where the runtime's integer kernels
+    for them cost more than they save.
     ``stand_in``: the backend whose runtime runs this backend's ONNX graph where this one cannot run here.
     The rule every command follows then: accuracy (parity, golden checks) is measured on the stand-in
     and says so; latency is never measured on a stand-in (profile refuses, optimize skips, both say why).
@@ -79,6 +81,7 @@ class Backend(ABC):
     name: str
     runner_class: type[Runner] = Runner
     applies_precision: bool = False
+    int8_float_depthwise: bool = False
     default_opset: int | None = None  # None: the exporter's default
     device_roles: tuple[str, ...] = ("model", "weights")  # the artifact files a device needs to run it
     device_note: str = ""  # what a device user must know before the first run (bundle README)

@@ -61,6 +61,11 @@ class OrtBackend(Backend):
     name = "ort"
     runner_class = OrtRunner
     stand_in = None  # it is the stand-in
+    # Its CPU EP runs QLinearConv in NHWC between transposes and float convs in NCHWc: a depthwise conv, memory
+    # bound either way, gains nothing from INT8 and pays the Q/DQ and transposes around it. Float depthwise,
+    # 2 threads, one race each (ms, cosine to the float graph): UniNet-B1 21.4 -> 17.6 (0.986 -> 0.992),
+    # UniNeXt-T 61.3 -> 57.5 (0.998 -> 0.996), ConvMLP-S 12.3 -> 11.9 (0.999 -> 0.999). Measured on x86 only.
+    int8_float_depthwise = True
 
     def compile(self, onnx_path: Path, folder: Path, precision: str, int8) -> Compiled:
         target = folder / "model.onnx"

@@ -118,6 +118,7 @@ class Int8Request:
     float_scope_patterns: tuple[str, ...]
     block_depth: int
     attention: bool  # the model's int8_attention hint
+    float_depthwise: bool = False  # the backend's int8_float_depthwise
 
     @property
     def float_patterns(self) -> list[str]:
@@ -132,20 +133,26 @@ class Int8Result:
     report: dict = field(default_factory=dict)
 
 
-def kept_float(model: onnx.ModelProto, patterns: list[str]) -> list[str]:
-    """Quantizable nodes that stay float: those in a scope matching a glob of ``patterns``, and
-    MatMuls of two activations (attention)."""
-    weights = {init.name for init in model.graph.initializer}
+def kept_float(model: onnx.ModelProto, patterns: list[str], depthwise: bool = False) -> list[str]:
+    """Quantizable nodes that stay float: those in a scope matching a glob of ``patterns``, MatMuls of
+    two activations (attention), and with ``depthwise`` every depthwise conv."""
+    weights = {init.name: init for init in model.graph.initializer}
     names = []
     for node in model.graph.node:
         if node.op_type not in QUANTIZED_OPS:
             continue
         path = module_path(node.name + "/_") or ""
         in_scope = any(fnmatch.fnmatchcase(path, p) for p in patterns)
-        activation_product = node.op_type == "MatMul" and not weights & set(node.input)
-        if in_scope or activation_product:
+        activation_product = node.op_type == "MatMul" and not weights.keys() & set(node.input)
+        if in_scope or activation_product or (depthwise and _is_depthwise(node, weights)):
             names.append(node.name)
     return names
+
+
+def _is_depthwise(node: onnx.NodeProto, weights: dict) -> bool:
+    """A grouped Conv with one input channel a group (its weight is (C_out, 1, kh, kw))."""
+    group = next((a.i for a in node.attribute if a.name == "group"), 1)
+    return node.op_type == "Conv" and group > 1 and node.input[1] in weights and weights[node.input[1]].dims[1] == 1
 
 
 def block_of(node_name: str, depth: int) -> str:
@@ -233,7 +240,7 @@ def quantize_int8(float_model: onnx.ModelProto, request: Int8Request) -> Int8Res
     worst blocks fall back to float (by measured sensitivity) until the QDQ graph's cosine to the float
     graph on the request's check inputs meets it."""
     options, batch = request.options, request.batch
-    excluded = kept_float(float_model, request.float_patterns)
+    excluded = kept_float(float_model, request.float_patterns, request.float_depthwise)
     quantizer = Int8Quantizer(float_model, request.samples, batch, options)
     try:
         reference = run_batched(_session_runner(float_model), request.check_inputs, batch)
