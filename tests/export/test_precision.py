@@ -10,7 +10,9 @@ from onnx import TensorProto, numpy_helper
 
 from uninext_deploy import api
 from uninext_deploy.errors import UserError
+from uninext_deploy.export.precision import block_of, quantize_int8
 from uninext_deploy.options import Int8Options
+from uninext_deploy.pipeline import build_model, int8_request
 
 
 # UniNeXt-T INT8 at 128 px: ORT's calibrator holds every activation of every calibration sample (8.7 GB peak
@@ -48,9 +50,13 @@ def test_fp16_graph_keeps_io_and_normalisation_in_fp32(fp16_graph):
 
 @pytest.fixture(scope="module")
 def int8_graph(tmp_path_factory):
-    artifact = api.export("uninet_b0", "ort", precision="int8", input_size=64, int8=Int8Options(calib_size=8),
-                          out=tmp_path_factory.mktemp("int8") / "a")
-    return artifact, onnx.load(str(artifact.file("model")))
+    """UniNet-B0's QDQ graph as TensorRT gets it (ORT's artifact keeps its depthwise blocks' convs float)."""
+    folder = tmp_path_factory.mktemp("int8")
+    float_model = onnx.load(str(api.export("uninet_b0", "ort", input_size=64, out=folder / "fp32").file("model")))
+    request = int8_request(build_model(api.ModelOptions("uninet_b0", input_size=64)), Int8Options(calib_size=8))
+    model = quantize_int8(float_model, request).model
+    onnx.save(model, str(folder / "qdq.onnx"))
+    return folder / "qdq.onnx", model
 
 
 def _dequantized_inputs(model):
@@ -71,11 +77,10 @@ def test_int8_graph_is_symmetric_int8_with_zero_points_0(int8_graph):
     assert per_channel and all(s.ndim == 1 and s.size > 1 for s in per_channel if s.ndim)
 
 
-def test_int8_quantizes_weights_except_se_gates_classifier_attention_and_depthwise_on_ort(int8_graph):
+def test_int8_quantizes_weights_except_se_gates_classifier_and_attention(int8_graph):
     _, model = int8_graph
     dq = _dequantized_inputs(model)
     weights = {i.name for i in model.graph.initializer}
-    depthwise_seen = 0
     for node in model.graph.node:
         if node.op_type == "LayerNormalization":
             assert set(node.input[1:]) <= weights  # float scale and bias, not dequantized ones
@@ -86,18 +91,28 @@ def test_int8_quantizes_weights_except_se_gates_classifier_attention_and_depthwi
             in_se = "/b2/b2.3/" in node.name
             is_classifier = node.name.startswith("/classifier/")
             attention = node.op_type == "MatMul" and node.input[1] not in weights and not weight_quantized
-            groups = next((a.i for a in node.attribute if a.name == "group"), 1)
-            depthwise = node.op_type == "Conv" and groups > 1  # ORT's int8_float_depthwise
-            depthwise_seen += depthwise
-            assert weight_quantized == (not (in_se or is_classifier or attention or depthwise)), node.name
-    assert depthwise_seen > 5
+            assert weight_quantized == (not (in_se or is_classifier or attention)), node.name
+
+
+def test_ort_keeps_the_convs_of_depthwise_blocks_float_and_quantizes_the_rest(tmp_path):
+    artifact = api.export("uninet_b0", "ort", precision="int8", input_size=64, int8=Int8Options(calib_size=8),
+                          out=tmp_path / "a")
+    model = onnx.load(str(artifact.file("model")))
+    dq = _dequantized_inputs(model)
+    grouped = {block_of(n.name, 2) for n in model.graph.node if n.op_type == "Conv"
+               and next((a.i for a in n.attribute if a.name == "group"), 1) > 1}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert len(grouped) > 10 and {"stem.0", "head.0"}.isdisjoint(grouped)
+    for node in convs:
+        assert (node.input[1] in dq) == (block_of(node.name, 2) not in grouped), node.name
+    assert sum(n.op_type == "MatMul" and n.input[1] in dq for n in model.graph.node) > 10  # attention blocks' linears
 
 
 def test_only_conv_and_matmul_run_as_int8_kernels(int8_graph, tmp_path):
-    artifact, _ = int8_graph
+    path, _ = int8_graph
     options = ort.SessionOptions()
     options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
-    ort.InferenceSession(str(artifact.file("model")), options, providers=["CPUExecutionProvider"])
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     optimized = onnx.load(str(tmp_path / "optimized.onnx")).graph.node
     ops = Counter(n.op_type for n in optimized)
     dequantized = {o for n in optimized if n.op_type == "DequantizeLinear" for o in n.output}

@@ -71,8 +71,8 @@ class Backend(ABC):
     ``applies_precision``: False when the backend runs the precision graph it is given (the FP16-typed or
     QDQ ONNX, shared with TensorRT); True when it takes the float graph and applies the precision itself
     (OpenVINO: compressed FP16 weights, NNCF INT8 from the same calibration data).
-    ``int8_float_depthwise``: its QDQ graph keeps depthwise convs float, where the runtime's integer kernels
-    for them cost more than they save.
+    ``int8_float_depthwise``: its QDQ graph keeps every conv of a block that holds a depthwise conv float,
+    where the runtime's integer kernels for such blocks cost more than they save.
     ``stand_in``: the backend whose runtime runs this backend's ONNX graph where this one cannot run here.
     The rule every command follows then: accuracy (parity, golden checks) is measured on the stand-in
     and says so; latency is never measured on a stand-in (profile refuses, optimize skips, both say why).

@@ -62,9 +62,11 @@ class OrtBackend(Backend):
     runner_class = OrtRunner
     stand_in = None  # it is the stand-in
     # Its CPU EP runs QLinearConv in NHWC between transposes and float convs in NCHWc: a depthwise conv, memory
-    # bound either way, gains nothing from INT8 and pays the Q/DQ and transposes around it. Float depthwise,
-    # 2 threads, one race each (ms, cosine to the float graph): UniNet-B1 21.4 -> 17.6 (0.986 -> 0.992),
-    # UniNeXt-T 61.3 -> 57.5 (0.998 -> 0.996), ConvMLP-S 12.3 -> 11.9 (0.999 -> 0.999). Measured on x86 only.
+    # bound either way, gains nothing from INT8 and pays the Q/DQ and transposes around it, and an INT8 pointwise
+    # conv beside a float depthwise one pays the layout change. 2 threads, one race each (ms, cosine to the float
+    # graph), all convs INT8 -> depthwise float -> every conv of a depthwise block float: UniNet-B1 21.4 -> 17.6
+    # -> 16.2 (0.986 -> 0.992 -> 0.997; its FP32 17.9); UniNeXt-T 61.3 -> 57.5 (0.998 -> 0.996) and ConvMLP-S
+    # 12.3 -> 11.9 (0.999), whose depthwise blocks hold no other conv. Measured on x86 only.
     int8_float_depthwise = True
 
     def compile(self, onnx_path: Path, folder: Path, precision: str, int8) -> Compiled:
