@@ -86,8 +86,7 @@ def main() -> None:
             float_model = onnx.load(str(float_path))
             request = int8_request(build_model(api.ModelOptions(name)), api.Int8Options(calib_size=args.calib_size),
                                    float_depthwise=get_backend("ort").int8_float_depthwise)
-            excluded = kept_float(float_model, request.float_patterns,
-                                  request.block_depth if request.float_depthwise else None)
+            excluded = kept_float(float_model, request)
             graphs, seconds = {"FP32": float_model}, {}
 
             def timed(key, make):

@@ -129,17 +129,22 @@ def _quantize(model, request):
                 preset=nncf.QuantizationPreset.PERFORMANCE, model_type=model_type,
                 ignored_scope=nncf.IgnoredScope(names=ignored, validate=False))
 
-    reference = run_batched(_compiled(model), request.check_inputs, request.batch)
+    reference = run_batched(_runner(compile_f32(model)), request.check_inputs, request.batch)
+
+    def score(compiled) -> float:
+        return compare(reference, run_batched(_runner(compiled), request.check_inputs, request.batch)).cosine
 
     def cosine(m) -> float:
-        return compare(reference, run_batched(_compiled(m), request.check_inputs, request.batch)).cosine
+        return score(compile_f32(m))
 
     quantized = quantize(hinted)
-    plugin_float = float_in_plugin(quantized, set(hinted))
+    compiled = compile_f32(quantized)  # read for the plugin's precisions, then scored unless requantized
+    plugin_float = float_in_plugin(quantized, compiled, set(hinted))
     kept = hinted + plugin_float
     if plugin_float:
         quantized = quantize(kept)
-    achieved = cosine(quantized)
+        compiled = compile_f32(quantized)
+    achieved = score(compiled)
     report = {"quantizer": f"nncf {nncf.__version__}", "model_type": "transformer" if request.attention else "cnn",
               "calib_size": len(request.samples), "calib_images": request.distinct_images,
               "calib": str(request.options.calib or "shipped"), "kept_float": hinted, "float_in_plugin": plugin_float,
@@ -158,14 +163,12 @@ def _quantize(model, request):
     return quantized, report
 
 
-def float_in_plugin(quantized, ignored: set[str]) -> list[str]:
-    """Conv/MatMul ops of ``quantized`` that the CPU plugin executes in f32 (by its runtime model), not ignored."""
-    import openvino as ov
-
+def float_in_plugin(quantized, compiled, ignored: set[str]) -> list[str]:
+    """Conv/MatMul ops of ``quantized`` that the CPU plugin executes in f32 (by ``compiled``'s runtime model, the
+    model compiled by ``compile_f32``), not in ``ignored``."""
     types = {op.get_friendly_name(): op.get_type_name() for op in quantized.get_ops()}
-    runtime = ov.Core().compile_model(quantized, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}).get_runtime_model()
     found = []
-    for layer in runtime.get_ordered_ops():
+    for layer in compiled.get_runtime_model().get_ordered_ops():
         info = layer.get_rt_info()
         if info["runtimePrecision"].astype(str) != "f32":
             continue
@@ -174,12 +177,15 @@ def float_in_plugin(quantized, ignored: set[str]) -> list[str]:
     return found
 
 
-def _compiled(model):
-    """``model`` compiled in f32 on the CPU, as a runner returning {output name: array}."""
+def compile_f32(model):
+    """``model`` compiled in f32 on the CPU."""
     import openvino as ov
 
-    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    return ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
 
+
+def _runner(compiled):
+    """A compiled model as a runner returning {output name: array}."""
     def outputs(x):
         result = compiled(x)
         return {port.get_any_name(): result[port] for port in compiled.outputs}
@@ -213,7 +219,7 @@ def block_damage(float_model, quantized, request) -> list[dict]:
         by_name = {op.get_friendly_name(): op for op in clone.get_ops()}
         ports = clone.add_outputs([by_name[last[b]].output(0) for b in blocks])
         names = [port.get_any_name() for port in ports]
-        outputs = run_batched(_compiled(clone), request.check_inputs, request.batch)
+        outputs = run_batched(_runner(compile_f32(clone)), request.check_inputs, request.batch)
         probe[key] = dict(zip(blocks, (outputs[n] for n in names)))
     ranking, before = [], 0.0
     for block in blocks:

@@ -133,13 +133,14 @@ class Int8Result:
     report: dict = field(default_factory=dict)
 
 
-def kept_float(model: onnx.ModelProto, patterns: list[str], depthwise_block_depth: int | None = None) -> list[str]:
-    """Quantizable nodes that stay float: those in a scope matching a glob of ``patterns``, MatMuls of
-    two activations (attention), and with ``depthwise_block_depth`` every Conv of a block (its module path
-    cut to that depth) that holds a depthwise conv."""
+def kept_float(model: onnx.ModelProto, request: Int8Request) -> list[str]:
+    """Quantizable nodes that stay float: those in a scope matching a glob of the request's float patterns,
+    MatMuls of two activations (attention), and with ``float_depthwise`` every Conv of a block that holds a
+    depthwise conv."""
     weights = {init.name: init for init in model.graph.initializer}
-    depthwise_blocks = set() if depthwise_block_depth is None else {
-        block_of(node.name, depthwise_block_depth) for node in model.graph.node if _is_depthwise(node, weights)}
+    patterns, depth = request.float_patterns, request.block_depth
+    depthwise_blocks = {block_of(node.name, depth) for node in model.graph.node
+                        if request.float_depthwise and _is_depthwise(node, weights)}
     names = []
     for node in model.graph.node:
         if node.op_type not in QUANTIZED_OPS:
@@ -147,8 +148,7 @@ def kept_float(model: onnx.ModelProto, patterns: list[str], depthwise_block_dept
         path = module_path(node.name + "/_") or ""
         in_scope = any(fnmatch.fnmatchcase(path, p) for p in patterns)
         activation_product = node.op_type == "MatMul" and not weights.keys() & set(node.input)
-        conv_by_depthwise = node.op_type == "Conv" and depthwise_block_depth is not None and \
-            block_of(node.name, depthwise_block_depth) in depthwise_blocks
+        conv_by_depthwise = node.op_type == "Conv" and block_of(node.name, depth) in depthwise_blocks
         if in_scope or activation_product or conv_by_depthwise:
             names.append(node.name)
     return names
@@ -245,8 +245,7 @@ def quantize_int8(float_model: onnx.ModelProto, request: Int8Request) -> Int8Res
     worst blocks fall back to float (by measured sensitivity) until the QDQ graph's cosine to the float
     graph on the request's check inputs meets it."""
     options, batch = request.options, request.batch
-    excluded = kept_float(float_model, request.float_patterns,
-                          request.block_depth if request.float_depthwise else None)
+    excluded = kept_float(float_model, request)
     quantizer = Int8Quantizer(float_model, request.samples, batch, options)
     try:
         reference = run_batched(_session_runner(float_model), request.check_inputs, batch)
