@@ -182,21 +182,25 @@ def test_padded_model_runs_at_256():
     assert out.shape == (1, 1000) and torch.isfinite(out).all()
 
 
-def test_stripe_attention_matches_a_per_stripe_reference():
+@pytest.mark.parametrize("stripe_h, stripe_w", [(4, 2), (4, 1), (2, 6), (1, 6), (4, 6)],
+                         ids=["columns", "one-pixel columns", "rows", "one-pixel rows", "global"])
+def test_stripe_attention_matches_a_per_stripe_reference(stripe_h, stripe_w):
     torch.manual_seed(0)
-    height, width, stripe = 4, 6, 2  # three vertical stripes of 4 x 2
-    attn = StripeAttention(64, 2, height, width, height, stripe)
-    qkv = torch.randn(2, height * width, 3, 64)
+    height, width = 4, 6
+    attn = StripeAttention(64, 2, height, width, stripe_h, stripe_w)
+    qkv = torch.randn(2, height * width, 3 * 64)
     grid = qkv.reshape(2, height, width, 3, 2, 32)
     expected = torch.zeros(2, height, width, 64)
-    for left in range(0, width, stripe):
-        window = grid[:, :, left:left + stripe].reshape(2, height * stripe, 3, 2, 32)
-        q, k, v = window.permute(2, 0, 3, 1, 4)
-        v_stripe = v.transpose(-2, -1).reshape(2, 64, height, stripe)  # zero padding at stripe borders
-        lepe = F.conv2d(v_stripe, attn.get_v.weight, attn.get_v.bias, padding=1, groups=64)
-        result = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(32), dim=-1) @ v
-        result = result + lepe.reshape(2, 2, 32, height * stripe).transpose(-2, -1)
-        expected[:, :, left:left + stripe] = result.transpose(1, 2).reshape(2, height, stripe, 64)
+    for top in range(0, height, stripe_h):
+        for left in range(0, width, stripe_w):
+            rows, cols = slice(top, top + stripe_h), slice(left, left + stripe_w)
+            window = grid[:, rows, cols].reshape(2, stripe_h * stripe_w, 3, 2, 32)
+            q, k, v = window.permute(2, 0, 3, 1, 4)
+            v_stripe = v.transpose(-2, -1).reshape(2, 64, stripe_h, stripe_w)  # zero padding at stripe borders
+            lepe = F.conv2d(v_stripe, attn.get_v.weight, attn.get_v.bias, padding=1, groups=64)
+            result = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(32), dim=-1) @ v
+            result = result + lepe.reshape(2, 2, 32, stripe_h * stripe_w).transpose(-2, -1)
+            expected[:, rows, cols] = result.transpose(1, 2).reshape(2, stripe_h, stripe_w, 64)
     with torch.no_grad():
         torch.testing.assert_close(attn(qkv), expected.reshape(2, -1, 64))
 
