@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from ._registry import register
 from .features import Backbone, Feature
 from .spec import ModelSpec
-from .layers import Mlp, conv_out, nchw_to_tokens, tokens_to_nchw
+from .layers import Mlp, conv_out, nchw_to_tokens, tokens_to_nchw, unstack
 
 HEAD_DIM = 32  # every attention in the family uses 32-channel heads
 EXPANSION = (1, 4, 6, 3, 2, 5)  # per stage, the same for every variant
@@ -184,7 +184,7 @@ class LocalGlobalDSM(nn.Module):
         q = self.q_norm(nchw_to_tokens(self.q(x), self.width, self.out_tokens))
         q = q.reshape(-1, self.out_tokens, self.heads, HEAD_DIM).transpose(1, 2)
         kv = self.kv(self.kv_norm(nchw_to_tokens(x, self.in_width, self.in_tokens)))
-        k, v = kv.reshape(-1, self.in_tokens, 2, self.heads, HEAD_DIM).permute(2, 0, 3, 1, 4).unbind(0)
+        k, v = unstack(kv.reshape(-1, self.in_tokens, 2, self.heads, HEAD_DIM).permute(2, 0, 3, 1, 4), 2)
         out = softmax_attention(q, k, v).transpose(1, 2).reshape(-1, self.out_tokens, self.width)
         return tokens_to_nchw(self.proj(out), self.width, *self.out_grid) + self.residual(x)
 
@@ -202,7 +202,7 @@ class Attention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         qkv = self.qkv(x).reshape(-1, self.tokens, 3, self.heads, HEAD_DIM).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
+        q, k, v = unstack(qkv, 3)
         out = softmax_attention(q, k, v).transpose(1, 2).reshape(-1, self.tokens, self.dim)
         return self.proj(out)
 

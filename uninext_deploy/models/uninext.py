@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from ._registry import register
 from .features import Backbone, Feature
-from .layers import conv_out, tokens_to_nchw
+from .layers import conv_out, tokens_to_nchw, unstack
 from .spec import ModelSpec
 
 DEPTHS = (2, 2, 18, 2)
@@ -83,7 +83,7 @@ def _qkv_windows(qkv: Tensor, height: int, width: int, win_h: int, win_w: int, h
     """
     x = qkv.reshape(-1, win_h, width // win_w, win_w, 3, heads, head_dim)  # batch x rows of windows first
     x = x.permute(4, 0, 2, 5, 1, 3, 6)  # (3, B * rows of windows, columns, heads, win_h, win_w, head_dim)
-    return x.reshape(3, -1, heads, win_h * win_w, head_dim).unbind(0)
+    return unstack(x.reshape(3, -1, heads, win_h * win_w, head_dim), 3)
 
 
 def _merge_windows(x: Tensor, height: int, width: int, win_h: int, win_w: int, heads: int,
@@ -199,7 +199,7 @@ class SRAttention(nn.Module):
         q = self.q(y).reshape(-1, self.tokens, self.heads, HEAD_DIM).transpose(1, 2)
         reduced = self.norm(self.sr(y)) if self.sr_ratio > 1 else y
         kv = self.kv(reduced).reshape(-1, self.kv_tokens, 2, self.heads, HEAD_DIM).permute(2, 0, 3, 1, 4)
-        x = _attention(q, *kv.unbind(0), HEAD_DIM ** -0.5)
+        x = _attention(q, *unstack(kv, 2), HEAD_DIM ** -0.5)
         return self.proj(x.transpose(1, 2).reshape(-1, self.tokens, self.dim) + self.lepe(y))
 
 
