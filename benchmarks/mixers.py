@@ -2,27 +2,78 @@
 
     python benchmarks/mixers.py                              # ORT and OpenVINO FP32, every UniNeXt-T mixer
     python benchmarks/mixers.py --targets ort --models uninext_t uninext_t_cswin --rounds 10
+    python benchmarks/mixers.py --split                      # and where the time goes: attention or the rest
 
 The variants share the macro architecture and differ only in the spatial mixer, so speed per multiply-accumulate
 (the model's MACs, attention included, over p50) says how well a runtime runs each mixer's graph. Per target
 (batch 1, --threads 2): p50, GMACs, GMAC/s and GMAC/s relative to the local-window model. Read the ratios inside
 one table: this machine is shared and noisy.
+
+--split adds, from the runtime's per-layer profile (ORT's trace, OpenVINO's counters; --split-rounds profiles per
+model, alternating, medians), the attention's MatMul/Softmax time and the rest's, each with its MACs (attention:
+torch's batched-matmul count) and rate, and a ceiling: the model's GMAC/s relative to the window model if all but
+its attention ran at the window model's rate. A mixer whose ceiling is below 1x cannot match the window model per
+GMAC by trimming its layout ops: its attention MACs themselves run slower than the model's average.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from uninext_deploy import api
 from uninext_deploy.device.timing import race
-from uninext_deploy.models import count_macs
+from uninext_deploy.models import count_macs, create_model
 from uninext_deploy.parity import runner_for
 
 MODELS = ("uninext_t", "uninext_t_cswin", "uninext_t_pvt", "uninext_t_dwconv", "uninext_t_pool")
+# attention's own layers after the runtimes' fusions: ORT's (Fused)MatMul and Softmax, OpenVINO's fused MHA Subgraph
+ATTENTION_LAYER = re.compile(r"/attns?(\.\d+)?/(MatMul|Softmax)")
+ATTENTION_OPS = {"MatMul", "FusedMatMul", "Softmax", "Subgraph"}
+
+
+def attention_macs(name: str) -> int:
+    """The MACs of q @ k^T and attn @ v: torch's batched-matmul count (projections count as addmm)."""
+    model = create_model(name)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(model.input_shape))
+    return counter.get_flop_counts()["Global"].get(torch.ops.aten.bmm, 0) // 2
+
+
+def split_ms(runners: dict, x: np.ndarray, rounds: int) -> dict:
+    """model -> (attention ms, rest ms): medians over ``rounds`` per-layer profiles, taken in turns."""
+    samples = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, runner in runners.items():
+            layers = runner.per_layer_profile(x, runs=20)
+            attention = sum(e["ms"] for e in layers if e["op"] in ATTENTION_OPS and ATTENTION_LAYER.search(e["name"]))
+            samples[name].append((attention, sum(e["ms"] for e in layers) - attention))
+    return {name: tuple(np.median(np.array(s), axis=0)) for name, s in samples.items()}
+
+
+def print_split(split: dict, macs: dict, attention: dict) -> None:
+    print(f"{'model':<18} {'attn ms':>8} {'GMACs':>6} {'GMAC/s':>7} {'rest ms':>8} {'GMACs':>6} {'GMAC/s':>7} "
+          f"{'ceiling':>8}")
+    window = split.get("uninext_t")
+    for name, (attn_ms, rest_ms) in split.items():
+        if not attn_ms:  # e.g. OpenVINO names PVT's fused attention after the transpose it absorbed
+            print(f"{name:<18} {'n/a: no attention layer found by name':>60}")
+            continue
+        rest_macs = macs[name] - attention[name]
+        ceiling = ""
+        if window:
+            # all but attention at the window model's rate, against the window model's whole rate
+            rest_at_window = window[1] * rest_macs / (macs["uninext_t"] - attention["uninext_t"])
+            ceiling = f"{macs[name] / (attn_ms + rest_at_window) / (macs['uninext_t'] / sum(window)):7.3f}x"
+        print(f"{name:<18} {attn_ms:8.2f} {attention[name] / 1e9:6.3f} {attention[name] / 1e6 / attn_ms:7.1f} "
+              f"{rest_ms:8.2f} {rest_macs / 1e9:6.3f} {rest_macs / 1e6 / rest_ms:7.1f} {ceiling:>8}", flush=True)
 
 
 def main() -> None:
@@ -32,18 +83,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--iters", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--split", action="store_true", help="also profile attention against the rest")
+    parser.add_argument("--split-rounds", type=int, default=3)
     args = parser.parse_args()
 
     x = np.random.default_rng(0).random((1, 3, 224, 224), dtype=np.float32)
     macs = {name: count_macs(name) for name in args.models}
+    attention = {name: attention_macs(name) for name in args.models} if args.split else {}
     with tempfile.TemporaryDirectory(prefix="uninext-mixers-") as tmp:
         for target in args.targets:
-            runners = {}
-            for name in args.models:
-                artifact = api.export(name, target, out=Path(tmp) / f"{target}-{name}")
-                runner = runner_for(artifact, args.threads, timing=True)
-                runners[name] = lambda runner=runner: runner.run(x)
-            latency = race(runners, batch=1, warmup=5, iters=args.iters, rounds=args.rounds)
+            runners = {name: runner_for(api.export(name, target, out=Path(tmp) / f"{target}-{name}"), args.threads,
+                                        timing=True) for name in args.models}
+            latency = race({name: lambda runner=runner: runner.run(x) for name, runner in runners.items()}, batch=1,
+                           warmup=5, iters=args.iters, rounds=args.rounds)
             rate = {name: macs[name] / 1e6 / latency[name].p50_ms for name in args.models}
             base = rate.get("uninext_t")
             print(f"\n{target} FP32, batch 1, {args.threads} threads, {args.iters} runs in {args.rounds} rounds")
@@ -52,6 +104,9 @@ def main() -> None:
                 relative = f"{rate[name] / base:9.3f}x" if base else ""
                 print(f"{name:<18} {latency[name].p50_ms:8.2f} {macs[name] / 1e9:7.3f} {rate[name]:7.1f} {relative:>10}",
                       flush=True)
+            if args.split:
+                print(f"\n{target}: attention against the rest, per-layer profile, medians of {args.split_rounds}")
+                print_split(split_ms(runners, x, args.split_rounds), macs, attention)
 
 
 if __name__ == "__main__":
