@@ -24,27 +24,17 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from uninext_deploy import api
 from uninext_deploy.device.timing import race
-from uninext_deploy.models import count_macs, create_model
+from uninext_deploy.models import count_attention_macs, count_macs
 from uninext_deploy.parity import runner_for
 
-MODELS = ("uninext_t", "uninext_t_cswin", "uninext_t_pvt", "uninext_t_dwconv", "uninext_t_pool")
+WINDOW = "uninext_t"  # the reference every ratio is taken against
+MODELS = (WINDOW, "uninext_t_cswin", "uninext_t_pvt", "uninext_t_dwconv", "uninext_t_pool")
 # attention's own layers after the runtimes' fusions: ORT's (Fused)MatMul and Softmax, OpenVINO's fused MHA Subgraph
 ATTENTION_LAYER = re.compile(r"/attns?(\.\d+)?/(MatMul|Softmax)")
 ATTENTION_OPS = {"MatMul", "FusedMatMul", "Softmax", "Subgraph"}
-
-
-def attention_macs(name: str) -> int:
-    """The MACs of q @ k^T and attn @ v: torch's batched-matmul count (projections count as addmm)."""
-    model = create_model(name)
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(torch.zeros(model.input_shape))
-    return counter.get_flop_counts()["Global"].get(torch.ops.aten.bmm, 0) // 2
 
 
 def split_ms(runners: dict, x: np.ndarray, rounds: int) -> dict:
@@ -61,7 +51,7 @@ def split_ms(runners: dict, x: np.ndarray, rounds: int) -> dict:
 def print_split(split: dict, macs: dict, attention: dict) -> None:
     print(f"{'model':<18} {'attn ms':>8} {'GMACs':>6} {'GMAC/s':>7} {'rest ms':>8} {'GMACs':>6} {'GMAC/s':>7} "
           f"{'ceiling':>8}")
-    window = split.get("uninext_t")
+    window = split.get(WINDOW)
     for name, (attn_ms, rest_ms) in split.items():
         if not attn_ms:  # e.g. OpenVINO names PVT's fused attention after the transpose it absorbed
             print(f"{name:<18} {'n/a: no attention layer found by name':>60}")
@@ -70,8 +60,8 @@ def print_split(split: dict, macs: dict, attention: dict) -> None:
         ceiling = ""
         if window:
             # all but attention at the window model's rate, against the window model's whole rate
-            rest_at_window = window[1] * rest_macs / (macs["uninext_t"] - attention["uninext_t"])
-            ceiling = f"{macs[name] / (attn_ms + rest_at_window) / (macs['uninext_t'] / sum(window)):7.3f}x"
+            rest_at_window = window[1] * rest_macs / (macs[WINDOW] - attention[WINDOW])
+            ceiling = f"{macs[name] / (attn_ms + rest_at_window) / (macs[WINDOW] / sum(window)):7.3f}x"
         print(f"{name:<18} {attn_ms:8.2f} {attention[name] / 1e9:6.3f} {attention[name] / 1e6 / attn_ms:7.1f} "
               f"{rest_ms:8.2f} {rest_macs / 1e9:6.3f} {rest_macs / 1e6 / rest_ms:7.1f} {ceiling:>8}", flush=True)
 
@@ -89,7 +79,7 @@ def main() -> None:
 
     x = np.random.default_rng(0).random((1, 3, 224, 224), dtype=np.float32)
     macs = {name: count_macs(name) for name in args.models}
-    attention = {name: attention_macs(name) for name in args.models} if args.split else {}
+    attention = {name: count_attention_macs(name) for name in args.models} if args.split else {}
     with tempfile.TemporaryDirectory(prefix="uninext-mixers-") as tmp:
         for target in args.targets:
             runners = {name: runner_for(api.export(name, target, out=Path(tmp) / f"{target}-{name}"), args.threads,
@@ -97,7 +87,7 @@ def main() -> None:
             latency = race({name: lambda runner=runner: runner.run(x) for name, runner in runners.items()}, batch=1,
                            warmup=5, iters=args.iters, rounds=args.rounds)
             rate = {name: macs[name] / 1e6 / latency[name].p50_ms for name in args.models}
-            base = rate.get("uninext_t")
+            base = rate.get(WINDOW)
             print(f"\n{target} FP32, batch 1, {args.threads} threads, {args.iters} runs in {args.rounds} rounds")
             print(f"{'model':<18} {'p50 ms':>8} {'GMACs':>7} {'GMAC/s':>7} {'vs window':>10}")
             for name in args.models:

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from uninext_deploy.errors import UserError
-from uninext_deploy.models import count_macs, count_params, create_model, get_spec, list_models
+from uninext_deploy.models import count_attention_macs, count_macs, count_params, create_model, get_spec, list_models
 from uninext_deploy.models.uninext import StripeAttention, WindowAttention
 
 ONE_PER_MIXER = ["uninext_t", "uninext_t_cswin", "uninext_t_pvt", "uninext_t_dwconv", "uninext_t_pool"]
@@ -239,3 +239,12 @@ def test_trace_at_batch_1_reads_no_sizes_and_is_right_at_batch_2(name):
         x = torch.randn(2, 3, 224, 224)
         torch.testing.assert_close(traced(x), model(x), rtol=1e-4, atol=1e-5)
 
+
+
+def test_attention_macs_count_the_window_and_stripe_products():
+    # q @ k^T and attn @ v: tokens x keys per token x channels, twice; stage grids 56/28/14/7 at 224, depths 2/2/18/2
+    def stages(keys):
+        return sum(depth * (56 // 2 ** i) ** 2 * keys[i] * 64 * 2 ** i * 2 for i, depth in enumerate((2, 2, 18, 2)))
+
+    assert count_attention_macs("uninext_t") == stages((49, 49, 49, 49))
+    assert count_attention_macs("uninext_t_cswin") == stages((56, 56, 98, 49))  # stripes 56x1, 28x2, 14x7; global
