@@ -127,10 +127,10 @@ class StripeAttention(nn.Module):
     """One CSWin branch: attention inside stripe_h x stripe_w windows of the grid.
 
     Its "lepe" (``get_v``) is a depthwise 3x3 applied to V inside each stripe, so it sees zero
-    padding at stripe borders. It runs on V in token layout with each stripe a batch item of the conv,
-    so ONNX Runtime folds the token <-> NCHW transposes into its NCHWc reorders; taken from the windowed
-    V (a Transpose in and out, and reorders that fold nothing) it cost UniNeXt-T CSWin 139.9 -> 131.9 ms
-    on ONNX Runtime and 82.4 -> 75.6 ms on OpenVINO (FP32, 2 threads, one race each).
+    padding at stripe borders. It runs on V in token layout, so ONNX Runtime folds the token <-> NCHW
+    transposes into its NCHWc reorders and the attention merges straight back to token order; taken from
+    the windowed V (a Transpose in and out, and reorders that fold nothing) it cost UniNeXt-T CSWin
+    139.9 -> 131.9 ms on ONNX Runtime and 82.4 -> 75.6 ms on OpenVINO (FP32, 2 threads, one race each).
     """
 
     def __init__(self, dim: int, heads: int, height: int, width: int, stripe_h: int, stripe_w: int):
@@ -140,41 +140,30 @@ class StripeAttention(nn.Module):
         self.get_v = nn.Conv2d(dim, dim, 3, 1, 1, groups=dim)
 
     def forward(self, qkv: Tensor) -> Tensor:
-        height, width, _, stripe_w = self.grid
+        height, width, _, _ = self.grid
         q, k, v = _qkv_windows(qkv, *self.grid, self.heads, self.head_dim)
-        x = _attention(q, k, v, self.head_dim ** -0.5)
-        v = qkv[..., 2 * self.dim:]
-        if stripe_w in (width, 1):
-            x = _merge_windows(x, *self.grid, self.heads, self.head_dim)
-            return x.reshape(-1, height * width, self.dim) + self._lepe(v)
-        # Columns: the lepe joins the attention with stripes still first, and one Transpose of whole stripe rows
-        # restores token order. Transposed back on its own, ONNX Runtime merged the lepe's return from NCHW
-        # into one element-wise 5-D Transpose (0.11 ms a stage-3 block, against 0.02 ms for the window model's).
-        x = self._merge_columns(x) + self._lepe_columns(v)
-        return x.transpose(1, 2).reshape(-1, height * width, self.dim)
+        x = _merge_windows(_attention(q, k, v, self.head_dim ** -0.5), *self.grid, self.heads, self.head_dim)
+        return x.reshape(-1, height * width, self.dim) + self._lepe(qkv[..., 2 * self.dim:])
 
     def _lepe(self, v: Tensor) -> Tensor:
-        """``get_v`` of each stripe of V (B, H*W, dim) for stripes of rows or of one-pixel columns."""
+        """``get_v`` of each stripe of V (B, H*W, dim), returned in token order."""
         height, width, stripe_h, stripe_w = self.grid
+        weight, dilation = self.get_v.weight, (1, 1)
         if stripe_w == width:  # rows: a stripe is a contiguous run of tokens
-            x, weight, padding = v.reshape(-1, stripe_h, width, self.dim), self.get_v.weight, (1, 1)
-        else:  # one-pixel columns: only the kernel's middle column meets anything but padding
-            x, weight, padding = v.reshape(-1, height, width, self.dim), self.get_v.weight[..., 1:2], (1, 0)
-        x = F.conv2d(x.permute(0, 3, 1, 2), weight, self.get_v.bias, padding=padding, groups=self.dim)
+            x, padding = v.reshape(-1, stripe_h, width, self.dim), (1, 1)
+        elif stripe_w == 1:  # one-pixel columns: only the kernel's middle column meets anything but padding
+            x, padding, weight = v.reshape(-1, height, width, self.dim), (1, 0), weight[..., 1:2]
+        else:
+            # Columns: token order read as (B, H * stripes, stripe_w) puts a stripe's next row `stripes`
+            # rows down, so the stripe's 3x3 is one conv dilated by `stripes` along H, with no transpose
+            # of V or of the attention (two per block before: UniNeXt-T CSWin 1807 -> 1727 nodes; per GMAC
+            # against the window model, 150 interleaved runs: ONNX Runtime 0.988x -> 0.997x, OpenVINO same).
+            stripes = width // stripe_w
+            x = v.reshape(-1, height * stripes, stripe_w, self.dim)
+            padding, dilation = (stripes, 1), (stripes, 1)
+        x = F.conv2d(x.permute(0, 3, 1, 2), weight, self.get_v.bias, padding=padding, dilation=dilation,
+                     groups=self.dim)
         return x.permute(0, 2, 3, 1).reshape(-1, height * width, self.dim)
-
-    def _lepe_columns(self, v: Tensor) -> Tensor:
-        """``get_v`` of each column stripe of V (B, H*W, dim), as (B, stripes, H, stripe_w, dim)."""
-        height, width, _, stripe_w = self.grid
-        x = v.reshape(-1, height, width // stripe_w, stripe_w, self.dim).transpose(1, 2)
-        x = self.get_v(x.reshape(-1, height, stripe_w, self.dim).permute(0, 3, 1, 2))
-        return x.permute(0, 2, 3, 1).reshape(-1, width // stripe_w, height, stripe_w, self.dim)
-
-    def _merge_columns(self, x: Tensor) -> Tensor:
-        """(B * stripes, heads, H * stripe_w, head_dim) -> (B, stripes, H, stripe_w, dim)."""
-        height, width, _, stripe_w = self.grid
-        x = x.reshape(-1, width // stripe_w, self.heads, height, stripe_w, self.head_dim)
-        return x.permute(0, 1, 3, 4, 2, 5).reshape(-1, width // stripe_w, height, stripe_w, self.dim)
 
 
 class SRAttention(nn.Module):
