@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import edited, run_cli
+from conftest import edited, on_x86_without_vnni, run_cli
 from uninext_deploy import api
 from uninext_deploy.archive import extract
+from uninext_deploy.device import runtimes
 from uninext_deploy.device.imaging import load_rgb, preprocess
-from uninext_deploy.errors import UserError
+from uninext_deploy.errors import ParityFailure, UserError
 from uninext_deploy.images import SHIPPED_IMAGES
 from uninext_deploy.models import create_model
 
@@ -127,6 +128,28 @@ def test_int8_bundle_verified_on_emulated_aarch64_and_without_torch(int8_arm_bun
     result = device_run(torch_free_python, folder, "--verify")
     assert result.returncode == 0 and "verify: PASS" in result.stdout, result.stdout + result.stderr
     assert "made for linux/arm64" in result.stderr  # the x86 run says it is not the bundle's platform
+
+
+def test_int8_bundle_on_an_x86_cpu_without_vnni(tmp_path):
+    """An x86 CPU without VNNI (qemu's EPYC-Rome) saturates INT8 dot products on 8-bit weights: the bundle's
+    run.py --verify fails there and names the fix (a host like it refuses to bundle them, naming it too); the
+    bundle with 7-bit weights passes there."""
+    def bundle(bits: int) -> Path:
+        return api.bundle("convmlp_s", "ort", precision="int8", input_size=96, out=tmp_path / f"w{bits}",
+                          int8=api.Int8Options(calib_size=8, weight_bits=bits)).path
+
+    seven = bundle(7)
+    assert json.loads((seven / "manifest.json").read_text())["precision_graph"]["weight_bits"] == 7
+    passed = on_x86_without_vnni("run.py", "--verify", cwd=seven)
+    assert passed.returncode == 0 and "verify: PASS" in passed.stdout, passed.stdout + passed.stderr
+    if runtimes.int8_dot_saturates():
+        with pytest.raises(ParityFailure, match="to try: --int8-weight-bits 7 .this x86 CPU has no VNNI"):
+            bundle(8)
+        return
+    failed = on_x86_without_vnni("run.py", "--verify", cwd=bundle(8))
+    assert failed.returncode == 1 and "verify: FAIL" in failed.stdout, failed.stdout + failed.stderr
+    assert ("note: this x86 CPU has no VNNI: its INT8 kernels saturate on 8-bit weights: re-export with "
+            "--int8-weight-bits 7") in failed.stdout
 
 
 @ARM

@@ -109,6 +109,17 @@ def test_a_lossy_int8_graph_is_said_at_export_and_a_failed_parity_says_what_to_t
     assert "--calib-method" in report.summary() and "more --calib images" in report.summary()
 
 
+@pytest.mark.parametrize("bits, saturates, first", [(8, True, "--int8-weight-bits 7 (this x86 CPU has no VNNI"),
+                                                     (7, True, "--int8-min-cosine"), (8, False, "--int8-min-cosine")])
+def test_failed_int8_parity_first_suggests_7_bit_weights_where_8_bit_ones_saturate(monkeypatch, bits, saturates,
+                                                                                     first):
+    from uninext_deploy.device import runtimes
+    from uninext_deploy.parity import int8_remedy
+
+    monkeypatch.setattr(runtimes, "int8_dot_saturates", lambda: saturates)
+    assert int8_remedy({"precision_graph": {"weight_bits": bits}}).startswith(f"to try: {first}")
+
+
 def test_parity_says_which_inference_precision_openvino_ran(tmp_path):
     pytest.importorskip("openvino")
     report = api.parity("test_convmlp", "openvino", batches=(1,), out=tmp_path)

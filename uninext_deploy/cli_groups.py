@@ -60,6 +60,10 @@ FLAGS: dict[type, dict[str, object]] = {
         "min_cosine": Annotated[Optional[float], _option(
             "--int8-min-cosine", help="Fallback target: return blocks to float, most sensitive first, until the "
                                       "cosine to the float graph reaches this.", panel=INT8, metavar="COS")],
+        "weight_bits": Annotated[Optional[int], _option(
+            "--int8-weight-bits", help="7 or 8: 7 for x86 devices without VNNI, whose INT8 kernels saturate on 8-bit "
+                                       "weights (default: 7 where this machine's would, else 8).", panel=INT8,
+            metavar="BITS")],
         "quantize_classifier": Annotated[bool, _option("--quantize-classifier", help="Quantize the final classifier "
                                                                                      "too.", panel=INT8, metavar="")],
     },

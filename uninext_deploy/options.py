@@ -84,7 +84,9 @@ class Int8Options:
 
     ``min_cosine`` (``--int8-min-cosine``) is the INT8 fallback target: blocks return to float, most
     sensitive first, until the QDQ graph's cosine to *the float graph* reaches it. It is not the optimize
-    budget, which is the cosine to *PyTorch*.
+    budget, which is the cosine to *PyTorch*. ``weight_bits`` (``--int8-weight-bits``): 7 keeps an x86 CPU
+    without VNNI from saturating its INT8 dot products; None: 7 where this machine's would, else 8
+    (``runtimes.int8_dot_saturates``), so the parity proven here holds.
     """
 
     calib: str | Path | None = None  # folder of images; None: the shipped photos, augmented
@@ -93,12 +95,14 @@ class Int8Options:
     quantize_classifier: bool = False
     min_cosine: float | None = None
     seed: int = 0
+    weight_bits: int | None = None
 
     def __post_init__(self):
         _set(self, "method", self.method.lower())
         if self.method not in CALIB_METHODS:
             raise UserError(f"unknown calibration method {self.method!r}; choose one of {', '.join(CALIB_METHODS)}")
         within("--int8-min-cosine", self.min_cosine)
+        within("--int8-weight-bits", self.weight_bits)
         within("--calib-size", self.calib_size)
         within("--seed", self.seed)
 

@@ -18,6 +18,7 @@ import torch
 
 from .artifact import Artifact
 from .backends import Runner, get_backend
+from .device import runtimes
 from .device.compare import GATED_INPUTS, TOLERANCES, Metrics, Miss, compare, failures, run_batched
 from .errors import UserError
 from .options import DEFAULT_TARGET, Inputs, Int8Options, ModelOptions, PlatformOptions, TrtOptions, check_batch
@@ -26,6 +27,14 @@ from .pipeline import build_model, check_precision, export, images_tensor, model
 
 INT8_REMEDY = ("to try: --int8-min-cosine 0.995 (the most sensitive blocks back in float), another "
                "--calib-method (entropy, minmax; ONNX Runtime graphs), or more --calib images of the device's scenes")
+
+
+def int8_remedy(manifest: dict) -> str:
+    """What to try when an INT8 artifact fails parity here: first 7-bit weights, if they are 8-bit and this
+    CPU's INT8 kernels saturate on them (the device runner says the same)."""
+    if manifest["precision_graph"].get("weight_bits", 8) == 8 and runtimes.int8_dot_saturates():
+        return INT8_REMEDY.replace("to try: ", f"to try: --int8-weight-bits 7 ({runtimes.SATURATION}), ", 1)
+    return INT8_REMEDY
 
 
 @dataclass
@@ -57,6 +66,7 @@ class ParityReport:
     precision: str
     tolerance: dict
     runs: list[ParityRun] = field(default_factory=list)
+    remedy: str = INT8_REMEDY  # what to try when INT8 fails (int8_remedy of the artifact)
 
     @property
     def passed(self) -> bool:
@@ -65,7 +75,7 @@ class ParityReport:
     def summary(self) -> str:
         """Why it failed, in one line, with what to try for INT8."""
         why = "; ".join(f"batch {r.batch}: {', '.join(map(str, r.failed))}" for r in self.runs if r.failed)
-        return f"{why}; {INT8_REMEDY}" if why and self.precision == "int8" else why
+        return f"{why}; {self.remedy}" if why and self.precision == "int8" else why
 
     def as_dict(self) -> dict:
         return {"model": self.model, "target": self.target, "precision": self.precision,
@@ -166,6 +176,7 @@ def parity(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str 
                               int8=int8, trt=trt)
             report.runs.append(check_artifact(artifact, torch_model, x_images, x_random, threads=threads,
                                               references=references))
+            report.remedy = int8_remedy(artifact.manifest)
             artifacts.append(artifact)
         if platform.arm:
             _arm_parity(report, artifacts, x_images, x_random, references, platform, progress)
@@ -183,7 +194,7 @@ def parity_of(artifact: Artifact, *, inputs: Inputs = Inputs(), threads: int | N
     torch_model = build_model(model)
     x_images, x_random, references = reference_inputs(torch_model, inputs, model.seed)
     report = ParityReport(torch_model.spec.name, artifact.manifest["target"], artifact.precision,
-                          TOLERANCES[artifact.precision])
+                          TOLERANCES[artifact.precision], remedy=int8_remedy(artifact.manifest))
     report.runs.append(check_artifact(artifact, torch_model, x_images, x_random, threads=threads,
                                       references=references))
     if platform.arm:

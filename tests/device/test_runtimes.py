@@ -8,6 +8,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from conftest import on_x86_without_vnni
 from uninext_deploy.backends import BACKENDS, get_backend
 from uninext_deploy.device import runtimes
 
@@ -86,3 +87,13 @@ def test_versions_are_checked_against_the_bundle_requirement(monkeypatch):
     monkeypatch.setitem(runtimes.RUNTIMES, "ort", dataclasses.replace(runtimes.RUNTIMES["ort"], version=missing))
     with pytest.raises(runtimes.RuntimeProblem, match=r"onnxruntime is not installed; pip install 'onnxruntime>=1.17,<2'"):
         runtimes.checked_version("ort", requirement)
+
+
+def test_int8_saturation_is_read_from_the_cpu_the_kernels_see():
+    """True on an x86 CPU without VNNI (as its INT8 kernels see it: CPUID, also under an emulator), False with
+    AVX-512 VNNI or AVX-VNNI."""
+    probe = "from uninext_deploy.device import runtimes; print(runtimes.int8_dot_saturates())"
+    emulated = on_x86_without_vnni("-c", probe)
+    assert emulated.returncode == 0 and emulated.stdout.strip() == "True", emulated.stderr
+    flags = {word for line in open("/proc/cpuinfo") if line.startswith("flags") for word in line.split()}
+    assert runtimes.int8_dot_saturates() is not bool(flags & {"avx512_vnni", "avx_vnni"})

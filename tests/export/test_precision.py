@@ -129,6 +129,26 @@ def test_only_conv_and_matmul_run_as_int8_kernels(int8_graph, tmp_path):
         assert ops[float_op] > 0, float_op  # SE hard-sigmoid (Clip, Div), layer scale (Mul) and the rest
 
 
+@pytest.mark.parametrize("target", ["ort", "openvino"])
+def test_7_bit_weights_stay_within_64_steps(tmp_path, target):
+    """--int8-weight-bits 7 (for x86 CPUs without VNNI): every INT8 weight within [-64, 64], on the QDQ graph (ORT's
+    reduce_range) and on the IR (NNCF's overflow fix in every layer), and said in the manifest."""
+    artifact = api.export("convmlp_s", target, precision="int8", input_size=64, out=tmp_path / "a",
+                          int8=Int8Options(calib_size=4, weight_bits=7))
+    if target == "ort":
+        model = onnx.load(str(artifact.file("model")))
+        weights = [numpy_helper.to_array(t) for t in model.graph.initializer
+                   if t.data_type == TensorProto.INT8 and len(t.dims) > 1]
+    else:
+        import openvino as ov
+
+        model = ov.Core().read_model(str(artifact.file("model")))
+        weights = [op.get_data() for op in model.get_ops()
+                   if op.get_type_name() == "Constant" and op.get_element_type() == ov.Type.i8]
+    assert len(weights) > 40 and max(int(np.abs(w.astype(np.int32)).max()) for w in weights) <= 64
+    assert artifact.manifest["precision_graph"]["weight_bits"] == 7
+
+
 def test_classifier_can_be_quantized(tmp_path):
     artifact = api.export("convmlp_s", "ort", precision="int8", input_size=64, out=tmp_path / "a",
                           int8=Int8Options(calib_size=4, quantize_classifier=True))

@@ -147,6 +147,12 @@ def verify(manifest: dict, run) -> dict:
             "tolerance": manifest["bundle"]["tolerance"]}
 
 
+def saturates(manifest: dict, info: dict) -> bool:
+    """An INT8 model with 8-bit weights on a CPU whose INT8 kernels saturate on them."""
+    return (manifest["precision"] == "int8" and manifest["precision_graph"].get("weight_bits", 8) == 8
+            and info.get("device") == "CPU" and runtimes.int8_dot_saturates())
+
+
 def bench(manifest: dict, run, warmup: int, iters: int) -> dict:
     shape = manifest["input"]["shape"]
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
@@ -217,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
                 report["saved"] = save_outputs(outputs, args.images, args.save)
         if args.verify:
             report["verify"] = verify(manifest, run)
+            if not report["verify"]["passed"] and saturates(manifest, session.info):
+                report["verify"]["remedy"] = f"{runtimes.SATURATION}: re-export with --int8-weight-bits 7"
         if args.bench:
             report["bench"] = bench(manifest, run, args.warmup, args.iters)
     except (Problem, integrity.IntegrityError, runtimes.RuntimeProblem) as exc:
@@ -251,6 +259,8 @@ def describe(report: dict, manifest: dict) -> str:
         lines.append(f"verify: {'PASS' if v['passed'] else 'FAIL ' + failed} on {m.samples} golden "
                      f"inputs ({worst}cosine {m.cosine:.6f}, max abs {m.max_abs:.2e}, rel {m.rel_max_abs:.2e}{top1}; "
                      f"needs {compare.bounds_text(tolerance)})")
+        if v.get("remedy"):
+            lines.append(f"note: {v['remedy']}")
     if "bench" in report:
         b = report["bench"]
         lines.append(f"bench: batch {b['batch']}, {b['runs']} runs after {b['warmup']} warm-up: p50 {b['p50_ms']:.2f} ms, "

@@ -10,7 +10,9 @@ plus one backend module.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import platform
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +109,35 @@ def version_problem(installed: str, requirement: dict) -> tuple[bool, str] | Non
     if requirement.get("below") and have >= version_tuple(requirement["below"]):
         return False, f"{requirement['package']} {installed} is newer than this bundle was made for ({spec(requirement)})"
     return None
+
+
+SATURATION = "this x86 CPU has no VNNI: its INT8 kernels saturate on 8-bit weights"
+
+
+def int8_dot_saturates() -> bool:
+    """True on an x86 CPU without VNNI, where the CPU runtimes' INT8 kernels (ONNX Runtime's MLAS, OpenVINO's
+    oneDNN) add pairs of u8 x s8 products into int16 (vpmaddubsw), which saturates for 8-bit weights: 7-bit
+    weights (--int8-weight-bits 7) stay exact there. VNNI (vpdpbusd) and ARM's dot products accumulate in int32.
+    Read from CPUID as numpy detected it (what the kernels see, also under an emulator), plus the kernel's
+    avx_vnni flag (AVX-VNNI without AVX-512), which numpy does not list. ConvMLP-S at 96 px, QDQ INT8 on ORT,
+    cosine to its float graph on qemu's AVX2-only EPYC-Rome: 8-bit weights 0.960, 7-bit 0.997 (as on this VNNI
+    host); UniNeXt-T at 128 px fell to 0.94 on a real AVX2-only EPYC."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    features = {}
+    for module in ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath"):  # numpy 2, numpy 1
+        try:
+            features = importlib.import_module(module).__cpu_features__
+            break
+        except (ImportError, AttributeError):
+            continue
+    if features.get("AVX512VNNI"):
+        return False
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        cpuinfo = ""
+    return not any(line.startswith("flags") and "avx_vnni" in line.split() for line in cpuinfo.splitlines())
 
 
 def get(name: str) -> Runtime:
