@@ -484,6 +484,8 @@ def doctor(as_json: Json = False) -> None:
         return _print_json(info)
     out.print(f"{info['platform']}, Python {info['python']}, {info['cpu']} ({info['cores']} cores)")
     out.print(f"CPU features: {', '.join(info['cpu_flags']) or 'none detected'}")
+    out.print("INT8 exports: " + ("7-bit weights (no VNNI: 8-bit ones saturate this CPU's INT8 dot products)"
+                                  if info["int8_weight_bits"] == 7 else "8-bit weights"))
     out.print(f"GPUs: {', '.join(info['gpus']) or 'none'}")
     table = Table()
     table.add_column("package")

@@ -69,6 +69,7 @@ def report() -> dict:
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "cpu_flags": cpu_flags(),
+        "int8_weight_bits": 7 if runtimes.int8_dot_saturates() else 8,  # what INT8 exports use here by default
         "gpus": gpus(),
         "packages": packages,
         "warnings": warnings(),
