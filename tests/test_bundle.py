@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -140,13 +141,13 @@ def test_int8_bundle_on_an_x86_cpu_without_vnni(tmp_path):
 
     seven = bundle(7)
     assert json.loads((seven / "manifest.json").read_text())["precision_graph"]["weight_bits"] == 7
-    passed = on_x86_without_vnni("run.py", "--verify", cwd=seven)
+    passed = on_x86_without_vnni(sys.executable, "run.py", "--verify", cwd=seven)
     assert passed.returncode == 0 and "verify: PASS" in passed.stdout, passed.stdout + passed.stderr
     if runtimes.int8_dot_saturates():
         with pytest.raises(ParityFailure, match="to try: --int8-weight-bits 7 .this x86 CPU has no VNNI"):
             bundle(8)
         return
-    failed = on_x86_without_vnni("run.py", "--verify", cwd=bundle(8))
+    failed = on_x86_without_vnni(sys.executable, "run.py", "--verify", cwd=bundle(8))
     assert failed.returncode == 1 and "verify: FAIL" in failed.stdout, failed.stdout + failed.stderr
     assert ("note: this x86 CPU has no VNNI: its INT8 kernels saturate on 8-bit weights: re-export with "
             "--int8-weight-bits 7") in failed.stdout

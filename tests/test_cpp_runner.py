@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import edited
+from conftest import edited, on_x86_without_vnni
 from uninext_deploy import api, cpp_runner
 from uninext_deploy.device.compare import TOLERANCES, compare_arrays
+from uninext_deploy.device import runtimes
 from uninext_deploy.errors import UserError
 from uninext_deploy.images import find_images
 
@@ -201,6 +202,20 @@ def test_openvino_cpp_extracts_the_feature_maps_run_py_does(ov_features_bundle, 
             assert list(ours.shape) == entry["shape"] == list(theirs.shape)
             np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
             assert entry["mean"] == pytest.approx(float(theirs.mean()), abs=1e-5)
+
+
+def test_cpp_names_7_bit_weights_where_8_bit_ones_saturate_as_run_py_does(tmp_path):
+    """On an emulated x86 CPU without VNNI, an 8-bit INT8 bundle fails --verify in C++ too, with run.py's note."""
+    if runtimes.int8_dot_saturates():
+        pytest.skip("this host's INT8 kernels saturate on 8-bit weights, so it bundles none (test_bundle checks that)")
+    bundle = api.bundle("convmlp_s", "ort", precision="int8", input_size=96, cpp=True, out=tmp_path / "b",
+                        int8=api.Int8Options(calib_size=8, weight_bits=8))
+    binary = built(bundle, tmp_path / "build", "ort")
+    cpp = on_x86_without_vnni(str(binary), "--bundle", str(bundle.path), "--verify")
+    py = on_x86_without_vnni(sys.executable, "run.py", "--verify", cwd=bundle.path)
+    note = [line for line in py.stdout.splitlines() if line.startswith("note: ")]
+    assert cpp.returncode == py.returncode == 1 and "verify: FAIL" in cpp.stdout, cpp.stdout + cpp.stderr
+    assert note and note == [line for line in cpp.stdout.splitlines() if line.startswith("note: ")]
 
 
 def test_tensorrt_bundle_says_why_it_has_no_cpp_runner(tmp_path):

@@ -2,6 +2,7 @@
 through it, and its refusals and version checks."""
 
 import dataclasses
+import sys
 
 import numpy as np
 import onnx
@@ -93,7 +94,7 @@ def test_int8_saturation_is_read_from_the_cpu_the_kernels_see():
     """True on an x86 CPU without VNNI (as its INT8 kernels see it: CPUID, also under an emulator), False with
     AVX-512 VNNI or AVX-VNNI."""
     probe = "from uninext_deploy.device import runtimes; print(runtimes.int8_dot_saturates())"
-    emulated = on_x86_without_vnni("-c", probe)
+    emulated = on_x86_without_vnni(sys.executable, "-c", probe)
     assert emulated.returncode == 0 and emulated.stdout.strip() == "True", emulated.stderr
     flags = {word for line in open("/proc/cpuinfo") if line.startswith("flags") for word in line.split()}
     assert runtimes.int8_dot_saturates() is not bool(flags & {"avx512_vnni", "avx_vnni"})

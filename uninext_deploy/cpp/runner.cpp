@@ -477,6 +477,24 @@ std::vector<std::string> read_labels(const std::string& folder, const json& mani
     return labels;
 }
 
+// runtimes.int8_dot_saturates: an x86 CPU without VNNI adds pairs of INT8 products into int16 (vpmaddubsw), which
+// saturates on 8-bit weights; VNNI and ARM's dot products accumulate in int32. From CPUID, as the kernels see it.
+bool int8_dot_saturates() {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return !__builtin_cpu_supports("avx512vnni") && !__builtin_cpu_supports("avxvnni");
+#else
+    return false;
+#endif
+}
+
+// run.py's saturates(): an INT8 model with 8-bit weights on a CPU whose INT8 kernels saturate on them.
+bool saturates(const json& manifest, const json& info) {
+    const json& graph = manifest["precision_graph"];
+    return manifest["precision"] == "int8" && graph.value("weight_bits", 8) == 8 && info.value("device", "") == "CPU" &&
+           int8_dot_saturates();
+}
+
 std::string stem(const std::string& path) {
     std::string name = path.substr(path.find_last_of('/') + 1);
     auto dot = name.find_last_of('.');
@@ -628,6 +646,7 @@ std::string describe(const json& report) {
         out << "verify: " << (v["passed"].get<bool>() ? "PASS" : "FAIL " + failed) << " on " << m["samples"]
             << " golden inputs (worst output " << m["output"].get<std::string>() << ": cosine " << fixed(m["cosine"], 6)
             << ", max abs " << m["max_abs"].get<double>() << ")\n";
+        if (v.contains("remedy")) out << "note: " << v["remedy"].get<std::string>() << "\n";
     }
     if (report.contains("bench")) {
         const json& b = report["bench"];
@@ -671,7 +690,12 @@ int main_checked(int argc, char** argv) {
                    {"files_checked", manifest["files"].size()}, {"signed_by", signer},
                    {"seeded", manifest["model"].contains("seed") && !manifest["model"]["seed"].is_null()}};
     if (!args.images.empty()) report.update(infer(*model, folder, manifest, args));
-    if (args.verify) report["verify"] = verify(*model, folder, manifest);
+    if (args.verify) {
+        report["verify"] = verify(*model, folder, manifest);
+        if (!report["verify"]["passed"].get<bool>() && saturates(manifest, model->info))
+            report["verify"]["remedy"] = "this x86 CPU has no VNNI: its INT8 kernels saturate on 8-bit weights: "
+                                         "re-export with --int8-weight-bits 7";  // runtimes.SATURATION
+    }
     if (args.bench) report["bench"] = bench(*model, manifest, args.warmup, args.iters);
     std::cout << (args.as_json ? report.dump(2) : describe(report)) << std::endl;
     return report.contains("verify") && !report["verify"]["passed"].get<bool>() ? 1 : 0;
