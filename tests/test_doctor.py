@@ -20,9 +20,10 @@ def test_onnxruntime_gpu_beside_the_cpu_build_is_reported(monkeypatch):
 
 def test_doctor_says_which_int8_weights_this_cpu_takes(monkeypatch):
     from conftest import invoke
+
     from uninext_deploy.device import runtimes
 
     for saturates, said in ((True, "INT8 exports: 7-bit weights (no VNNI"), (False, "INT8 exports: 8-bit weights")):
-        monkeypatch.setattr(runtimes, "int8_dot_saturates", lambda: saturates)
+        monkeypatch.setattr(runtimes, "int8_dot_saturates", lambda saturates=saturates: saturates)
         assert doctor.report()["int8_weight_bits"] == (7 if saturates else 8)
         assert said in invoke("doctor").stdout

@@ -3,6 +3,7 @@ through it, and its refusals and version checks."""
 
 import dataclasses
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -96,5 +97,6 @@ def test_int8_saturation_is_read_from_the_cpu_the_kernels_see():
     probe = "from uninext_deploy.device import runtimes; print(runtimes.int8_dot_saturates())"
     emulated = on_x86_without_vnni(sys.executable, "-c", probe)
     assert emulated.returncode == 0 and emulated.stdout.strip() == "True", emulated.stderr
-    flags = {word for line in open("/proc/cpuinfo") if line.startswith("flags") for word in line.split()}
+    flags = {word for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")
+             for word in line.split()}
     assert runtimes.int8_dot_saturates() is not bool(flags & {"avx512_vnni", "avx_vnni"})
