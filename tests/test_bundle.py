@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import edited, on_x86_without_vnni, run_cli
+from conftest import edited, on_x86_without_vnni, run_cli, without_vnni
 from uninext_deploy import api
 from uninext_deploy.archive import extract
 from uninext_deploy.device import runtimes
@@ -131,10 +131,10 @@ def test_int8_bundle_verified_on_emulated_aarch64_and_without_torch(int8_arm_bun
     assert "made for linux/arm64" in result.stderr  # the x86 run says it is not the bundle's platform
 
 
-def test_int8_bundle_on_an_x86_cpu_without_vnni(tmp_path):
+def test_int8_bundle_on_an_x86_cpu_without_vnni(tmp_path, monkeypatch):
     """An x86 CPU without VNNI (qemu's EPYC-Rome) saturates INT8 dot products on 8-bit weights: the bundle's
-    run.py --verify fails there and names the fix (a host like it refuses to bundle them, naming it too); the
-    bundle with 7-bit weights passes there."""
+    run.py --verify fails there and names the fix, and so does `verify` (a host like it refuses to bundle them,
+    naming it too); the bundle with 7-bit weights passes there."""
     def bundle(bits: int) -> Path:
         return api.bundle("convmlp_s", "ort", precision="int8", input_size=96, out=tmp_path / f"w{bits}",
                           int8=api.Int8Options(calib_size=8, weight_bits=bits)).path
@@ -147,10 +147,15 @@ def test_int8_bundle_on_an_x86_cpu_without_vnni(tmp_path):
         with pytest.raises(ParityFailure, match="to try: --int8-weight-bits 7 .this x86 CPU has no VNNI"):
             bundle(8)
         return
-    failed = on_x86_without_vnni(sys.executable, "run.py", "--verify", cwd=bundle(8))
+    eight = bundle(8)
+    failed = on_x86_without_vnni(sys.executable, "run.py", "--verify", cwd=eight)
+    remedy = "this x86 CPU has no VNNI: its INT8 kernels saturate on 8-bit weights: re-export with --int8-weight-bits 7"
     assert failed.returncode == 1 and "verify: FAIL" in failed.stdout, failed.stdout + failed.stderr
-    assert ("note: this x86 CPU has no VNNI: its INT8 kernels saturate on 8-bit weights: re-export with "
-            "--int8-weight-bits 7") in failed.stdout
+    assert f"note: {remedy}" in failed.stdout
+    run = subprocess.run  # `verify` runs the bundle's run.py there too
+    monkeypatch.setattr(subprocess, "run", lambda command, **kwargs: run(without_vnni(command), **kwargs))
+    report = api.verify(eight)
+    assert not report.passed and report.remedy == remedy
 
 
 @ARM

@@ -378,7 +378,8 @@ def verify(path: Annotated[Optional[Path], typer.Argument(help="Bundle folder or
                       f"{each.samples} inputs with {report.runner} ({report.platform}): cosine {each.cosine:.6f}, "
                       f"max abs {each.max_abs:.2e}, rel {each.rel_max_abs:.2e}{top}", highlight=False)
     if not report.passed:
-        raise ParityFailure(f"bundle {path} failed its golden check: {'; '.join(map(str, report.failed))}")
+        remedy = f"; {report.remedy}" if report.remedy else ""
+        raise ParityFailure(f"bundle {path} failed its golden check: {'; '.join(map(str, report.failed))}{remedy}")
 
 
 @app.command()

@@ -29,6 +29,7 @@ class VerifyReport:
     tolerance: dict
     failed: list[Miss] = field(default_factory=list)
     signed_by: str | None = None  # the fingerprint of the key whose signature was checked
+    remedy: str | None = None  # what the runner says to do about a failure (8-bit INT8 weights on a CPU without VNNI)
 
     @property
     def passed(self) -> bool:
@@ -37,12 +38,13 @@ class VerifyReport:
     def as_dict(self) -> dict:
         return {"bundle": self.bundle, "platform": self.platform, "runner": self.runner, "passed": self.passed,
                 "files_checked": self.files_checked, "metrics": self.metrics.as_dict(),
-                "tolerance": self.tolerance, "failed": [m.as_dict() for m in self.failed], "signed_by": self.signed_by}
+                "tolerance": self.tolerance, "failed": [m.as_dict() for m in self.failed], "signed_by": self.signed_by,
+                "remedy": self.remedy}
 
     def record(self) -> dict:
         """What a bundle's manifest keeps of the check."""
         return {k: v for k, v in self.as_dict().items() if k not in ("bundle", "tolerance", "files_checked",
-                                                                     "signed_by")}
+                                                                     "signed_by", "remedy")}
 
 
 def newest_bundle(folder: Path) -> Path:
@@ -114,4 +116,5 @@ def run_verify(folder: Path, manifest: dict, threads: int | None, platform: Plat
     if reason:
         label += f", on the {backend.name} input graph ({reason}: engine parity runs where it can)"
     return VerifyReport(str(folder), target, label, report["files_checked"], Metrics.from_dict(checked["metrics"]),
-                        checked["tolerance"], [Miss.from_dict(m) for m in checked["failed"]])
+                        checked["tolerance"], [Miss.from_dict(m) for m in checked["failed"]],
+                        remedy=checked.get("remedy"))
