@@ -97,7 +97,7 @@ def main() -> None:
                     print(f"| {name} | {key} | failed: {str(exc).splitlines()[-1][:80]} | | | | | |", flush=True)
                 seconds[key] = time.perf_counter() - start
 
-            quantizer = Int8Quantizer(float_model, request.samples, 1, request.options, request.weight_bits)
+            quantizer = Int8Quantizer(float_model, request.samples, 1, request.options)
             timed("ours (ORT quantize_static + placement)", lambda: quantizer.quantize(excluded))
             timed("ORT quantize_static as written", lambda: quantizer.quantize(excluded, place=False))
             quantizer.close()

@@ -11,6 +11,7 @@ from pathlib import Path
 from .cpu import cpu_flags, cpu_model
 
 from .device import runtimes
+from .options import Int8Options
 
 # the toolchain's own packages -> install hint shown when one is missing; runtimes declare their own
 TOOLCHAIN = {
@@ -69,7 +70,7 @@ def report() -> dict:
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "cpu_flags": cpu_flags(),
-        "int8_weight_bits": 7 if runtimes.int8_dot_saturates() else 8,  # what INT8 exports use here by default
+        "int8_weight_bits": Int8Options().weight_bits,  # what INT8 exports use here by default
         "gpus": gpus(),
         "packages": packages,
         "warnings": warnings(),

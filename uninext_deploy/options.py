@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .backends.registry import DEFAULT_TARGET  # noqa: F401 (re-exported: the option groups' defaults)
+from .device import runtimes
 from .errors import UserError
 from .limits import MIN_OPSET, allowed, within
 
@@ -85,7 +86,7 @@ class Int8Options:
     ``min_cosine`` (``--int8-min-cosine``) is the INT8 fallback target: blocks return to float, most
     sensitive first, until the QDQ graph's cosine to *the float graph* reaches it. It is not the optimize
     budget, which is the cosine to *PyTorch*. ``weight_bits`` (``--int8-weight-bits``): 7 keeps an x86 CPU
-    without VNNI from saturating its INT8 dot products; None: 7 where this machine's would, else 8
+    without VNNI from saturating its INT8 dot products; None becomes 7 where this machine's would, else 8
     (``runtimes.int8_dot_saturates``), so the parity proven here holds.
     """
 
@@ -103,6 +104,8 @@ class Int8Options:
             raise UserError(f"unknown calibration method {self.method!r}; choose one of {', '.join(CALIB_METHODS)}")
         within("--int8-min-cosine", self.min_cosine)
         within("--int8-weight-bits", self.weight_bits)
+        if self.weight_bits is None:
+            _set(self, "weight_bits", 7 if runtimes.int8_dot_saturates() else 8)
         within("--calib-size", self.calib_size)
         within("--seed", self.seed)
 

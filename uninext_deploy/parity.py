@@ -25,15 +25,16 @@ from .options import DEFAULT_TARGET, Inputs, Int8Options, ModelOptions, Platform
 from .pipeline import build_model, check_precision, export, images_tensor, model_of, torch_runner
 
 
-INT8_REMEDY = ("to try: --int8-min-cosine 0.995 (the most sensitive blocks back in float), another "
-               "--calib-method (entropy, minmax; ONNX Runtime graphs), or more --calib images of the device's scenes")
+INT8_TRIES = ("--int8-min-cosine 0.995 (the most sensitive blocks back in float), another --calib-method (entropy, "
+              "minmax; ONNX Runtime graphs), or more --calib images of the device's scenes")
+INT8_REMEDY = f"to try: {INT8_TRIES}"
 
 
 def int8_remedy(manifest: dict) -> str:
     """What to try when an INT8 artifact fails parity here: first 7-bit weights, if they are 8-bit and this
     CPU's INT8 kernels saturate on them (the device runner says the same)."""
     if manifest["precision_graph"].get("weight_bits", 8) == 8 and runtimes.int8_dot_saturates():
-        return INT8_REMEDY.replace("to try: ", f"to try: --int8-weight-bits 7 ({runtimes.SATURATION}), ", 1)
+        return f"to try: --int8-weight-bits 7 ({runtimes.SATURATION}), {INT8_TRIES}"
     return INT8_REMEDY
 
 

@@ -116,8 +116,7 @@ def int8_request(torch_model: torch.nn.Module, options: Int8Options | None,
                        batch=batch, options=options, check_inputs=images_tensor(pre, None),
                        classifier=spec.classifier, float_scope_patterns=spec.int8_float_scopes,
                        block_depth=spec.block_depth, attention=spec.int8_attention,
-                       float_depthwise=float_depthwise,
-                       weight_bits=options.weight_bits or (7 if runtimes.int8_dot_saturates() else 8))
+                       float_depthwise=float_depthwise)
 
 
 def precision_graph(float_model, precision: str, request: Int8Request | None):

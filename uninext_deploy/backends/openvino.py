@@ -123,7 +123,7 @@ def _quantize(model, request):
     model_type = nncf.ModelType.TRANSFORMER if request.attention else None
     # NNCF's remedy for int16 saturation on x86 without VNNI: 7-bit weights in every layer (its default, kept for
     # 8 bits: the first layer only)
-    overflow_fix = nncf.OverflowFix.ENABLE if request.weight_bits == 7 else nncf.OverflowFix.FIRST_LAYER
+    overflow_fix = nncf.OverflowFix.ENABLE if request.options.weight_bits == 7 else nncf.OverflowFix.FIRST_LAYER
 
     def quantize(ignored: list[str]):
         with quiet():
@@ -150,7 +150,7 @@ def _quantize(model, request):
         compiled = compile_f32(quantized)
     achieved = score(compiled)
     report = {"quantizer": f"nncf {nncf.__version__}", "model_type": "transformer" if request.attention else "cnn",
-              "weight_bits": request.weight_bits,
+              "weight_bits": request.options.weight_bits,
               "calib_size": len(request.samples), "calib_images": request.distinct_images,
               "calib": str(request.options.calib or "shipped"), "kept_float": hinted, "float_in_plugin": plugin_float,
               "preset": "symmetric", "cosine_vs_float": achieved, "fallback": [], "sensitivity": []}

@@ -120,7 +120,6 @@ class Int8Request:
     block_depth: int
     attention: bool  # the model's int8_attention hint
     float_depthwise: bool = False  # the backend's int8_float_depthwise
-    weight_bits: int = 8  # 7: no saturation on x86 without VNNI (Int8Options.weight_bits)
 
     @property
     def float_patterns(self) -> list[str]:
@@ -171,10 +170,8 @@ def block_of(node_name: str, depth: int) -> str:
 class Int8Quantizer:
     """Calibrates once, then quantizes the float graph with any set of excluded nodes (cheaply)."""
 
-    def __init__(self, float_model: onnx.ModelProto, samples: np.ndarray, batch: int, options: Int8Options,
-                 weight_bits: int = 8):
+    def __init__(self, float_model: onnx.ModelProto, samples: np.ndarray, batch: int, options: Int8Options):
         self.samples = samples
-        self.weight_bits = weight_bits
         self.batch = batch
         self.options = options
         self._tmp = tempfile.TemporaryDirectory(prefix="uninext-int8-")
@@ -197,7 +194,7 @@ class Int8Quantizer:
                 self._float_path, out, reader, quant_format=QuantFormat.QDQ,
                 op_types_to_quantize=list(QUANTIZED_OPS), per_channel=True, activation_type=QuantType.QInt8,
                 weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude), calibrate_method=method,
-                calibration_cache_path=self._cache, reduce_range=self.weight_bits == 7,
+                calibration_cache_path=self._cache, reduce_range=self.options.weight_bits == 7,
                 # biases stay float: TensorRT's explicit quantization takes INT8 Q/DQ only, no INT32 bias
                 extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
                                "CalibPercentile": 99.999})
@@ -250,7 +247,7 @@ def quantize_int8(float_model: onnx.ModelProto, request: Int8Request) -> Int8Res
     graph on the request's check inputs meets it."""
     options, batch = request.options, request.batch
     excluded = kept_float(float_model, request)
-    quantizer = Int8Quantizer(float_model, request.samples, batch, options, request.weight_bits)
+    quantizer = Int8Quantizer(float_model, request.samples, batch, options)
     try:
         reference = run_batched(_session_runner(float_model), request.check_inputs, batch)
 
@@ -261,7 +258,7 @@ def quantize_int8(float_model: onnx.ModelProto, request: Int8Request) -> Int8Res
         achieved = cosine(qdq)
         report = {"method": options.method, "calib_size": len(request.samples),
                   "calib_images": request.distinct_images, "calib": str(options.calib or "shipped"),
-                  "weight_bits": request.weight_bits, "kept_float": excluded, "cosine_vs_float": achieved,
+                  "weight_bits": options.weight_bits, "kept_float": excluded, "cosine_vs_float": achieved,
                   "fallback": [], "sensitivity": []}
         if options.min_cosine is None or achieved >= options.min_cosine:
             warn_if_lossy(achieved)
