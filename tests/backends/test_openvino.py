@@ -93,6 +93,28 @@ def test_int8_leaves_unquantized_what_the_cpu_plugin_would_run_in_f32(tmp_path):
                                   if "/mlp/dwconv/Transpose" in op.get_friendly_name()}
 
 
+def test_int8_fully_connected_layers_carry_their_bias_and_activation(tmp_path):
+    """ConvMLP's channels-last MLPs run on tokens: the CPU plugin fuses an INT8 FullyConnected's bias (and GELU)
+    only on inputs of rank 3 or less; on rank 4 the bias was a separate f32 Eltwise."""
+    from uninext_deploy.backends.openvino import compile_f32
+
+    artifact = api.export("test_convmlp", "ov", precision="int8", out=tmp_path / "a",
+                          int8=api.Int8Options(calib_size=4))
+    import openvino as ov
+
+    compiled = compile_f32(ov.Core().read_model(str(artifact.file("model"))))
+    fused = {}
+    for layer in compiled.get_runtime_model().get_ordered_ops():
+        info = {key: value.astype(str) for key, value in layer.get_rt_info().items()}
+        if info["layerType"] == "FullyConnected" and info["runtimePrecision"] == "i8":
+            fused[layer.get_friendly_name()] = info["originalLayersNames"].split(",")
+    assert len(fused) >= 6  # two MLPs of two FCs in each of the three stages' blocks
+    assert all(any(name.endswith(("/fc1/Add", "/fc2/Add/fq_output_0", "/fc2/Add")) for name in names)
+               for names in fused.values()), fused
+    assert all(any(name.endswith("/act/Gelu") for name in names) for names in fused.values()
+               if any("/fc1/" in name for name in names)), fused
+
+
 def test_min_cosine_falls_back_worst_blocks_first_as_on_the_qdq_graph(tmp_path):
     artifact = api.export("test_convmlp", "ov", precision="int8", out=tmp_path / "a",
                           int8=api.Int8Options(calib_size=4, min_cosine=0.9999))
