@@ -96,12 +96,12 @@ def test_int8_leaves_unquantized_what_the_cpu_plugin_would_run_in_f32(tmp_path):
 def test_int8_fully_connected_layers_carry_their_bias_and_activation(tmp_path):
     """ConvMLP's channels-last MLPs run on tokens: the CPU plugin fuses an INT8 FullyConnected's bias (and GELU)
     only on inputs of rank 3 or less; on rank 4 the bias was a separate f32 Eltwise."""
+    import openvino as ov
+
     from uninext_deploy.backends.openvino import compile_f32
 
     artifact = api.export("test_convmlp", "ov", precision="int8", out=tmp_path / "a",
                           int8=api.Int8Options(calib_size=4))
-    import openvino as ov
-
     compiled = compile_f32(ov.Core().read_model(str(artifact.file("model"))))
     fused = {}
     for layer in compiled.get_runtime_model().get_ordered_ops():
