@@ -134,6 +134,11 @@ def test_supported_sizes_build_and_run(name, size):
     assert count_macs(name, input_size=size) > 0
 
 
+def _prescaled_q(qkv: Tensor, dim: int) -> Tensor:
+    """Packed q/k/v as the blocks hand it to their attention: q scaled by 1/sqrt(32) (folded into the projection)."""
+    return torch.cat((qkv[..., :dim] / math.sqrt(32), qkv[..., dim:]), dim=-1)
+
+
 def _reference_window_attention(attn: WindowAttention, qkv: Tensor, height: int, width: int,
                                 mask_padding: bool = False) -> Tensor:
     """Loop over 7x7 windows of the zero-padded grid; optionally mask the padded keys out."""
@@ -166,7 +171,7 @@ def test_window_attention_pads_without_mask_like_the_official_code():
     assert (attn.pad_bottom, attn.pad_right) == (6, 4)
     qkv = torch.randn(2, height * width, 3 * 64)
     with torch.no_grad():
-        ours = attn(qkv)
+        ours = attn(_prescaled_q(qkv, 64))
         torch.testing.assert_close(ours, _reference_window_attention(attn, qkv, height, width))
         masked = _reference_window_attention(attn, qkv, height, width, mask_padding=True)
     assert (ours - masked).abs().max() > 1e-2  # the padded zero keys do change the result
@@ -202,7 +207,7 @@ def test_stripe_attention_matches_a_per_stripe_reference(stripe_h, stripe_w):
             result = result + lepe.reshape(2, 2, 32, stripe_h * stripe_w).transpose(-2, -1)
             expected[:, rows, cols] = result.transpose(1, 2).reshape(2, stripe_h, stripe_w, 64)
     with torch.no_grad():
-        torch.testing.assert_close(attn(qkv), expected.reshape(2, -1, 64))
+        torch.testing.assert_close(attn(_prescaled_q(qkv, 64)), expected.reshape(2, -1, 64))
 
 
 class _MaxRank(TorchFunctionMode):
