@@ -6,8 +6,10 @@
 
 The variants share the macro architecture and differ only in the spatial mixer, so speed per multiply-accumulate
 (the model's MACs, attention included, over p50) says how well a runtime runs each mixer's graph. Per target
-(batch 1, --threads 2): p50, GMACs, GMAC/s and GMAC/s relative to the local-window model. Read the ratios inside
-one table: this machine is shared and noisy.
+(batch 1, --threads 2): p50, GMACs, GMAC/s and GMAC/s relative to the local-window model. The models are timed in
+--rounds rounds of turns (order reversed every other round); the ratio is the median of the rounds' own ratios,
+with their lowest and highest, so that the machine's drift between rounds (10-30 % on this shared machine) does
+not land on one model: p50s over the whole run moved a 1-2 % gap either way from one run to the next.
 
 --split adds, from the runtime's per-layer profile (ORT's trace, OpenVINO's counters; --split-rounds profiles per
 model, alternating, medians), the attention's MatMul/Softmax time and the rest's, each with its MACs (attention:
@@ -35,6 +37,18 @@ MODELS = (WINDOW, "uninext_t_cswin", "uninext_t_pvt", "uninext_t_dwconv", "unine
 # attention's own layers after the runtimes' fusions: ORT's (Fused)MatMul and Softmax, OpenVINO's fused MHA Subgraph
 ATTENTION_LAYER = re.compile(r"/attns?(\.\d+)?/(MatMul|Softmax)")
 ATTENTION_OPS = {"MatMul", "FusedMatMul", "Softmax", "Subgraph"}
+
+
+def race_by_round(runners: dict, x: np.ndarray, iters: int, rounds: int) -> dict:
+    """model -> its p50 ms in each round; a round times every model in turn (timing.race), ``iters`` runs each."""
+    p50 = {name: [] for name in runners}
+    for turn in range(rounds):
+        order = list(runners) if turn % 2 == 0 else list(reversed(runners))
+        latency = race({name: lambda runner=runners[name]: runner.run(x) for name in order}, batch=1, warmup=1,
+                       iters=iters, rounds=1)
+        for name in order:
+            p50[name].append(latency[name].p50_ms)
+    return p50
 
 
 def split_ms(runners: dict, x: np.ndarray, rounds: int) -> dict:
@@ -71,8 +85,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=list(MODELS))
     parser.add_argument("--targets", nargs="*", default=["ort", "openvino"])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--iters", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--iters", type=int, default=200, help="runs per model, spread over the rounds")
+    parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--split", action="store_true", help="also profile attention against the rest")
     parser.add_argument("--split-rounds", type=int, default=3)
     args = parser.parse_args()
@@ -84,16 +98,18 @@ def main() -> None:
         for target in args.targets:
             runners = {name: runner_for(api.export(name, target, out=Path(tmp) / f"{target}-{name}"), args.threads,
                                         timing=True) for name in args.models}
-            latency = race({name: lambda runner=runner: runner.run(x) for name, runner in runners.items()}, batch=1,
-                           warmup=5, iters=args.iters, rounds=args.rounds)
-            rate = {name: macs[name] / 1e6 / latency[name].p50_ms for name in args.models}
+            p50 = race_by_round(runners, x, max(1, args.iters // args.rounds), args.rounds)
+            rate = {name: macs[name] / 1e6 / np.array(p50[name]) for name in args.models}  # GMAC/s per round
             base = rate.get(WINDOW)
             print(f"\n{target} FP32, batch 1, {args.threads} threads, {args.iters} runs in {args.rounds} rounds")
-            print(f"{'model':<18} {'p50 ms':>8} {'GMACs':>7} {'GMAC/s':>7} {'vs window':>10}")
+            print(f"{'model':<18} {'p50 ms':>8} {'GMACs':>7} {'GMAC/s':>7} {'vs window':>10} {'rounds: low-high':>17}")
             for name in args.models:
-                relative = f"{rate[name] / base:9.3f}x" if base else ""
-                print(f"{name:<18} {latency[name].p50_ms:8.2f} {macs[name] / 1e9:7.3f} {rate[name]:7.1f} {relative:>10}",
-                      flush=True)
+                relative = ""
+                if base is not None:
+                    ratio = rate[name] / base
+                    relative = f"{np.median(ratio):9.3f}x {ratio.min():8.3f}-{ratio.max():.3f}"
+                print(f"{name:<18} {np.median(p50[name]):8.2f} {macs[name] / 1e9:7.3f} {np.median(rate[name]):7.1f} "
+                      f"{relative}", flush=True)
             if args.split:
                 print(f"\n{target}: attention against the rest, per-layer profile, medians of {args.split_rounds}")
                 print_split(split_ms(runners, x, args.split_rounds), macs, attention)
