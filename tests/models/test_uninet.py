@@ -9,11 +9,13 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from uninext_deploy.errors import UserError
 from uninext_deploy.models import count_macs, count_params, create_model, get_spec, list_models
-from uninext_deploy.models.uninet import AttentionBlock, DWConvBlock, LocalDSM, LocalGlobalDSM
+from uninext_deploy.models.layers import nchw_to_tokens, tokens_to_nchw
+from uninext_deploy.models.uninet import Attention, AttentionBlock, DWConvBlock, LocalDSM, LocalGlobalDSM
 
 NAMES = [f"uninet_b{i}" for i in range(7)]
 
@@ -193,6 +195,26 @@ def test_fuse_for_export_is_exact_and_leaves_no_standalone_batchnorm():
     fused.fuse_for_export()  # idempotent
     with torch.no_grad():
         assert torch.equal(fused(x), got)
+
+
+@torch.no_grad()
+def test_attention_and_its_down_sampling_scale_the_scores_once():
+    # The softmax scale lives in the qkv weights and in the q LayerNorm's affine; the references scale the scores
+    # (scaled_dot_product_attention's default 1/sqrt(32)) from the unscaled modules.
+    torch.manual_seed(0)
+    attn = Attention(64, 10).eval()
+    x = torch.randn(2, 10, 64)
+    q, k, v = attn.qkv(x).reshape(2, 10, 3, 2, 32).permute(2, 0, 3, 1, 4)
+    expected = attn.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(2, 10, 64))
+    torch.testing.assert_close(attn(x), expected)
+    dsm = LocalGlobalDSM(32, 64, 2, (8, 8), (4, 4)).eval()
+    nn.init.normal_(dsm.q_norm.weight)
+    nn.init.normal_(dsm.q_norm.bias)
+    x = torch.randn(2, 32, 8, 8)
+    q = dsm.q_norm(nchw_to_tokens(dsm.q(x), 64, 16)).reshape(2, 16, 2, 32).transpose(1, 2)
+    k, v = dsm.kv(dsm.kv_norm(nchw_to_tokens(x, 32, 64))).reshape(2, 64, 2, 2, 32).permute(2, 0, 3, 1, 4)
+    out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(2, 16, 64)
+    torch.testing.assert_close(dsm(x), tokens_to_nchw(dsm.proj(out), 64, 4, 4) + dsm.residual(x))
 
 
 def test_unsupported_size_is_a_user_error():

@@ -19,9 +19,9 @@ cost grows with the square of the token count.
 
 Differences from the official code, none of which changes the function (float64 outputs agree to
 1e-13): inference only (no drop path, zero-probability dropouts left out, fp32_attn flag and the unused
-strided branch of its AttentionBlock not built); queries are scaled before q k^T instead of the scores
-after; token <-> NCHW switches sit inside the attention modules. LayerNorm eps is PyTorch's default
-1e-5, as in the official code.
+strided branch of its AttentionBlock not built); the softmax scale is folded into what produces the
+queries (the qkv projection, the DSM's q LayerNorm) instead of scaling the scores; token <-> NCHW switches
+sit inside the attention modules. LayerNorm eps is PyTorch's default 1e-5, as in the official code.
 
 Export notes: the SE gate is ``b2.3`` of each DWConvBlock (class :class:`SqueezeExcite`, its gate in the
 ``hard_sigmoid`` submodule); layer scale is the ``gamma_1`` / ``gamma_2`` multiplies of AttentionBlocks.
@@ -39,10 +39,9 @@ from torch import Tensor, nn
 
 from ._registry import register
 from .features import Backbone, Feature
+from .layers import HEAD_DIM, Q_SCALE, Mlp, attention, conv_out, nchw_to_tokens, scale_q, tokens_to_nchw, unstack
 from .spec import ModelSpec
-from .layers import Mlp, conv_out, nchw_to_tokens, tokens_to_nchw, unstack
 
-HEAD_DIM = 32  # every attention in the family uses 32-channel heads
 EXPANSION = (1, 4, 6, 3, 2, 5)  # per stage, the same for every variant
 STRIDES = (1, 2, 2, 2, 1, 2)  # per stage; the stride is applied by the DSM before the stage
 CONV_STAGES = 4  # stages 0-3 are DWConvBlocks, 4-5 AttentionBlocks
@@ -56,16 +55,6 @@ def make_divisible(value: float, divisor: int = 8) -> int:
     """Round to the nearest multiple of ``divisor`` (at least ``divisor``), never below 90 % of ``value``."""
     rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
     return rounded + divisor if rounded < 0.9 * value else rounded
-
-
-def softmax_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """softmax(q k^T / sqrt(32)) v over (B, heads, N, 32) tensors.
-
-    Written out rather than through F.scaled_dot_product_attention so that every exporter emits the
-    same MatMul -> Softmax -> MatMul pattern.
-    """
-    scores = (q * HEAD_DIM ** -0.5) @ k.transpose(-2, -1)
-    return scores.softmax(dim=-1) @ v
 
 
 def _strided_shortcut(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -181,11 +170,13 @@ class LocalGlobalDSM(nn.Module):
         self.proj = nn.Linear(cout, cout)
 
     def forward(self, x: Tensor) -> Tensor:
-        q = self.q_norm(nchw_to_tokens(self.q(x), self.width, self.out_tokens))
+        norm = self.q_norm  # its affine carries the softmax scale (Q_SCALE), so no Multiply is exported
+        q = F.layer_norm(nchw_to_tokens(self.q(x), self.width, self.out_tokens), (self.width,),
+                         norm.weight * Q_SCALE, norm.bias * Q_SCALE, norm.eps)
         q = q.reshape(-1, self.out_tokens, self.heads, HEAD_DIM).transpose(1, 2)
         kv = self.kv(self.kv_norm(nchw_to_tokens(x, self.in_width, self.in_tokens)))
         k, v = unstack(kv.reshape(-1, self.in_tokens, 2, self.heads, HEAD_DIM).permute(2, 0, 3, 1, 4), 2)
-        out = softmax_attention(q, k, v).transpose(1, 2).reshape(-1, self.out_tokens, self.width)
+        out = attention(q, k, v).transpose(1, 2).reshape(-1, self.out_tokens, self.width)
         return tokens_to_nchw(self.proj(out), self.width, *self.out_grid) + self.residual(x)
 
 
@@ -201,9 +192,10 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        qkv = self.qkv(x).reshape(-1, self.tokens, 3, self.heads, HEAD_DIM).permute(2, 0, 3, 1, 4)
+        qkv = F.linear(x, *scale_q(self.qkv.weight, self.qkv.bias, self.dim))
+        qkv = qkv.reshape(-1, self.tokens, 3, self.heads, HEAD_DIM).permute(2, 0, 3, 1, 4)
         q, k, v = unstack(qkv, 3)
-        out = softmax_attention(q, k, v).transpose(1, 2).reshape(-1, self.tokens, self.dim)
+        out = attention(q, k, v).transpose(1, 2).reshape(-1, self.tokens, self.dim)
         return self.proj(out)
 
 

@@ -37,11 +37,10 @@ from torch import Tensor, nn
 
 from ._registry import register
 from .features import Backbone, Feature
-from .layers import conv_out, tokens_to_nchw, unstack
+from .layers import HEAD_DIM, attention, conv_out, scale_q, tokens_to_nchw, unstack
 from .spec import ModelSpec
 
 DEPTHS = (2, 2, 18, 2)
-HEAD_DIM = 32
 MLP_RATIO = 4
 WINDOW = 7
 CSWIN_STRIPES = (1, 2, 7)  # stripe width of stages 1-3; stage 4 is one global window
@@ -65,27 +64,6 @@ class TokenConv(nn.Conv2d):
 
 def _depthwise(dim: int, height: int, width: int, kernel: int = 3) -> TokenConv:
     return TokenConv(dim, dim, height, width, kernel, groups=dim)
-
-
-def _attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """softmax(q k^T) v of a q that arrives scaled: see :func:`_scale_q`.
-
-    Written out (not F.scaled_dot_product_attention) so exports hold plain MatMul/Softmax."""
-    return torch.softmax(q @ k.transpose(-2, -1), dim=-1) @ v
-
-
-def _scale_q(weight: Tensor, bias: Tensor, q_rows: int) -> tuple[Tensor, Tensor]:
-    """A projection's weight and bias with the softmax scale 1/sqrt(HEAD_DIM) folded into its first ``q_rows``
-    outputs (q's), which the export turns into constants.
-
-    Scaling q by a Multiply before the attention cost a node per attention that OpenVINO's CPU plugin does not
-    fuse into its attention kernel. Folded, UniNeXt-T at 224 (FP32, 2 threads, one interleaved run each):
-    OpenVINO local window -1.4 %, cross-shaped -2.9 %; ONNX Runtime, which had fused it into its MatMul, within
-    noise.
-    """
-    like = {"dtype": weight.dtype, "device": weight.device}  # the meta device when counting MACs
-    scale = torch.cat((torch.full((q_rows,), HEAD_DIM ** -0.5, **like), torch.ones(weight.shape[0] - q_rows, **like)))
-    return weight * scale[:, None], bias * scale
 
 
 def _qkv_windows(qkv: Tensor, height: int, width: int, win_h: int, win_w: int, heads: int,
@@ -117,7 +95,7 @@ class WindowAttention(nn.Module):
     (The official code pads a whole extra window on a side that is already a multiple when the other
     is not; such windows hold only padding and are cropped, so padding each side to the next multiple
     gives the same result.)
-    Takes packed q/k/v with q already scaled (:func:`_scale_q`), as StripeAttention does.
+    Takes packed q/k/v with q already scaled (``layers.scale_q``), as StripeAttention does.
     """
 
     def __init__(self, dim: int, height: int, width: int, window: int = WINDOW):
@@ -134,7 +112,7 @@ class WindowAttention(nn.Module):
             x = F.pad(x, (0, 0, 0, self.pad_right, 0, self.pad_bottom))
         grid = (self.height + self.pad_bottom, self.width + self.pad_right, self.window, self.window)
         q, k, v = _qkv_windows(x, *grid, self.heads, HEAD_DIM)
-        x = _merge_windows(_attention(q, k, v), *grid, self.heads, HEAD_DIM)
+        x = _merge_windows(attention(q, k, v), *grid, self.heads, HEAD_DIM)
         if self.pad_bottom or self.pad_right:
             x = x[:, :self.height, :self.width]
         return x.reshape(-1, self.height * self.width, self.dim) + lepe
@@ -148,7 +126,7 @@ class StripeAttention(nn.Module):
     transposes into its NCHWc reorders and the attention merges straight back to token order; taken from
     the windowed V (a Transpose in and out, and reorders that fold nothing) it cost UniNeXt-T CSWin
     139.9 -> 131.9 ms on ONNX Runtime and 82.4 -> 75.6 ms on OpenVINO (FP32, 2 threads, one race each).
-    Takes packed q/k/v (B, H*W, 3 * dim) with q already scaled (:func:`_scale_q`).
+    Takes packed q/k/v (B, H*W, 3 * dim) with q already scaled (``layers.scale_q``).
     """
 
     def __init__(self, dim: int, heads: int, height: int, width: int, stripe_h: int, stripe_w: int):
@@ -160,7 +138,7 @@ class StripeAttention(nn.Module):
     def forward(self, qkv: Tensor) -> Tensor:
         height, width, _, _ = self.grid
         q, k, v = _qkv_windows(qkv, *self.grid, self.heads, self.head_dim)
-        x = _merge_windows(_attention(q, k, v), *self.grid, self.heads, self.head_dim)
+        x = _merge_windows(attention(q, k, v), *self.grid, self.heads, self.head_dim)
         return x.reshape(-1, height * width, self.dim) + self._lepe(qkv[..., 2 * self.dim:])
 
     def _lepe(self, v: Tensor) -> Tensor:
@@ -207,11 +185,11 @@ class SRAttention(nn.Module):
         self.lepe = _depthwise(dim, height, width)
 
     def forward(self, y: Tensor) -> Tensor:
-        q = F.linear(y, *_scale_q(self.q.weight, self.q.bias, self.dim))
+        q = F.linear(y, *scale_q(self.q.weight, self.q.bias, self.dim))
         q = q.reshape(-1, self.tokens, self.heads, HEAD_DIM).transpose(1, 2)
         reduced = self.norm(self.sr(y)) if self.sr_ratio > 1 else y
         kv = self.kv(reduced).reshape(-1, self.kv_tokens, 2, self.heads, HEAD_DIM).permute(2, 0, 3, 1, 4)
-        x = _attention(q, *unstack(kv, 2))
+        x = attention(q, *unstack(kv, 2))
         return self.proj(x.transpose(1, 2).reshape(-1, self.tokens, self.dim) + self.lepe(y))
 
 
@@ -292,7 +270,7 @@ class LocalWindowBlock(Block):
 
     def mix(self, y: Tensor) -> Tensor:
         bias = torch.cat((self.q_bias, torch.zeros_like(self.q_bias), self.v_bias))
-        return self.attns[0](F.linear(y, *_scale_q(self.qkv.weight, bias, len(self.q_bias))))
+        return self.attns[0](F.linear(y, *scale_q(self.qkv.weight, bias, len(self.q_bias))))
 
 
 class CSWinBlock(Block):
@@ -313,7 +291,7 @@ class CSWinBlock(Block):
         self.attns = nn.ModuleList(branches)
 
     def mix(self, y: Tensor) -> Tensor:
-        weight, bias = _scale_q(self.qkv.weight, self.qkv.bias, self.dim)
+        weight, bias = scale_q(self.qkv.weight, self.qkv.bias, self.dim)
         if len(self.attns) == 1:
             return self.attns[0](F.linear(y, weight, bias))
         # Branch i takes the i-th channel half of each of q, k and v: projected by its own rows of the qkv
