@@ -263,6 +263,7 @@ class LocalWindowBlock(Block):
 
     def __init__(self, dim: int, height: int, width: int):
         super().__init__(dim, height, width)
+        self.dim = dim
         self.q_bias = nn.Parameter(torch.empty(dim))
         self.v_bias = nn.Parameter(torch.empty(dim))
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
@@ -270,7 +271,7 @@ class LocalWindowBlock(Block):
 
     def mix(self, y: Tensor) -> Tensor:
         bias = torch.cat((self.q_bias, torch.zeros_like(self.q_bias), self.v_bias))
-        return self.attns[0](F.linear(y, *scale_q(self.qkv.weight, bias, len(self.q_bias))))
+        return self.attns[0](F.linear(y, *scale_q(self.qkv.weight, bias, self.dim)))
 
 
 class CSWinBlock(Block):
