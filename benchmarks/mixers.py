@@ -68,17 +68,17 @@ def split_ms(runners: dict, x: np.ndarray, rounds: int) -> dict:
 def print_split(split: dict, macs: dict, attention: dict) -> None:
     print(f"{'model':<18} {'attn ms':>8} {'GMACs':>6} {'GMAC/s':>7} {'rest ms':>8} {'GMACs':>6} {'GMAC/s':>7} "
           f"{'ceiling':>8} {'layers':>7}")
-    window = split.get(WINDOW)
+    window_ms = sum(split[WINDOW][:2]) if WINDOW in split else None  # its attention and rest, not its layers
     for name, (attn_ms, rest_ms, layers) in split.items():
         if not attn_ms:  # e.g. OpenVINO names PVT's fused attention after the transpose it absorbed
             print(f"{name:<18} {'n/a: no attention layer found by name':>60}")
             continue
         rest_macs = macs[name] - attention[name]
         ceiling = ""
-        if window:
+        if window_ms:
             # all but attention at the window model's rate, against the window model's whole rate
-            rest_at_window = window[1] * rest_macs / (macs[WINDOW] - attention[WINDOW])
-            ceiling = f"{macs[name] / (attn_ms + rest_at_window) / (macs[WINDOW] / sum(window[:2])):7.3f}x"
+            rest_at_window = split[WINDOW][1] * rest_macs / (macs[WINDOW] - attention[WINDOW])
+            ceiling = f"{macs[name] / (attn_ms + rest_at_window) / (macs[WINDOW] / window_ms):7.3f}x"
         print(f"{name:<18} {attn_ms:8.2f} {attention[name] / 1e9:6.3f} {attention[name] / 1e6 / attn_ms:7.1f} "
               f"{rest_ms:8.2f} {rest_macs / 1e9:6.3f} {rest_macs / 1e6 / rest_ms:7.1f} {ceiling:>8} {layers:7.0f}",
               flush=True)

@@ -245,6 +245,7 @@ class Block(nn.Module):
 
     def __init__(self, dim: int, height: int, width: int, proj: bool = True):
         super().__init__()
+        self.dim = dim
         self.norm1 = nn.LayerNorm(dim)
         self.proj = nn.Linear(dim, dim) if proj else nn.Identity()
         self.norm2 = nn.LayerNorm(dim)
@@ -263,7 +264,6 @@ class LocalWindowBlock(Block):
 
     def __init__(self, dim: int, height: int, width: int):
         super().__init__(dim, height, width)
-        self.dim = dim
         self.q_bias = nn.Parameter(torch.empty(dim))
         self.v_bias = nn.Parameter(torch.empty(dim))
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
@@ -281,7 +281,6 @@ class CSWinBlock(Block):
 
     def __init__(self, dim: int, height: int, width: int, stripe: int | None):
         super().__init__(dim, height, width)
-        self.dim = dim
         self.qkv = nn.Linear(dim, 3 * dim)
         heads = dim // HEAD_DIM
         if stripe is None:
