@@ -19,6 +19,7 @@ bias).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import subprocess
 import tempfile
 import time
@@ -115,12 +116,15 @@ def main() -> None:
 def _table(name, graphs, seconds, request, tmp: Path, args) -> None:
     runners, mixes, cosines, checks = {}, {}, {}, {}
     x = request.check_inputs[:1]
-    same = _same_graphs(graphs)
+    first, same = {}, {}  # graph digest -> its first key; key -> that first key (e.g. placement moved nothing)
     for i, (key, graph) in enumerate(graphs.items()):
-        if key in same:
+        data = graph.SerializeToString()
+        digest = hashlib.sha256(data).digest()
+        if first.setdefault(digest, key) != key:
+            same[key] = first[digest]
             continue
         path = tmp / f"g{i}.onnx"
-        onnx.save(graph, str(path))
+        path.write_bytes(data)
         session = runtimes.load("ort", path, "fp32", args.threads)
         runners[key] = session.run
         cosines[key] = compare(run_batched(runners["FP32"], request.check_inputs, 1),
@@ -139,16 +143,6 @@ def _table(name, graphs, seconds, request, tmp: Path, args) -> None:
               f"{seconds.get(key, 0):.0f} |", flush=True)
     for key, twin in same.items():
         print(f"| {name} | {key} | the same graph as {twin} | | | | | {seconds.get(key, 0):.0f} |", flush=True)
-
-
-def _same_graphs(graphs: dict) -> dict:
-    """{key: an earlier key whose graph is byte for byte the same} (e.g. a placement that moved nothing)."""
-    first, same = {}, {}
-    for key, graph in graphs.items():
-        same_as = first.setdefault(graph.SerializeToString(), key)
-        if same_as != key:
-            same[key] = same_as
-    return same
 
 
 if __name__ == "__main__":
