@@ -32,18 +32,19 @@ def invoke(*args: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
 
 
-def without_vnni(command: list[str]) -> list[str]:
-    """``command`` (a program of this machine's) as run on an emulated x86-64 CPU without VNNI or AVX-512 (qemu
-    user mode's EPYC-Rome: AVX2), a device whose INT8 kernels saturate on 8-bit weights; skips where it cannot."""
+def without_vnni(command: list[str], cpu: str = "EPYC-Rome") -> list[str]:
+    """``command`` (a program of this machine's) as run on qemu user mode's x86-64 CPU model ``cpu`` (its TCG
+    emulates no VNNI nor AVX-512); the default, EPYC-Rome (AVX2), is a device whose INT8 kernels saturate on
+    8-bit weights. Skips where it cannot. For decisions that depend on the CPU, never for timing."""
     qemu = shutil.which("qemu-x86_64-static")
     if qemu is None or os.uname().machine != "x86_64":
-        pytest.skip("emulating an x86 CPU without VNNI needs qemu-x86_64-static (Debian's qemu-user-static) on x86-64")
-    return [qemu, "-cpu", "EPYC-Rome", *command]
+        pytest.skip("emulating an x86 CPU model needs qemu-x86_64-static (Debian's qemu-user-static) on x86-64")
+    return [qemu, "-cpu", cpu, *command]
 
 
-def on_x86_without_vnni(*command: str, cwd=None) -> subprocess.CompletedProcess:
-    """``command`` run ``without_vnni``; qemu's notes on CPU features it lacks are left out."""
-    result = subprocess.run(without_vnni(list(command)), cwd=cwd, capture_output=True, check=False, text=True,
+def on_x86_without_vnni(*command: str, cwd=None, cpu: str = "EPYC-Rome") -> subprocess.CompletedProcess:
+    """``command`` run on the emulated x86 CPU ``cpu``; qemu's notes on CPU features it lacks are left out."""
+    result = subprocess.run(without_vnni(list(command), cpu), cwd=cwd, capture_output=True, check=False, text=True,
                             timeout=600, stdin=subprocess.DEVNULL)
     result.stderr = "".join(line for line in result.stderr.splitlines(keepends=True)
                             if "warning: TCG doesn't support" not in line)

@@ -10,6 +10,7 @@ plus one backend module.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import platform
@@ -114,30 +115,82 @@ def version_problem(installed: str, requirement: dict) -> tuple[bool, str] | Non
 SATURATION = "this x86 CPU has no VNNI: its INT8 kernels saturate on 8-bit weights"
 
 
+@functools.lru_cache(maxsize=None)
 def int8_dot_saturates() -> bool:
-    """True on an x86 CPU without VNNI, where the CPU runtimes' INT8 kernels (ONNX Runtime's MLAS, OpenVINO's
-    oneDNN) add pairs of u8 x s8 products into int16 (vpmaddubsw), which saturates for 8-bit weights: 7-bit
-    weights (--int8-weight-bits 7) stay exact there. VNNI (vpdpbusd) and ARM's dot products accumulate in int32.
-    Read from CPUID as numpy detected it (what the kernels see, also under an emulator), plus the kernel's
-    avx_vnni flag (AVX-VNNI without AVX-512), which numpy does not list. ConvMLP-S at 96 px, QDQ INT8 on ORT,
-    cosine to its float graph on qemu's AVX2-only EPYC-Rome: 8-bit weights 0.960, 7-bit 0.997 (as on a VNNI
-    host); on a real AVX2-only EPYC its 8-bit bundle reached 0.942 to PyTorch."""
+    """True where the CPU runtimes' INT8 kernels saturate on 8-bit weights: on an x86 CPU with AVX2 or AVX-512
+    but no VNNI, ONNX Runtime's MLAS and OpenVINO's oneDNN add pairs of u8 x s8 products into int16
+    (vpmaddubsw); 7-bit weights (--int8-weight-bits 7) stay exact there. VNNI (vpdpbusd), AMX and ARM's dot
+    products accumulate in int32. Asked of the kernels themselves: one integer GEMM through ONNX Runtime
+    whose exact sums need int32 (:func:`_int8_gemm_saturates`). CPUID read by hand misled: under qemu's
+    AVX2-only EPYC-Rome on an Intel Xeon, /proc/cpuinfo is the host's (avx_vnni) while the kernels see
+    EPYC-Rome and saturate; an SSE4-only CPU has no vpmaddubsw kernel at all. ConvMLP-S at 96 px, QDQ INT8 on
+    ORT, cosine to its float graph on EPYC-Rome: 8-bit weights 0.960, 7-bit 0.997 (as on a VNNI host); on a
+    real AVX2-only EPYC its 8-bit bundle reached 0.942 to PyTorch. Where ONNX Runtime is not installed (an
+    OpenVINO-only device) the answer is CPUID as numpy read it: no AVX-512 VNNI (which misses AVX-VNNI alone)."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return False
-    features = {}
+    try:
+        return _int8_gemm_saturates()
+    except ImportError:
+        pass
     for module in ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath"):  # numpy 2, numpy 1
         try:
             features = importlib.import_module(module).__cpu_features__
-            break
+            return bool(features.get("AVX2")) and not features.get("AVX512VNNI")
         except (ImportError, AttributeError):
             continue
-    if features.get("AVX512VNNI"):
-        return False
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        cpuinfo = ""
-    return not any(line.startswith("flags") and "avx_vnni" in line.split() for line in cpuinfo.splitlines())
+    return False
+
+
+def _int8_gemm_saturates() -> bool:
+    """MatMulInteger of u8 255s by s8 127s over K=64 in ONNX Runtime: exact 64 * 255 * 127 = 2,072,640; a
+    kernel adding pairs in int16 gives 32 * 32,767. The model is written as protobuf bytes here, since a
+    device has onnxruntime but not the onnx package; the weights are an initializer, as in a QDQ graph."""
+    import onnxruntime as ort
+
+    rows, k, cols = 4, 64, 16
+    weights = _tensor("b", [k, cols], 3, np.full((k, cols), 127, np.int8).tobytes())
+    graph = (_message(1, _text(1, "a") + _text(1, "b") + _text(2, "y") + _text(4, "MatMulInteger"))
+             + _text(2, "probe") + _message(5, weights)
+             + _message(11, _value_info("a", 2, [rows, k])) + _message(12, _value_info("y", 6, [rows, cols])))
+    model = _number(1, 8) + _message(7, graph) + _message(8, _text(1, "") + _number(2, 13))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {"a": np.full((rows, k), 255, np.uint8)})
+    return not np.all(y == k * 255 * 127)
+
+
+# protobuf's wire format, as much of it as the probe model needs: varints (wire type 0) and
+# length-delimited fields (2); field numbers are onnx.proto's
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append(value & 0x7F | (0x80 if value > 0x7F else 0))
+        value >>= 7
+        if not value:
+            return bytes(out)
+
+
+def _number(field: int, value: int) -> bytes:
+    return _varint(field << 3) + _varint(value)
+
+
+def _message(field: int, payload: bytes) -> bytes:
+    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _text(field: int, text: str) -> bytes:
+    return _message(field, text.encode())
+
+
+def _tensor(name: str, dims: list[int], data_type: int, raw: bytes) -> bytes:
+    return b"".join(_number(1, d) for d in dims) + _number(2, data_type) + _text(8, name) + _message(9, raw)
+
+
+def _value_info(name: str, elem_type: int, dims: list[int]) -> bytes:
+    shape = b"".join(_message(1, _number(1, d)) for d in dims)
+    return _text(1, name) + _message(2, _message(1, _number(1, elem_type) + _message(2, shape)))
 
 
 def get(name: str) -> Runtime:
