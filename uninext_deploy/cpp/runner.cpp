@@ -482,7 +482,8 @@ std::vector<std::string> read_labels(const std::string& folder, const json& mani
 bool int8_dot_saturates() {
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    return !__builtin_cpu_supports("avx512vnni") && !__builtin_cpu_supports("avxvnni");
+    // AVX2 without VNNI: the pairwise int16 kernels (an SSE4-only CPU has none and stays exact, runtimes.py)
+    return __builtin_cpu_supports("avx2") && !__builtin_cpu_supports("avx512vnni") && !__builtin_cpu_supports("avxvnni");
 #else
     return false;
 #endif
