@@ -96,12 +96,12 @@ def test_top1_budget_without_bundle(tmp_path):
 
 
 def test_candidates_that_cannot_win_on_this_cpu_are_listed_as_skipped_unless_asked_for(monkeypatch):
-    import uninext_deploy.cpu as cpu
+    import uninext_deploy.backends.ort as ort_backend
 
-    monkeypatch.setattr(cpu, "has_fp16_arithmetic", lambda: False)
+    monkeypatch.setattr(ort_backend, "fp16_runs_through_casts", lambda: True)
     by_name = {c.name: c for c in plan(["ort", "openvino"], None, ["percentile"])}
-    assert "slower than FP32" in by_name["ort fp16"].skipped and "avx512fp16" in by_name["ort fp16"].skipped
+    assert "no FP16 Conv or MatMul kernel on this CPU" in by_name["ort fp16"].skipped
     assert by_name["openvino fp16"].skipped is None and by_name["ort int8 (percentile)"].skipped is None
     assert plan(["ort"], ["fp16"], ["percentile"])[0].skipped is None  # named: tried anyway
-    monkeypatch.setattr(cpu, "has_fp16_arithmetic", lambda: True)
+    monkeypatch.setattr(ort_backend, "fp16_runs_through_casts", lambda: False)
     assert {c.name: c for c in plan(["ort"], None, ["percentile"])}["ort fp16"].skipped is None

@@ -28,8 +28,3 @@ def cpu_model() -> str:
                 return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown"
 
-
-def has_fp16_arithmetic() -> bool:
-    """Native FP16 arithmetic (x86 AVX512-FP16, ARM FEAT_FP16): what an FP16 CPU kernel needs to be faster than
-    FP32 (F16C only converts)."""
-    return bool({"avx512fp16", "asimdhp"} & set(cpu_flags()))

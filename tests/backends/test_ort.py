@@ -34,3 +34,22 @@ def test_per_layer_profile_names_real_nodes(artifact):
 def test_cpu_runners_report_no_device_time(artifact):
     assert get_backend("ort").load(artifact).device_times_ms(3) == []
 
+
+
+def test_fp16_probe_tells_how_this_cpu_runs_a_real_fp16_graph(tmp_path):
+    """The probe's two nodes speak for a whole model: ONNX Runtime's graph of an FP16 ConvMLP, optimized for
+    this CPU, has Casts of its own (beyond those our graph has around FP32 normalisations) exactly when the
+    probe says so, on any CPU."""
+    import onnx
+    import onnxruntime as ort
+
+    from uninext_deploy.backends.ort import INSERTED_CAST, fp16_runs_through_casts
+
+    fp16 = api.export("test_convmlp", "ort", precision="fp16", out=tmp_path / "fp16")
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    options.log_severity_level = 3
+    ort.InferenceSession(str(fp16.file("model")), options, providers=["CPUExecutionProvider"])
+    inserted = [node for node in onnx.load(options.optimized_model_filepath).graph.node
+                if node.op_type == "Cast" and node.name.startswith(INSERTED_CAST)]
+    assert bool(inserted) is fp16_runs_through_casts()
