@@ -26,7 +26,8 @@ from . import cpp_runner
 from .archive import write_archive
 from .arm.platforms import bundle_platform, emulated, host_platform
 from .artifact import GOLDEN, Artifact, atomic_folder, check_output_path, write_manifest
-from .backends import canonical_target, get_backend
+from .backends import canonical_target, get_backend, graph_requirement
+from .console import progress
 from .device.compare import TOLERANCES, bounds_text, golden_outputs, write_golden
 from .device import signature
 from .device.integrity import read_manifest
@@ -115,14 +116,13 @@ def default_labels(manifest: dict) -> list[str] | None:
 def bundle(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str = "fp32",
            platform: PlatformOptions = PlatformOptions(), batch: int = 1, out: str | Path | None = None,
            threads: int | None = None, int8: Int8Options | None = None, trt: TrtOptions | None = None,
-           labels: str | Path | None = None, cpp: bool = False, sign_key: str | Path | None = None,
-           progress=None) -> Bundle:
+           labels: str | Path | None = None, cpp: bool = False, sign_key: str | Path | None = None) -> Bundle:
     """Export, prove and package ``model`` for ``target`` on ``platform``; write ``out`` and ``out``.tar.gz.
 
     ``labels``: a file of class names for a classifier (default: ImageNet's for 1000 classes, else numbered).
     ``cpp``: add the C++ runner (``cpp/``), built and verified here like run.py (see :func:`package`).
     ``sign_key``: an Ed25519 private key (PEM, ``uninext-deploy keygen``) that signs the manifest.
-    ``progress(step)`` is told each step by name. A bundle that misses its parity tolerance is not written
+    A bundle that misses its parity tolerance is not written
     (ParityFailure); nothing half-written is left on any error or interruption.
     """
     target = canonical_target(target)
@@ -135,21 +135,21 @@ def bundle(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str 
 
         runtime_for(backend.name, precision, platform.cpu)  # refuse an impossible combination before exporting
     if cpp and cpp_runner.available(backend.name) is None:
-        cpp_runner.Toolchain(log=progress or print).check_compilers(bundle_platform(platform.platform))
+        cpp_runner.Toolchain(log=progress.phase).check_compilers(bundle_platform(platform.platform))
     with tempfile.TemporaryDirectory(prefix="uninext-bundle-") as tmp:
-        (progress or (lambda step: None))("exporting and checking parity against PyTorch")
+        progress.phase("exporting and checking parity against PyTorch")
         report = parity(model, target, precision=precision, batches=(batch,), out=tmp, threads=threads,
                         int8=int8, trt=trt)
         if not report.passed:
             raise ParityFailure(f"not bundled: parity failed ({report.summary()}); "
                                 f"{report.runs[0].divergence or ''}".rstrip("; "))
         return package(Artifact.open(Path(tmp) / f"b{batch}"), report.runs[0], platform=platform, out=out,
-                       threads=threads, labels=names, cpp=cpp, sign_key=key, progress=progress)
+                       threads=threads, labels=names, cpp=cpp, sign_key=key)
 
 
 def package(artifact: Artifact, run: ParityRun, *, platform: PlatformOptions = PlatformOptions(),
             out: str | Path | None = None, tolerance: dict | None = None, threads: int | None = None,
-            labels: list[str] | None = None, cpp: bool = False, sign_key=None, progress=None) -> Bundle:
+            labels: list[str] | None = None, cpp: bool = False, sign_key=None) -> Bundle:
     """Package ``artifact``, which passed ``run`` against PyTorch, as a bundle.
 
     The golden check uses ``tolerance`` ({metric: (bound, "min"|"max")}; default: the precision's): the
@@ -160,7 +160,6 @@ def package(artifact: Artifact, run: ParityRun, *, platform: PlatformOptions = P
     Ed25519 private key, :func:`signing_key`) signs the finished manifest (``manifest.json.sig``).
     """
     target = bundle_platform(platform.platform)
-    tell = progress or (lambda step: None)
     backend = get_backend(artifact.backend)
     out = Path(out) if out is not None else default_out(artifact, target)
     archive = out.with_name(out.name + ".tar.gz")
@@ -171,18 +170,18 @@ def package(artifact: Artifact, run: ParityRun, *, platform: PlatformOptions = P
     staged_archive = None
     try:
         with atomic_folder(out) as folder:
-            toolchain = cpp_runner.Toolchain(log=tell) if cpp and cpp_runner.available(backend.name) is None else None
+            toolchain = cpp_runner.Toolchain(log=progress.phase) if cpp and cpp_runner.available(backend.name) is None else None
             if toolchain:
                 toolchain.ensure(host_platform())  # the headers the bundle carries
             signer = signature.fingerprint(sign_key.public_key()) if sign_key else None
             manifest = _assemble(folder, artifact, backend, target, run, tolerance, labels, toolchain, cpp, signer)
-            tell("verifying the bundle with its own run.py on this machine")
+            progress.phase("verifying the bundle with its own run.py on this machine")
             checks = {host_platform(): run_verify(folder, manifest, threads, PlatformOptions())}
             if emulated(target):
-                tell(f"verifying with run.py on the emulated aarch64 {platform.cpu} (qemu)")
+                progress.phase(f"verifying with run.py on the emulated aarch64 {platform.cpu} (qemu)")
                 checks[target] = run_verify(folder, manifest, threads, platform)
             if toolchain:
-                checks.update(_verify_cpp(folder, manifest, toolchain, target, threads, platform, tell))
+                checks.update(_verify_cpp(folder, manifest, toolchain, target, threads, platform, progress.phase))
             manifest["bundle"]["verified"] = {where: check.record() for where, check in checks.items()}
             missed = [f"{c.platform} ({c.runner}): {'; '.join(map(str, c.failed))}" for c in checks.values()
                       if not c.passed]
@@ -190,9 +189,9 @@ def package(artifact: Artifact, run: ParityRun, *, platform: PlatformOptions = P
                 raise ParityFailure(f"not bundled: the golden check failed on {', '.join(missed)}")
             write_manifest(folder, manifest, {name: e["role"] for name, e in manifest["files"].items()})
             if sign_key:
-                tell(f"signing the manifest (key {signer})")
+                progress.phase(f"signing the manifest (key {signer})")
                 signature.sign(folder, sign_key)
-            tell("writing the archive")
+            progress.phase("writing the archive")
             staged_archive = write_archive(folder, archive, out.name)
         os.replace(staged_archive, archive)
     finally:
@@ -261,7 +260,7 @@ def _assemble(folder: Path, artifact: Artifact, backend, platform: str, run: Par
     manifest["bundle"] = {
         "platform": platform, "entrypoint": "run.py", "labels": "labels.txt" if labels else None, "golden": golden,
         "golden_samples": golden["inputs"]["shape"][0], "runtime": requirement,
-        "stand_in": backend.onnx_requirement(artifact),  # what `run.py --graph` runs the shipped ONNX with
+        "stand_in": graph_requirement(backend, artifact),  # what `run.py --graph` runs the shipped ONNX with
         "tolerance": {k: list(v) for k, v in tolerance.items()},
         "parity": {"runner": run.runner, "passed": run.passed, "photos": run.images.as_dict(),
                    "random": run.random.as_dict(),

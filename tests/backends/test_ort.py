@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from uninext_deploy import api
-from uninext_deploy.backends import get_backend
+from uninext_deploy.backends import get_backend, graph_requirement
 from uninext_deploy.backends.ort import onnxruntime_requirement
 
 
@@ -21,7 +21,7 @@ def test_version_range_comes_from_opset_and_ir(tmp_path, opset, ir, minimum):
     requirement = onnxruntime_requirement(made.file("model"))
     assert requirement == {"package": "onnxruntime", "min": minimum, "below": "2",
                            "why": f"ONNX opset {opset}, IR version {ir}"}
-    assert get_backend("ort").onnx_requirement(made) == {"runtime": "ort", "requirement": requirement}
+    assert graph_requirement(get_backend("ort"), made) == {"runtime": "ort", "requirement": requirement}
 
 
 def test_per_layer_profile_names_real_nodes(artifact):

@@ -4,10 +4,10 @@
 """
 
 from .registry import (ALIASES, ALL_TARGETS, BACKENDS, DEFAULT_TARGET, backend_class, canonical_target, get_backend,
-                       options_for)
+                       graph_requirement, options_for)
 
-__all__ = ["Backend", "Runner", "get_backend", "options_for", "canonical_target", "backend_class", "ALIASES",
-           "ALL_TARGETS", "BACKENDS", "DEFAULT_TARGET"]
+__all__ = ["Backend", "Runner", "get_backend", "graph_requirement", "options_for", "canonical_target", "backend_class",
+           "ALIASES", "ALL_TARGETS", "BACKENDS", "DEFAULT_TARGET"]
 
 
 def __getattr__(name: str):

@@ -136,16 +136,6 @@ class Backend(ABC):
         return {"package": package, "min": made_with, "below": None,
                 "why": f"{artifact.backend} files written by {package} {made_with}"}
 
-    def onnx_requirement(self, artifact: Artifact) -> dict | None:
-        """{"runtime", "requirement"} of the stand-in that runs the ONNX graph a bundle ships (``run.py
-        --graph``), or None when the device files hold no ONNX graph."""
-        if "onnx" not in self.device_roles or self.stand_in is None:
-            return None
-        from .registry import get_backend
-
-        stand_in = get_backend(self.stand_in)
-        return {"runtime": stand_in.name, "requirement": stand_in.graph_requirement(artifact.onnx_file())}
-
     def graph_requirement(self, onnx_path: Path) -> dict:
         """The versions of this backend's runtime that run the ONNX at ``onnx_path`` (stand-ins only)."""
         raise NotImplementedError(f"{self.name} is no stand-in for ONNX graphs")

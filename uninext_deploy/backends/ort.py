@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifact import Artifact
+from ..console import progress
 from ..device.runtimes import version_tuple
 from .base import Backend, Compiled, Runner, open_session
 
@@ -22,9 +23,11 @@ class OrtRunner(Runner):
         try:
             session = open_session(self.runtime, self.path, self.precision, self.threads,
                                    profile_prefix=str(folder / "trace"))
-            for _ in range(runs + 1):
-                session.run(np.ascontiguousarray(x, dtype=np.float32))
-            events = json.loads(Path(session.native["session"].end_profiling()).read_text())
+            with progress.step(f"per-layer profile of {self.name} ({runs + 1} traced runs)", total=runs + 1) as profiling:
+                for _ in range(runs + 1):
+                    session.run(np.ascontiguousarray(x, dtype=np.float32))
+                    profiling.advance()
+                events = json.loads(Path(session.native["session"].end_profiling()).read_text())
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         totals: dict[str, dict] = {}
@@ -89,9 +92,6 @@ class OrtBackend(Backend):
 
     def runtime_requirement(self, artifact: Artifact) -> dict:
         return onnxruntime_requirement(artifact.file("model"))
-
-    def onnx_requirement(self, artifact: Artifact) -> dict | None:
-        return {"runtime": self.name, "requirement": self.runtime_requirement(artifact)}
 
     def graph_requirement(self, onnx_path: Path) -> dict:
         return onnxruntime_requirement(onnx_path)

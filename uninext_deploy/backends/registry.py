@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from typing import TYPE_CHECKING
 
 from ..errors import UserError
-
-if TYPE_CHECKING:
-    from .base import Backend
 
 # target name -> (module, class). "onnx" is the portable ONNX itself, checked with ONNX Runtime.
 _TARGETS = {
@@ -39,9 +35,9 @@ def backend_class(target: str):
     return getattr(importlib.import_module(f"{__package__}.{module}"), cls)
 
 
-def get_backend(target: str, **options) -> "Backend":
-    """The backend of ``target``; ``options`` go to its constructor (e.g. TensorRT's trt_version), and
-    options it does not take are one clear error."""
+def get_backend(target: str, **options):
+    """The backend (a ``base.Backend``) of ``target``; ``options`` go to its constructor (e.g. TensorRT's
+    trt_version), and options it does not take are one clear error."""
     cls = backend_class(target)
     accepted = inspect.signature(cls).parameters
     unknown = [name for name in options if name not in accepted]
@@ -60,3 +56,16 @@ def options_for(target: str, options: dict) -> dict:
     """The subset of ``options`` that ``target``'s backend takes (for commands that try several targets)."""
     accepted = inspect.signature(backend_class(target)).parameters
     return {name: value for name, value in options.items() if name in accepted}
+
+
+def graph_requirement(backend, artifact) -> dict | None:
+    """{"runtime", "requirement"} of what runs the ONNX graph a bundle of ``artifact`` ships (``run.py
+    --graph``): the backend itself where it is the stand-in (its model is that graph), else its stand-in where
+    the device files hold the graph; None where they hold none. Here, not in ``base``, so that the Backend
+    class needs no registry (they would import each other)."""
+    if backend.stand_in is None:
+        return {"runtime": backend.name, "requirement": backend.graph_requirement(artifact.onnx_file())}
+    if "onnx" not in backend.device_roles:
+        return None
+    stand_in = get_backend(backend.stand_in)
+    return {"runtime": stand_in.name, "requirement": stand_in.graph_requirement(artifact.onnx_file())}
