@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from conftest import invoke, run_cli
-from uninext_deploy.device import runtimes
+from uninext_deploy.backends import backend_class
 
 
 @pytest.fixture(scope="module")
@@ -43,23 +43,27 @@ def test_doctor_shows_each_runtime_as_its_declaration_says():
     packages = json.loads(result.stdout)["packages"]
     assert packages["onnxruntime"]["version"] and packages["openvino"]["version"]
     for name in ("ort", "openvino", "trt"):
-        runtime = runtimes.get(name)
-        entry = packages[runtime.package]
-        assert entry["hint"] == (None if entry["version"] else runtime.install_hint())
+        backend = backend_class(name)()
+        for package in (backend.runtime.package, *backend.host_packages):
+            entry = packages[package]
+            assert entry["hint"] == (None if entry["version"] else backend.install_hint())
+    assert backend_class("openvino")().install_hint() == "pip install -c constraints.txt openvino nncf"
 
 
 @pytest.mark.parametrize("command", [["--help"], ["export", "--help"], ["doctor", "--json"],
                                      ["models", "--family", "convmlp", "--json"]])
 def test_help_doctor_and_models_start_without_importing_torch(command, models_cache):
     """What makes --help take seconds is importing torch and the runtimes; these commands import neither
-    (models reads its cached table, filled by its first run)."""
+    (models reads its cached table, filled by its first run), but doctor asks the runtimes how they run INT8
+    and FP16 on this CPU, so it imports them, never torch."""
     env = models_cache
     if command[0] == "models":
         assert subprocess.run([sys.executable, "-m", "uninext_deploy", *command], env=env,
                               capture_output=True).returncode == 0
+    heavy = ("torch",) if command[0] == "doctor" else ("torch", "onnxruntime", "openvino", "onnx")
     code = ("import sys\nfrom uninext_deploy import cli\ntry:\n    cli.app(args=sys.argv[1:], prog_name='u')\n"
             "except SystemExit as exit:\n    assert not exit.code, exit.code\n"
-            "heavy = [m for m in ('torch', 'onnxruntime', 'openvino', 'onnx') if m in sys.modules]\n"
+            f"heavy = [m for m in {heavy!r} if m in sys.modules]\n"
             "print('HEAVY', heavy)")
     result = subprocess.run([sys.executable, "-c", code, *command], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -488,6 +488,9 @@ def doctor(as_json: Json = False) -> None:
     out.print("INT8 exports: " + ("7-bit weights (no VNNI: 8-bit ones saturate this CPU's INT8 dot products)"
                                   if info["int8_weight_bits"] == 7 else "8-bit weights"))
     out.print(f"GPUs: {', '.join(info['gpus']) or 'none'}")
+    for backend, notes in info["precisions"].items():
+        for note in notes:
+            out.print(f"{backend}: {note}", highlight=False)
     table = Table()
     table.add_column("package")
     table.add_column("version")

@@ -9,16 +9,13 @@ import shutil
 from pathlib import Path
 
 from .cpu import cpu_flags, cpu_model
-
-from .device import runtimes
 from .options import Int8Options
 
-# the toolchain's own packages -> install hint shown when one is missing; runtimes declare their own
-TOOLCHAIN = {
-    "torch": "pip install -c constraints.txt torch",
-    "onnx": "pip install onnx",
-    "onnxsim": "pip install onnxsim",
-}
+# the toolchain's own packages (pinned by constraints.txt, as the README installs them); runtimes have their
+# backend's hint
+TOOLCHAIN = ("torch", "onnx", "onnxsim")
+
+
 def _version(package: str) -> str | None:
     try:
         return importlib.metadata.version(package)
@@ -39,13 +36,24 @@ def install_hints() -> dict[str, str]:
     """package -> how to install it: the toolchain's, then each backend's runtime and host packages."""
     from .backends import BACKENDS, backend_class
 
-    hints = dict(TOOLCHAIN)
+    hints = {package: f"pip install -c constraints.txt {package}" for package in TOOLCHAIN}
     for name in BACKENDS:
-        backend = backend_class(name)
-        runtime = runtimes.get(backend.name)
-        hints[runtime.package] = runtime.install_hint()
-        hints.update(backend.host_packages)
+        backend = backend_class(name)()
+        for package in (backend.runtime.package, *backend.host_packages):
+            hints[package] = backend.install_hint()
     return hints
+
+
+def precision_notes() -> dict[str, list[str]]:
+    """backend -> how its precisions run on this CPU, each asked of the runtime (installed backends only)."""
+    from .backends import BACKENDS, backend_class
+
+    notes = {}
+    for name in BACKENDS:
+        backend = backend_class(name)()
+        if backend.available() is None and backend.cannot_run() is None:
+            notes[name] = backend.precision_notes()
+    return notes
 
 
 def warnings() -> list[str]:
@@ -70,7 +78,8 @@ def report() -> dict:
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "cpu_flags": cpu_flags(),
-        "int8_weight_bits": Int8Options().weight_bits,  # what INT8 exports use here by default
+        "int8_weight_bits": Int8Options().resolved_weight_bits,  # what INT8 exports use here by default
+        "precisions": precision_notes(),
         "gpus": gpus(),
         "packages": packages,
         "warnings": warnings(),

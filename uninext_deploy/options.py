@@ -86,8 +86,8 @@ class Int8Options:
     ``min_cosine`` (``--int8-min-cosine``) is the INT8 fallback target: blocks return to float, most
     sensitive first, until the QDQ graph's cosine to *the float graph* reaches it. It is not the optimize
     budget, which is the cosine to *PyTorch*. ``weight_bits`` (``--int8-weight-bits``): 7 keeps an x86 CPU
-    without VNNI from saturating its INT8 dot products; None becomes 7 where this machine's would, else 8
-    (``runtimes.int8_dot_saturates``), so the parity proven here holds.
+    without VNNI from saturating its INT8 dot products; None: 7 where this machine's would, else 8
+    (``resolved_weight_bits``), so the parity proven here holds.
     """
 
     calib: str | Path | None = None  # folder of images; None: the shipped photos, augmented
@@ -104,10 +104,14 @@ class Int8Options:
             raise UserError(f"unknown calibration method {self.method!r}; choose one of {', '.join(CALIB_METHODS)}")
         within("--int8-min-cosine", self.min_cosine)
         within("--int8-weight-bits", self.weight_bits)
-        if self.weight_bits is None:
-            _set(self, "weight_bits", 7 if runtimes.int8_dot_saturates() else 8)
         within("--calib-size", self.calib_size)
         within("--seed", self.seed)
+
+    @property
+    def resolved_weight_bits(self) -> int:
+        """``weight_bits``, or where None 7 if this CPU's INT8 kernels saturate on 8-bit weights, else 8: asked
+        of the kernels when first needed, not when options are made (defaults are made at import)."""
+        return self.weight_bits or (7 if runtimes.int8_dot_saturates() else 8)
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,7 @@ class Backend(ABC):
     default_opset: int | None = None  # None: the exporter's default
     device_roles: tuple[str, ...] = ("model", "weights")  # the artifact files a device needs to run it
     device_note: str = ""  # what a device user must know before the first run (bundle README)
-    host_packages: dict[str, str] = {}  # host-only packages the backend needs -> install hint (doctor)
+    host_packages: tuple[str, ...] = ()  # host-only packages the backend needs beside its runtime
     stand_in: str | None = "ort"
 
     @property
@@ -104,6 +104,15 @@ class Backend(ABC):
     def available(self) -> str | None:
         """None when the backend can be used here (export, parity), else why not, with the install hint."""
         return None
+
+    def precision_notes(self) -> list[str]:
+        """How this runtime runs each precision on this CPU, as the runtime itself says (doctor)."""
+        return []
+
+    def install_hint(self) -> str:
+        """How to install the runtime and host packages here: the versions constraints.txt pins, the same
+        command wherever a hint is shown (doctor, a missing runtime)."""
+        return f"pip install -c constraints.txt {' '.join((self.runtime.package, *self.host_packages))}"
 
     @abstractmethod
     def compile(self, onnx_path: Path, folder: Path, precision: str, int8) -> Compiled:

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from ..device.compare import batched, compare, compare_arrays, run_batched
+from ..device.runtimes import inference_precision
 from ..errors import MissingDependency
 from ..export.scopes import module_path
 from .base import Backend, Compiled, Runner, open_session
 
-INSTALL_HINT = "install it with `pip install openvino nncf` to use --target openvino"
 # Op types NNCF quantizes: a block without one has nothing to return to float.
 QUANTIZED_TYPES = {"Convolution", "GroupConvolution", "MatMul"}
 
@@ -49,14 +49,22 @@ class OpenVinoBackend(Backend):
     name = "openvino"
     runner_class = OpenVinoRunner
     applies_precision = True
-    host_packages = {"nncf": "pip install nncf (INT8 for --target openvino)"}
+    host_packages = ("nncf",)  # its INT8 quantizer
 
     def available(self) -> str | None:
         try:
             import openvino  # noqa: F401
         except ImportError:
-            return str(MissingDependency("openvino", INSTALL_HINT))
+            return str(MissingDependency("openvino", f"install it with `{self.install_hint()}` to use --target "
+                                                  "openvino"))
         return None
+
+    def precision_notes(self) -> list[str]:
+        import openvino as ov
+
+        capabilities = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        return [f"FP16 artifacts run in {inference_precision('fp16', capabilities)}, FP32 and INT8 ones in f32, set "
+                f"explicitly (the CPU plugin offers {' '.join(capabilities)})"]
 
     def compile(self, onnx_path: Path, folder: Path, precision: str, int8) -> Compiled:
         import openvino as ov
@@ -123,7 +131,8 @@ def _quantize(model, request):
     model_type = nncf.ModelType.TRANSFORMER if request.attention else None
     # NNCF's remedy for int16 saturation on x86 without VNNI: 7-bit weights in every layer (its default, kept for
     # 8 bits: the first layer only)
-    overflow_fix = nncf.OverflowFix.ENABLE if request.options.weight_bits == 7 else nncf.OverflowFix.FIRST_LAYER
+    seven_bit = request.options.resolved_weight_bits == 7
+    overflow_fix = nncf.OverflowFix.ENABLE if seven_bit else nncf.OverflowFix.FIRST_LAYER
 
     def quantize(ignored: list[str]):
         with quiet():
@@ -150,7 +159,7 @@ def _quantize(model, request):
         compiled = compile_f32(quantized)
     achieved = score(compiled)
     report = {"quantizer": f"nncf {nncf.__version__}", "model_type": "transformer" if request.attention else "cnn",
-              "weight_bits": request.options.weight_bits,
+              "weight_bits": request.options.resolved_weight_bits,
               "calib_size": len(request.samples), "calib_images": request.distinct_images,
               "calib": str(request.options.calib or "shipped"), "kept_float": hinted, "float_in_plugin": plugin_float,
               "preset": "symmetric", "cosine_vs_float": achieved, "fallback": [], "sensitivity": []}

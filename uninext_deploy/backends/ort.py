@@ -85,6 +85,10 @@ class OrtBackend(Backend):
                     "asked of ONNX Runtime itself): an FP16 graph does FP32 arithmetic plus conversions")
         return None
 
+    def precision_notes(self) -> list[str]:
+        return ["FP16 graphs: FP32 kernels behind Casts on this CPU (slower than FP32)" if fp16_runs_through_casts()
+                else "FP16 graphs: FP16 Conv and MatMul kernels on this CPU"]
+
     def describe(self, report: dict) -> list[str]:
         from ..export.precision import describe
 

@@ -108,6 +108,9 @@ class TensorRtBackend(Backend):
         self.dla_core = dla_core
         self.workspace_mb = workspace_mb
 
+    def install_hint(self) -> str:
+        return self.runtime.install_hint()  # NVIDIA's packages, which constraints.txt does not pin
+
     def cannot_run(self) -> str | None:
         return tensorrt_unavailable()
 

@@ -194,7 +194,7 @@ class Int8Quantizer:
                 self._float_path, out, reader, quant_format=QuantFormat.QDQ,
                 op_types_to_quantize=list(QUANTIZED_OPS), per_channel=True, activation_type=QuantType.QInt8,
                 weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude), calibrate_method=method,
-                calibration_cache_path=self._cache, reduce_range=self.options.weight_bits == 7,
+                calibration_cache_path=self._cache, reduce_range=self.options.resolved_weight_bits == 7,
                 # biases stay float: TensorRT's explicit quantization takes INT8 Q/DQ only, no INT32 bias
                 extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
                                "CalibPercentile": 99.999})
@@ -258,7 +258,7 @@ def quantize_int8(float_model: onnx.ModelProto, request: Int8Request) -> Int8Res
         achieved = cosine(qdq)
         report = {"method": options.method, "calib_size": len(request.samples),
                   "calib_images": request.distinct_images, "calib": str(options.calib or "shipped"),
-                  "weight_bits": options.weight_bits, "kept_float": excluded, "cosine_vs_float": achieved,
+                  "weight_bits": options.resolved_weight_bits, "kept_float": excluded, "cosine_vs_float": achieved,
                   "fallback": [], "sensitivity": []}
         if options.min_cosine is None or achieved >= options.min_cosine:
             warn_if_lossy(achieved)
