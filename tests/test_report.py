@@ -59,3 +59,14 @@ def test_html_report_opens_in_headless_chromium_without_errors(optimized, tmp_pa
     broken.write_text((out / "report.html").read_text().replace("document.body.dataset.ready", "undefinedThing.x"))
     dom, errors = open_in_browser(broken, tmp_path / "profile2")
     assert errors and 'data-ready="yes"' not in dom
+
+
+def test_report_without_results_says_so_and_names_optimize_instead_of_searching(tmp_path, monkeypatch):
+    from conftest import invoke
+
+    monkeypatch.chdir(tmp_path)
+    result = invoke("report")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip() == ("error: no results.json under ./optimized to report on; run `uninext-deploy "
+                                     "optimize` first, or pass the results.json of an earlier run")
+    assert list(tmp_path.iterdir()) == []

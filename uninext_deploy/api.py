@@ -169,11 +169,18 @@ def optimize(model: str | ModelOptions = DEFAULT_MODEL, *, input_size=None, weig
                int8=int8, trt=trt, timing=timing, platform=platform, labels=labels, progress=progress)
 
 
-def report(results: str | Path, out: str | Path | None = None) -> tuple["OptimizeResult", Path]:
-    """Re-render report.md, report.html and the plots of an earlier optimize run's results.json."""
+def report(results: str | Path | None = None, out: str | Path | None = None) -> tuple["OptimizeResult", Path]:
+    """Re-render report.md, report.html and the plots of an earlier optimize run's results.json (None: the
+    newest under ./optimized). It never starts a search: without results it says how to make them."""
     from .report import write_report
-    from .results import OptimizeResult
+    from .results import RESULTS, OptimizeResult
 
+    if results is None:
+        found = sorted(Path("optimized").glob(f"*/{RESULTS}"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise UserError(f"no {RESULTS} under ./optimized to report on; run `uninext-deploy optimize` first, "
+                            f"or pass the {RESULTS} of an earlier run")
+        results = found[-1]
     result = OptimizeResult.load(results)
     folder = Path(out) if out is not None else Path(results).parent
     folder.mkdir(parents=True, exist_ok=True)

@@ -435,21 +435,13 @@ def optimize(min_cosine: Annotated[Optional[float], typer.Option(
 @app.command()
 @_handle_errors
 def report(results: Annotated[Optional[Path], typer.Argument(help="results.json of an earlier optimize run "
-                                                                  "(default: the newest under ./optimized, else "
-                                                                  "`optimize --no-bundle` now).")] = None,
+                                                                  "(default: the newest under ./optimized).")] = None,
            out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for report.md / report.html "
                                                                                 "(default: beside RESULTS).",
                                                            metavar="DIR")] = None,
            as_json: Json = False) -> None:
-    """Markdown and self-contained HTML report of an optimize run's candidates."""
-    found = sorted(Path("optimized").glob("*/results.json"), key=lambda p: p.stat().st_mtime)
-    results = results or (found[-1] if found else None)
-    if results is None:
-        with _steps("no results.json under ./optimized: searching now, without a bundle") as step:
-            result, folder = api.optimize(make_bundle=False, out=out_dir,
-                                          progress=lambda done, total, text: step(text, done, total))
-    else:
-        result, folder = api.report(results, out_dir)
+    """Markdown and self-contained HTML report of an optimize run's candidates (it never starts a search)."""
+    result, folder = api.report(results, out_dir)
     _print_search(result, folder, as_json)
 
 
