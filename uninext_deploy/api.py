@@ -3,7 +3,9 @@
 Every function runs on embedded defaults (UniNeXt-T, seeded weights, shipped photos). Options come as the
 same groups the CLI's flags form (:mod:`uninext_deploy.options`), validated there, so a Python caller gets
 the same one-line errors. Heavy modules (torch, the runtimes) are imported only when a function needs
-them, so ``--help``, ``models`` (cached) and ``doctor`` start at once.
+them, so ``--help``, ``models`` (cached) and ``doctor`` start at once. Long steps announce themselves
+(:mod:`uninext_deploy.console.progress`) and show nothing unless the caller installs a reporter, e.g.
+``with progress.reporting(LineReporter()): api.bundle()`` (``console.reporters``), as the CLI does.
 """
 
 from __future__ import annotations
@@ -70,21 +72,19 @@ def parity(model: str | ModelOptions = DEFAULT_MODEL, target: str = DEFAULT_TARG
            batches: tuple[int, ...] = (1, 2), input_size=None, weights=None, seed: int = 0,
            inputs: Inputs = Inputs(), out: str | Path | None = None, threads: int | None = None,
            int8: Int8Options | None = None, trt: TrtOptions | None = None,
-           platform: PlatformOptions = PlatformOptions(), artifact: str | Path | None = None,
-           progress=None) -> "ParityReport":
+           platform: PlatformOptions = PlatformOptions(), artifact: str | Path | None = None) -> "ParityReport":
     """Compare ``model`` exported at each of ``batches`` with PyTorch on the same inputs, or, with
     ``artifact`` (an artifact or bundle folder or archive), that artifact as it is. With an ARM ``platform``
-    every artifact also runs on the emulated aarch64 CPU; ``progress(done, total, elapsed_s, estimate_s)``
-    follows that."""
+    every artifact also runs on the emulated aarch64 CPU."""
     from . import parity as harness
 
     check_threads(threads)
     if artifact is not None:
         with _existing(artifact) as found:
-            return harness.parity_of(found, inputs=inputs, threads=threads, platform=platform, progress=progress)
+            return harness.parity_of(found, inputs=inputs, threads=threads, platform=platform)
     return harness.parity(_model(model, input_size, weights, seed), target, precision=precision,
                           batches=tuple(batches), inputs=inputs, out=out, threads=threads, int8=int8, trt=trt,
-                          platform=platform, progress=progress)
+                          platform=platform)
 
 
 def profile(model: str | ModelOptions = DEFAULT_MODEL, target: str = DEFAULT_TARGET, *, precision: str = "fp32",
@@ -106,7 +106,7 @@ def bundle(model: str | ModelOptions = DEFAULT_MODEL, target: str = DEFAULT_TARG
            platform: PlatformOptions = PlatformOptions(), batch: int = 1, input_size=None, weights=None,
            seed: int = 0, out: str | Path | None = None, threads: int | None = None,
            int8: Int8Options | None = None, trt: TrtOptions | None = None, labels: str | Path | None = None,
-           cpp: bool = False, sign_key: str | Path | None = None, progress=None) -> "Bundle":
+           cpp: bool = False, sign_key: str | Path | None = None) -> "Bundle":
     """Export, prove and package ``model`` for the device: ``out``/ and ``out``.tar.gz. ``labels``: a file of
     class names for a fine-tuned classifier (default: ImageNet's for 1000 classes, else numbered); ``cpp``:
     add the C++ runner, built and verified here like run.py; ``sign_key``: sign the manifest with this Ed25519
@@ -116,7 +116,7 @@ def bundle(model: str | ModelOptions = DEFAULT_MODEL, target: str = DEFAULT_TARG
     check_threads(threads)
     return run(_model(model, input_size, weights, seed), target, precision=precision, platform=platform,
                batch=batch, out=out, threads=threads, int8=int8, trt=trt, labels=labels, cpp=cpp,
-               sign_key=sign_key, progress=progress)
+               sign_key=sign_key)
 
 
 def newest_bundle(folder: str | Path = "bundles") -> Path:
@@ -157,7 +157,7 @@ def optimize(model: str | ModelOptions = DEFAULT_MODEL, *, input_size=None, weig
              images: str | Path | None = None, out: str | Path | None = None, make_bundle: bool = True,
              int8: Int8Options = Int8Options(), trt: TrtOptions = TrtOptions(),
              timing: TimingOptions = TimingOptions(), platform: PlatformOptions = PlatformOptions(),
-             labels: str | Path | None = None, progress=None) -> tuple["OptimizeResult", Path]:
+             labels: str | Path | None = None) -> tuple["OptimizeResult", Path]:
     """The fastest artifact within a budget (cosine or top-1 drop vs PyTorch on the photos): search, race,
     report and bundle. Returns the result and its folder."""
     from .optimize import optimize as run
@@ -166,7 +166,7 @@ def optimize(model: str | ModelOptions = DEFAULT_MODEL, *, input_size=None, weig
                targets=tuple(targets or default_targets()),
                precisions=tuple(precisions) if precisions is not None else None,
                calib_methods=tuple(calib_methods), batch=batch, images=images, out=out, make_bundle=make_bundle,
-               int8=int8, trt=trt, timing=timing, platform=platform, labels=labels, progress=progress)
+               int8=int8, trt=trt, timing=timing, platform=platform, labels=labels)
 
 
 def report(results: str | Path | None = None, out: str | Path | None = None) -> tuple["OptimizeResult", Path]:

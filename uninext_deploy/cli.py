@@ -2,8 +2,8 @@
 once (cli_groups.py).
 
 User errors print one line and exit 2; a failed parity check exits 1; nothing prints a traceback for
-a mistake the user can fix. Progress goes to stderr: a spinner on a terminal, else one line per step
-with the elapsed time (for logs and pipes).
+a mistake the user can fix. Progress of every step the library announces goes to stderr: live rows (a bar for
+counted steps) on a terminal, else one line per step with the elapsed time (for logs and pipes).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import functools
 import json
 import re
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Annotated, Optional
@@ -27,6 +26,8 @@ from . import api
 from .api import (Int8Options, ModelOptions, ParityFailure, PlatformOptions, TimingOptions, TrtOptions,
                   UserError)
 from .cli_groups import grouped
+from .console import progress
+from .console.reporters import shown_on
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Export UniNeXt / ConvMLP / UniNet backbones to ONNX Runtime, OpenVINO and TensorRT, "
@@ -83,23 +84,11 @@ def _handle_errors(fn):
 
 @contextlib.contextmanager
 def _steps(first: str):
-    """``step(text, done=None, total=None)``: a spinner on a terminal; otherwise one line on stderr per new
-    step, with the seconds since the command started."""
-    start = time.monotonic()
-    if sys.stderr.isatty():
-        with err.status(first) as status:
-            yield lambda text, done=None, total=None: status.update(
-                text + (f" ({done}/{total})" if total else ""))
-        return
-    shown = []
-
-    def step(text, done=None, total=None):
-        if not shown or shown[-1] != text:
-            shown.append(text)
-            err.print(f"[{time.monotonic() - start:7.1f} s] {text}", highlight=False, soft_wrap=True)
-    step(first)
-    yield step
-    err.print(f"[{time.monotonic() - start:7.1f} s] done", highlight=False)
+    """The command as the step ``first``, with every step the library announces inside it (console/progress.py)
+    shown on stderr: live rows (bars for counted steps) on a terminal, else one line per step with the seconds
+    since the command started."""
+    with shown_on(err, sys.stderr.isatty()) as reporter, progress.reporting(reporter), progress.step(first):
+        yield
 
 
 def _precision(fp16: bool, int8: bool) -> str:
@@ -187,10 +176,10 @@ def parity(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 =
     """Check an artifact against PyTorch: max/mean abs error, cosine, SQNR, top-1/top-5 agreement."""
     sizes = tuple(_int(b, "--batches") for b in _listed(batches) or ("1", "2"))
     what = artifact or f"{model.model} on {target}"
-    with _steps(f"checking {what} against PyTorch") as step:
+    with _steps(f"checking {what} against PyTorch"):
         report = api.parity(model, target, precision=_precision(fp16, int8), batches=sizes,
                             inputs=api.Inputs(images, random_inputs), out=out_dir, threads=timing.threads,
-                            int8=int8_options, trt=trt, platform=platform, artifact=artifact, progress=step)
+                            int8=int8_options, trt=trt, platform=platform, artifact=artifact)
     if as_json:
         _print_json(report.as_dict())
     else:
@@ -320,10 +309,10 @@ def bundle(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 =
            as_json: Json = False, *, model: ModelOptions, int8_options: Int8Options, trt: TrtOptions,
            platform: PlatformOptions, timing: TimingOptions) -> None:
     """Package a proven artifact for the device: model, manifest, golden I/O and a torch-free run.py."""
-    with _steps(f"bundling {model.model} for {target}") as step:
+    with _steps(f"bundling {model.model} for {target}"):
         result = api.bundle(model, target, precision=_precision(fp16, int8), platform=platform, batch=batch,
                             out=out_dir, threads=timing.threads, int8=int8_options, trt=trt, labels=labels,
-                            cpp=cpp, sign_key=sign_key, progress=step)
+                            cpp=cpp, sign_key=sign_key)
     m, b = result.manifest, result.manifest["bundle"]
     if as_json:
         return _print_json({"bundle": str(result.path), "archive": str(result.archive),
@@ -420,13 +409,13 @@ def optimize(min_cosine: Annotated[Optional[float], typer.Option(
              trt: TrtOptions,
              timing: TimingOptions, platform: PlatformOptions) -> None:
     """The fastest artifact within an accuracy budget: search, report, bundle."""
-    with _steps(f"searching {model.model}") as step:
+    with _steps(f"searching {model.model}"):
         result, folder = api.optimize(
             model, min_cosine=min_cosine, max_top1_drop=max_top1_drop, targets=_listed(targets),
             precisions=_listed(precisions),
             calib_methods=_listed(calib_methods) or ("percentile", "entropy"), batch=batch, images=images,
             out=out_dir, make_bundle=make_bundle, int8=int8_options, trt=trt, timing=timing, platform=platform,
-            labels=labels, progress=lambda done, total, text: step(text, done, total))
+            labels=labels)
     _print_search(result, folder, as_json)
     if result.best is None:
         raise ParityFailure(result.note or "no candidate met the budget")

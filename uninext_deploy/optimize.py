@@ -22,6 +22,7 @@ import numpy as np
 from .artifact import DiskFull, atomic_folder
 from .arm.platforms import bundle_platform
 from .backends import BACKENDS, canonical_target, get_backend, options_for
+from .console import progress
 from .device.compare import failures
 from .device.timing import race
 from .errors import ParityFailure, UserError
@@ -67,15 +68,15 @@ def optimize(model: ModelOptions, *, min_cosine: float | None = None, max_top1_d
              images: str | Path | None = None, out: str | Path | None = None, make_bundle: bool = True,
              int8: Int8Options = Int8Options(), trt: TrtOptions = TrtOptions(),
              timing: TimingOptions = TimingOptions(), platform: PlatformOptions = PlatformOptions(),
-             labels: str | Path | None = None, progress=None) -> tuple[OptimizeResult, Path]:
+             labels: str | Path | None = None) -> tuple[OptimizeResult, Path]:
     """Search, pick and package; write ``out``/results.json, report.md, report.html (+ the bundle).
 
     A feature model (``model.features``) is judged on its worst output: the budget must be a cosine.
     ``labels``: the class names the bundle carries (see bundle.read_labels).
 
     ``int8.min_cosine`` (the INT8 fallback target, cosine to the float graph) defaults to the budget's
-    cosine (0.999 under a top-1 budget). ``progress(done, total, step)`` follows the search. The output
-    folder is written atomically. Returns the result and the output folder.
+    cosine (0.999 under a top-1 budget). The output folder is written atomically. Returns the result and
+    the output folder.
     """
     from .report import write_report
     from .roofline import machine_id
@@ -99,30 +100,29 @@ def optimize(model: ModelOptions, *, min_cosine: float | None = None, max_top1_d
     name = torch_model.spec.name
     out = Path(out) if out is not None else \
         Path("optimized") / f"{name}-b{batch}-{h}x{w}-{target_platform.replace('/', '-')}"
-    tell = progress or (lambda done, total, step: None)
-    final_steps = 3 + make_bundle  # race, per-layer profile, (bundle), done
-    tell(0, len(candidates) + final_steps, "PyTorch references on the photos")
+    final_steps = 3 + make_bundle  # race, per-layer profile, (bundle), report
+    progress.phase("PyTorch references on the photos", total=len(candidates) + final_steps)
     inputs = reference_inputs(reference_model, Inputs(images, RANDOM_INPUTS), model.seed)
     fallback = int8.min_cosine or (budget["cosine"][0] if "cosine" in budget else 0.999)
     result = OptimizeResult(name, shape, target_platform, threads, {k: list(v) for k, v in budget.items()},
                             None, count_macs(name, (h, w), batch, model.features) / 1e9, [], machine=machine_id())
     with atomic_folder(out, marker=RESULTS) as folder, tempfile.TemporaryDirectory(prefix="uninext-optimize-") as tmp:
         evaluated = _search(result, candidates, model, batch, budget, Path(tmp), reference_model, inputs,
-                            replace(int8, min_cosine=fallback), trt, threads, tell, final_steps)
+                            replace(int8, min_cosine=fallback), trt, threads, final_steps)
         done, steps = len(result.candidates), len(result.candidates) + final_steps
-        tell(done, steps, "latency of every candidate and PyTorch eager, in turns")
+        progress.phase("latency of every candidate and PyTorch eager, in turns", done=done, total=steps)
         _race(result, {i: runner for i, (_, _, runner) in evaluated.items()}, torch_model, shape, threads,
               timing.warmup, timing.runs)
-        tell(done + 1, steps, "per-layer profile of the winner")
+        progress.phase("per-layer profile of the winner", done=done + 1, total=steps)
         _pick_and_package(result, evaluated, budget, folder if make_bundle else None, threads, platform, names,
-                          lambda step: tell(done + 2, steps, step))
+                          lambda text: progress.phase(text, done=done + 2, total=steps))
+        progress.phase("writing the report", done=steps - 1, total=steps)
         write_report(result, folder)
-        tell(steps, steps, "done")
     return result, out
 
 
 def _search(result: OptimizeResult, queue: list[Candidate], model: ModelOptions, batch: int, budget: dict,
-            tmp: Path, reference_model, inputs, int8: Int8Options, trt: TrtOptions, threads: int, tell,
+            tmp: Path, reference_model, inputs, int8: Int8Options, trt: TrtOptions, threads: int,
             final_steps: int) -> dict:
     """Export and check every candidate (an INT8 one that misses the budget is retried next with float
     fallback, before the rest); return {index: (artifact, ParityRun, runner)} of those that ran."""
@@ -134,7 +134,7 @@ def _search(result: OptimizeResult, queue: list[Candidate], model: ModelOptions,
         result.candidates.append(candidate)
         if candidate.skipped:
             continue
-        tell(index, index + 1 + len(queue) + final_steps, f"{candidate.name}: export and parity")
+        progress.phase(f"{candidate.name}: export and parity", done=index, total=index + 1 + len(queue) + final_steps)
         found = _evaluate(candidate, model, batch, budget, tmp / f"c{index}", reference_model, inputs, int8, trt,
                           threads)
         if found is not None:

@@ -18,6 +18,7 @@ import torch
 
 from .artifact import Artifact
 from .backends import Runner, get_backend
+from .console import progress
 from .device import runtimes
 from .device.compare import GATED_INPUTS, TOLERANCES, Metrics, Miss, compare, failures, run_batched
 from .errors import UserError
@@ -117,7 +118,9 @@ def refuse_timing(backend) -> None:
 
 def torch_references(torch_model: torch.nn.Module, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
     """PyTorch's outputs on each input set, one sample at a time."""
-    return tuple(run_batched(torch_runner(torch_model), x, 1) for x in inputs)
+    samples = sum(len(x) for x in inputs)
+    with progress.step(f"PyTorch outputs on {samples} inputs", total=samples) as running:
+        return tuple(run_batched(running.counts(torch_runner(torch_model)), x, 1) for x in inputs)
 
 
 def check_artifact(artifact: Artifact, torch_model: torch.nn.Module, x_images: np.ndarray,
@@ -135,14 +138,18 @@ def check_artifact(artifact: Artifact, torch_model: torch.nn.Module, x_images: n
     batch = artifact.input_shape[0]
     runner = runner or runner_for(artifact, threads)
     references = references or torch_references(torch_model, x_images, x_random)
-    metrics = {kind: compare(ref, run_batched(runner.run, x, batch))
-               for kind, x, ref in (("images", x_images, references[0]), ("random", x_random, references[1]))}
+    batches = -(-len(x_images) // batch) + -(-len(x_random) // batch)
+    with progress.step(f"running {runner.name} on {len(x_images)} photos and {len(x_random)} random inputs",
+                       total=batches) as running:
+        metrics = {kind: compare(ref, run_batched(running.counts(runner.run), x, batch))
+                   for kind, x, ref in (("images", x_images, references[0]), ("random", x_random, references[1]))}
     failed = [miss for kind, m in metrics.items() if kind in GATED_INPUTS[artifact.precision]
               for miss in failures(m, tolerance, kind)]
     divergence = None
     if failed:
         probe = x_images[:batch] if len(x_images) >= batch else x_random[:batch]
-        found = locate_divergence(torch_model, artifact.onnx_file(), probe, tolerance)
+        with progress.step("locating the first module whose output misses the tolerance"):
+            found = locate_divergence(torch_model, artifact.onnx_file(), probe, tolerance)
         divergence = str(found) if found else "no single module output misses the tolerance"
     return ParityRun(batch, str(artifact.path), runner.name, metrics["images"], metrics["random"], failed,
                      divergence, runtime=runner.info())
@@ -151,9 +158,8 @@ def check_artifact(artifact: Artifact, torch_model: torch.nn.Module, x_images: n
 def parity(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str = "fp32", batches=(1, 2),
            inputs: Inputs = Inputs(), out: str | Path | None = None, threads: int | None = None,
            int8: Int8Options | None = None, trt: TrtOptions | None = None,
-           platform: PlatformOptions = PlatformOptions(), progress=None) -> ParityReport:
-    """Export ``model`` at each batch size and compare each artifact with PyTorch on the same inputs.
-    ``progress(step, done=None, total=None)`` is told each step."""
+           platform: PlatformOptions = PlatformOptions()) -> ParityReport:
+    """Export ``model`` at each batch size and compare each artifact with PyTorch on the same inputs."""
     from .arm.run import runtime_for
     from .backends import canonical_target
 
@@ -169,23 +175,23 @@ def parity(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str 
     x_images, x_random, references = reference_inputs(torch_model, inputs, model.seed)
     report = ParityReport(torch_model.spec.name, target, precision, TOLERANCES[precision])
     artifacts: list[Artifact] = []
-    tell = progress or (lambda step, done=None, total=None: None)
     with (nullcontext(out) if out is not None else tempfile.TemporaryDirectory(prefix="uninext-parity-")) as root:
         for batch in batches:
-            tell(f"exporting {torch_model.spec.name} to {target} {precision} at batch {batch}, then comparing")
-            artifact = export(model, target, precision=precision, batch=batch, out=Path(root) / f"b{batch}",
-                              int8=int8, trt=trt)
-            report.runs.append(check_artifact(artifact, torch_model, x_images, x_random, threads=threads,
-                                              references=references))
+            with progress.step(f"exporting {torch_model.spec.name} to {target} {precision} at batch {batch}, "
+                               "then comparing"):
+                artifact = export(model, target, precision=precision, batch=batch, out=Path(root) / f"b{batch}",
+                                  int8=int8, trt=trt)
+                report.runs.append(check_artifact(artifact, torch_model, x_images, x_random, threads=threads,
+                                                  references=references))
             report.remedy = int8_remedy(artifact.manifest)
             artifacts.append(artifact)
         if platform.arm:
-            _arm_parity(report, artifacts, x_images, x_random, references, platform, progress)
+            _arm_parity(report, artifacts, x_images, x_random, references, platform)
     return report
 
 
 def parity_of(artifact: Artifact, *, inputs: Inputs = Inputs(), threads: int | None = None,
-              platform: PlatformOptions = PlatformOptions(), progress=None) -> ParityReport:
+              platform: PlatformOptions = PlatformOptions()) -> ParityReport:
     """Compare an artifact (or bundle) that already exists with the PyTorch model it was exported from."""
     from .arm.run import runtime_for
 
@@ -199,7 +205,7 @@ def parity_of(artifact: Artifact, *, inputs: Inputs = Inputs(), threads: int | N
     report.runs.append(check_artifact(artifact, torch_model, x_images, x_random, threads=threads,
                                       references=references))
     if platform.arm:
-        _arm_parity(report, [artifact], x_images, x_random, references, platform, progress)
+        _arm_parity(report, [artifact], x_images, x_random, references, platform)
     return report
 
 
@@ -211,7 +217,7 @@ def reference_inputs(torch_model, inputs: Inputs, seed: int):
 
 
 def _arm_parity(report: ParityReport, artifacts: list[Artifact], x_images, x_random, references,
-                platform: PlatformOptions, progress) -> None:
+                platform: PlatformOptions) -> None:
     """Run every artifact on the emulated CPU in one worker; add its metrics and misses to the runs."""
     from .arm.environment import ArmEnvironment
     from .arm.run import CROSS_TOLERANCES, ArmJob, run_jobs
@@ -224,12 +230,7 @@ def _arm_parity(report: ParityReport, artifacts: list[Artifact], x_images, x_ran
         start = time.perf_counter()
         host_outputs.append(run_batched(runner.run, x, artifact.input_shape[0]))
         host_ms = max(host_ms, (time.perf_counter() - start) * 1000 * artifact.input_shape[0] / len(x))
-    def arm_progress(done, total, elapsed, estimate):
-        progress(f"emulated aarch64 {platform.cpu}: batch {done}/{total}, {elapsed:.0f} s of about "
-                 f"{max(estimate, elapsed):.0f} s", done, total)
-
-    outputs = run_jobs([ArmJob(a, x) for a in artifacts], platform.cpu, host_ms,
-                       ArmEnvironment(platform.arm_cache), arm_progress if progress else None)
+    outputs = run_jobs([ArmJob(a, x) for a in artifacts], platform.cpu, host_ms, ArmEnvironment(platform.arm_cache))
     for run, artifact, host, arm in zip(report.runs, artifacts, host_outputs, outputs):
         run.arm = {"runner": f"{artifact.backend} on emulated aarch64 {platform.cpu} (qemu)",
                    "images": compare(references[0], _part(arm, photos)),

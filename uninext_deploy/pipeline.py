@@ -14,6 +14,7 @@ import torch
 from . import __version__
 from .artifact import GOLDEN, Artifact, atomic_folder, write_manifest
 from .backends import canonical_target, get_backend
+from .console import progress
 from .device import runtimes
 from .device.compare import LOGITS, golden_arrays, run_batched
 from .device.imaging import preprocess
@@ -178,13 +179,15 @@ def export(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str 
                                    else precision_graph(exported.model, precision, request))
         onnx_path = folder / "model.onnx"
         onnx_path.write_bytes(graph.SerializeToString())
-        compiled = backend.compile(onnx_path, folder, precision, request)
+        with progress.step(f"compiling the {backend.name} {precision} artifact"):
+            compiled = backend.compile(onnx_path, folder, precision, request)
         precision_report.update(compiled.report)
         if "sensitivity" in precision_report:  # the INT8 fallback's ranking; its node lists stay out of the manifest
             precision_report["sensitivity"] = [{k: v for k, v in e.items() if k != "nodes"}
                                                for e in precision_report["sensitivity"]]
         golden_x = images_tensor(pre, None, limit=max(batch, 4))
-        golden_y = run_batched(torch_runner(torch_model), golden_x, batch)
+        with progress.step(f"golden outputs of PyTorch on {len(golden_x)} photos"):
+            golden_y = run_batched(torch_runner(torch_model), golden_x, batch)
         check_finite_outputs(golden_y)
         np.savez_compressed(folder / GOLDEN, **golden_arrays(golden_y, golden_x))
         manifest = {

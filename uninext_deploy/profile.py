@@ -15,6 +15,7 @@ from .artifact import Artifact
 from .device.timing import Latency, measure, summarize
 from .options import DEFAULT_TARGET, Int8Options, ModelOptions, TimingOptions, TrtOptions
 from .backends import get_backend
+from .console import progress
 from .kernel_mix import KernelMix, kernel_mix
 from .memory import footprint
 from .parity import refuse_timing, runner_for
@@ -71,8 +72,10 @@ def profile_of(artifact: Artifact, *, timing: TimingOptions = TimingOptions(), p
     runner = runner_for(artifact, threads, timing=True)
     batch = artifact.input_shape[0]
     x = np.random.default_rng(0).standard_normal(artifact.input_shape, dtype=np.float32)
-    backend_latency = measure(lambda: runner.run(x), batch=batch, warmup=timing.warmup,
-                              iters=None if timing.seconds else timing.runs, seconds=timing.seconds)
+    # timed runs are not counted one by one: the count's own cost would be inside the measurement
+    with progress.step(f"timing {runner.name}: {_how_long(timing)}"):
+        backend_latency = measure(lambda: runner.run(x), batch=batch, warmup=timing.warmup,
+                                  iters=None if timing.seconds else timing.runs, seconds=timing.seconds)
     device_times = runner.device_times_ms(backend_latency.runs)
     layers = runner.per_layer_profile(x) if per_layer else []
     eager_latency = None
@@ -82,11 +85,18 @@ def profile_of(artifact: Artifact, *, timing: TimingOptions = TimingOptions(), p
         torch.set_num_threads(threads)
         try:
             xt = torch.from_numpy(x)
-            with torch.inference_mode():
+            with progress.step(f"timing PyTorch eager: {_how_long(timing)}"), torch.inference_mode():
                 eager_latency = measure(lambda: torch_model(xt), batch=batch, warmup=timing.warmup,
                                         iters=None if timing.seconds else timing.runs, seconds=timing.seconds)
         finally:
             torch.set_num_threads(previous)
+    with progress.step("peak memory of a process running the artifact alone"):
+        memory = footprint(artifact, threads)
     return ProfileReport(artifact.manifest["model"]["name"], artifact.manifest["target"], artifact.precision, batch,
                          threads, runner.info(), backend_latency, eager_latency, layers,
-                         summarize(device_times, batch) if device_times else None, footprint(artifact, threads))
+                         summarize(device_times, batch) if device_times else None, memory)
+
+
+def _how_long(timing: TimingOptions) -> str:
+    return (f"{timing.warmup} warm-up runs, then {timing.seconds} s" if timing.seconds else
+            f"{timing.warmup} warm-up and {timing.runs} timed runs")

@@ -1,5 +1,5 @@
-"""Progress: steps reach the reporter the caller installed (and nobody else), as lines with elapsed seconds off
-a terminal, and counted steps are rendered with counts."""
+"""Progress: steps announced deep in the library reach the reporter the caller installed (and nobody else),
+the CLI shows them as lines with elapsed seconds off a terminal, and counted steps are rendered with counts."""
 
 import io
 import re
@@ -7,8 +7,11 @@ import re
 import pytest
 from rich.console import Console
 
+from uninext_deploy import api
 from uninext_deploy.console import progress
 from uninext_deploy.console.reporters import LineReporter, LiveReporter, shown_on
+
+from conftest import run_cli
 
 LINE = re.compile(r"^\[ *\d+\.\d s\] ")  # the off-terminal format: seconds since the command started
 
@@ -109,3 +112,34 @@ def test_live_reporter_renders_a_bar_and_count_for_counted_steps_only():
         assert not reporter.bars.tasks  # every row goes when its step ends
     assert rows[0].split()[1:2] == ["exporting"] and "/" not in rows[0]
     assert "  calibrating" in rows[1] and "12/32" in rows[1] and "━" in rows[1]
+
+
+def test_library_steps_reach_the_reporter_from_deep_inside(tmp_path):
+    """NNCF quantization counts its calibration samples; parity counts batches; per-layer profiling its runs."""
+    seen = Recorder()
+    with progress.reporting(seen):
+        artifact = api.export("test_convmlp", "openvino", precision="int8", out=tmp_path / "ov").path
+        api.parity(artifact=artifact, inputs=api.Inputs(random=2))
+        api.profile(artifact=artifact, timing=api.TimingOptions(iters=2, warmup=1), per_layer=True, eager=False)
+    started = seen.texts()
+    assert {"converting the ONNX to OpenVINO IR", "finding the ops the CPU plugin would run in f32",
+            "peak memory of a process running the artifact alone"} <= set(started), started
+    assert seen.last("quantizing with NNCF, calibrated on 32 samples") == (32, 32)
+    assert seen.last("running openvino on 10 photos and 2 random inputs") == (12, 12)  # batches of 1
+    assert seen.last("PyTorch outputs on 12 inputs") == (12, 12)
+    assert seen.last("per-layer profile of openvino (10 runs)") == (10, 10)
+
+
+def test_cli_off_a_terminal_logs_each_step_of_an_int8_export_with_elapsed_seconds(tmp_path):
+    result = run_cli("export", "-m", "test_convmlp", "--int8", "-o", str(tmp_path / "a"))
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if LINE.match(line)]
+    steps = [LINE.sub("", line) for line in lines]
+    assert steps[0] == "exporting test_convmlp to ort" and steps[-1] == "done"
+    for expected in ("  tracing to ONNX (TorchScript exporter, opset 20)",
+                     "  simplifying the ONNX graph (onnxsim), checked on 2 inputs",
+                     "  calibrating INT8 ranges (percentile) on 32 samples (0/32)",
+                     "  compiling the ort int8 artifact"):
+        assert expected in steps, steps
+    seconds = [float(line[1:line.index(" s]")]) for line in lines]
+    assert seconds == sorted(seconds)

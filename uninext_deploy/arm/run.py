@@ -17,13 +17,13 @@ import os
 import subprocess
 import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..artifact import Artifact
+from ..console import progress
 from ..device import runtimes
 from ..device.compare import golden_outputs
 from ..errors import UserError
@@ -54,7 +54,7 @@ def runtime_for(backend: str, precision: str, cpu: str) -> str:
     return backend
 
 
-def run_jobs(jobs: list[ArmJob], cpu: str, host_ms: float, env: ArmEnvironment, progress=None) -> list[dict]:
+def run_jobs(jobs: list[ArmJob], cpu: str, host_ms: float, env: ArmEnvironment) -> list[dict]:
     """Outputs of every job on the emulated ``cpu``; ``host_ms`` (native time per batch) sizes the estimate.
 
     Jobs are spread over one single-threaded worker process per core: under emulation, intra-op threads
@@ -80,14 +80,15 @@ def run_jobs(jobs: list[ArmJob], cpu: str, host_ms: float, env: ArmEnvironment, 
         batches = sum(-(-len(job.x) // job.artifact.input_shape[0]) for job in jobs)
         slowdown = max(SLOWDOWN[job.artifact.precision] for job in jobs)
         estimate = STARTUP_SECONDS + batches * host_ms * slowdown / 1000.0 / workers
-        _run_workers(commands, batches, estimate, progress, f"{runtime} on emulated {cpu}")
+        with progress.step(f"running {runtime} on the emulated aarch64 {cpu}: about {estimate:.0f} s",
+                           total=batches) as running:
+            _run_workers(commands, running, f"{runtime} on emulated {cpu}")
         return [golden_outputs(np.load(f"{tmp}/out{i}.npz")) for i in range(len(jobs))]
 
 
-def _run_workers(commands, total, estimate, progress, label) -> None:
-    """Run the workers side by side, feeding their summed progress to ``progress(done, total, elapsed,
-    estimate)``; one failing worker is one clear error."""
-    start = time.monotonic()
+def _run_workers(commands, running: progress.Step, label) -> None:
+    """Run the workers side by side, counting the batches they report done (device/worker.py's ``progress N``
+    lines, summed) on ``running``; one failing worker is one clear error."""
     procs = [subprocess.Popen(command, env=environ, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
              for command, environ in commands]
     done = [0] * len(procs)
@@ -99,13 +100,10 @@ def _run_workers(commands, total, estimate, progress, label) -> None:
             if line.startswith("progress "):
                 with lock:
                     done[index] = int(line.split()[1])
-                    if progress:
-                        progress(sum(done), total, time.monotonic() - start, estimate)
+                    running.update(sum(done))
             elif "MIDR_EL1 sysfs" not in line:  # OpenVINO's harmless notice under qemu
                 errors.append(line.rstrip())
 
-    if progress:
-        progress(0, total, 0.0, estimate)
     readers = [threading.Thread(target=follow, args=(i, p), daemon=True) for i, p in enumerate(procs)]
     for reader in readers:
         reader.start()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..console import progress
 from ..device.compare import batched, compare, compare_arrays, run_batched
 from ..device.runtimes import inference_precision
 from ..errors import MissingDependency
@@ -34,14 +35,16 @@ class OpenVinoRunner(Runner):
         """OpenVINO's performance counters (executed layers after fusion), averaged over ``runs``."""
         request = open_session(self.runtime, self.path, self.precision, self.threads, perf_count=True).native["request"]
         totals: dict[str, dict] = {}
-        for _ in range(runs):
-            request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
-            for info in request.get_profiling_info():
-                if info.status.name != "EXECUTED":
-                    continue
-                entry = totals.setdefault(info.node_name, {"name": info.node_name, "op": info.node_type,
-                                                           "kernel": info.exec_type, "ms": 0.0})
-                entry["ms"] += info.real_time.total_seconds() * 1000.0 / runs
+        with progress.step(f"per-layer profile of {self.name} ({runs} runs)", total=runs) as profiling:
+            for _ in range(runs):
+                request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
+                for info in request.get_profiling_info():
+                    if info.status.name != "EXECUTED":
+                        continue
+                    entry = totals.setdefault(info.node_name, {"name": info.node_name, "op": info.node_type,
+                                                               "kernel": info.exec_type, "ms": 0.0})
+                    entry["ms"] += info.real_time.total_seconds() * 1000.0 / runs
+                profiling.advance()
         return sorted(totals.values(), key=lambda e: -e["ms"])
 
 
@@ -69,12 +72,14 @@ class OpenVinoBackend(Backend):
     def compile(self, onnx_path: Path, folder: Path, precision: str, int8) -> Compiled:
         import openvino as ov
 
-        model = ov.convert_model(str(onnx_path))
+        with progress.step("converting the ONNX to OpenVINO IR"):
+            model = ov.convert_model(str(onnx_path))
         report = {"inference_precision": "f16 where the CPU has it, else bf16" if precision == "fp16" else "f32"}
         if precision == "int8":
             model, quant_report = _quantize(model, int8)
             report.update(quant_report)
-        ov.save_model(model, str(folder / "model.xml"), compress_to_fp16=precision == "fp16")
+        with progress.step("saving the IR" + (" with FP16 weights" if precision == "fp16" else "")):
+            ov.save_model(model, str(folder / "model.xml"), compress_to_fp16=precision == "fp16")
         return Compiled({"model.xml": "model", "model.bin": "weights"}, report)
 
     def open(self, path: Path, precision: str, threads: int | None = None, name: str = "",
@@ -135,9 +140,14 @@ def _quantize(model, request):
     overflow_fix = nncf.OverflowFix.ENABLE if seven_bit else nncf.OverflowFix.FIRST_LAYER
 
     def quantize(ignored: list[str]):
-        with quiet():
+        samples = len(batches) * request.batch
+        with (progress.step(f"quantizing with NNCF, calibrated on {samples} samples", total=samples) as calibrating,
+              quiet()):
+            def counted(batch):  # NNCF reads each calibration batch through this
+                calibrating.advance(len(batch))
+                return batch
             return nncf.quantize(
-                model, nncf.Dataset(batches), subset_size=len(batches) * request.batch,
+                model, nncf.Dataset(batches, counted), subset_size=samples,
                 preset=nncf.QuantizationPreset.PERFORMANCE, model_type=model_type,
                 ignored_scope=nncf.IgnoredScope(names=ignored, validate=False),
                 advanced_parameters=nncf.AdvancedQuantizationParameters(overflow_fix=overflow_fix))
@@ -151,8 +161,9 @@ def _quantize(model, request):
         return score(compile_f32(m))
 
     quantized = quantize(hinted)
-    compiled = compile_f32(quantized)  # read for the plugin's precisions, then scored unless requantized
-    plugin_float = float_in_plugin(quantized, compiled, set(hinted))
+    with progress.step("finding the ops the CPU plugin would run in f32"):
+        compiled = compile_f32(quantized)  # read for the plugin's precisions, then scored unless requantized
+        plugin_float = float_in_plugin(quantized, compiled, set(hinted))
     kept = hinted + plugin_float
     if plugin_float:
         quantized = quantize(kept)
@@ -167,7 +178,8 @@ def _quantize(model, request):
     if target is None or achieved >= target:
         warn_if_lossy(achieved)
         return quantized, report
-    ranking = block_damage(model, quantized, request)
+    with progress.step("ranking blocks by the INT8 error they add"):
+        ranking = block_damage(model, quantized, request)
 
     def attempt(blocks: list[dict]):
         candidate = quantize(kept + [name for entry in blocks for name in entry["nodes"]])

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 from ..artifact import Artifact
+from ..console import progress
 from ..errors import UserError
 from ..device import build_engine as trt_build
 from .base import Backend, Compiled, Runner
@@ -120,7 +121,8 @@ class TensorRtBackend(Backend):
         from .trt_check import check_for_tensorrt, parse_version
 
         target = self.trt_version or self.runtime_version() or DEFAULT_TRT_VERSION
-        check = check_for_tensorrt(onnx.load(str(onnx_path)), parse_version(target))
+        with progress.step(f"checking the graph against TensorRT {target}'s ONNX parser"):
+            check = check_for_tensorrt(onnx.load(str(onnx_path)), parse_version(target))
         (folder / "trt_check.json").write_text(json.dumps(check.as_dict(), indent=2) + "\n")
         if check.errors and not self.force:
             shown = "; ".join(check.errors[:3]) + (f" (+{len(check.errors) - 3} more)" if len(check.errors) > 3 else "")
@@ -132,8 +134,10 @@ class TensorRtBackend(Backend):
         report = {"tensorrt_check": check.as_dict()}
         reason = tensorrt_unavailable()
         if reason is None:
-            header = trt_build.build(onnx_path, folder / "model.engine", precision, workspace_mb=self.workspace_mb,
-                                     dla_core=self.dla_core, timing_cache=folder / "timing.cache")
+            with progress.step(f"building the TensorRT {precision} engine"):
+                header = trt_build.build(onnx_path, folder / "model.engine", precision,
+                                         workspace_mb=self.workspace_mb, dla_core=self.dla_core,
+                                         timing_cache=folder / "timing.cache")
             files.update({"model.engine": "model", "timing.cache": "cache"})
             report["engine"] = {k: header[k] for k in ("tensorrt", "gpu", "compute_capability", "strongly_typed")}
         else:

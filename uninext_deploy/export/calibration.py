@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from ..console import progress
 from ..device.imaging import preprocess
 from ..errors import UserError
 from ..images import find_images, load_images
@@ -43,11 +44,13 @@ def calibration_set(pre: dict, folder: str | Path | None = None, size: int = DEF
                       f"calibrating on augmented views of them (random crops, flips); add images of the scenes "
                       "the device will see for better INT8 ranges")
     samples = []
-    for i in range(size):
-        image = images[i % len(images)]
-        if i >= len(images):  # first pass: the images as they are; then augmented views of them
-            image = _augment(image, rng)
-        samples.append(preprocess(image, pre))
+    with progress.step(f"preparing {size} calibration samples from {len(images)} photos", total=size) as preparing:
+        for i in range(size):
+            image = images[i % len(images)]
+            if i >= len(images):  # first pass: the images as they are; then augmented views of them
+                image = _augment(image, rng)
+            samples.append(preprocess(image, pre))
+            preparing.advance()
     return np.stack(samples), min(size, len(images))
 
 

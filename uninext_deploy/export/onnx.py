@@ -18,6 +18,7 @@ import onnx
 import torch
 from torch import nn
 
+from ..console import progress
 from ..device import runtimes
 from .graph import GraphReport, check_graph
 
@@ -48,7 +49,8 @@ def export_onnx(model: nn.Module, *, opset: int = DEFAULT_OPSET, simplify: bool 
         model.fuse_for_export()
     shape = model.input_shape
     buffer = io.BytesIO()
-    with torch.no_grad(), warnings.catch_warnings():
+    with (progress.step(f"tracing to ONNX (TorchScript exporter, opset {opset})"), torch.no_grad(),
+          warnings.catch_warnings()):
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notices
         torch.onnx.export(model, (torch.zeros(shape),), buffer, dynamo=False, opset_version=opset,
                           input_names=[INPUT_NAME], output_names=list(model.output_names), do_constant_folding=True)
@@ -56,8 +58,9 @@ def export_onnx(model: nn.Module, *, opset: int = DEFAULT_OPSET, simplify: bool 
     result = raw
     deviation = 0.0
     if simplify:
-        result = _simplify(raw)
-        deviation = _max_rel_deviation(raw, result, shape, check_inputs, seed)
+        with progress.step(f"simplifying the ONNX graph (onnxsim), checked on {check_inputs} inputs"):
+            result = _simplify(raw)
+            deviation = _max_rel_deviation(raw, result, shape, check_inputs, seed)
         if deviation > 1e-4:
             raise RuntimeError(f"onnxsim changed the outputs by {deviation:.2e} relative; export with "
                                "--no-simplify and report the model")
