@@ -29,16 +29,19 @@ class LineReporter:
         self._lock = threading.Lock()  # counts may move on reader threads
 
     def started(self, step: Step) -> None:
-        self._write(step)
-
-    def advanced(self, step: Step) -> None:
-        if time.monotonic() - self._shown.get(step, 0.0) >= self.every:
+        with self._lock:
             self._write(step)
 
+    def advanced(self, step: Step) -> None:
+        with self._lock:
+            if time.monotonic() - self._shown.get(step, 0.0) >= self.every:
+                self._write(step)
+
     def finished(self, step: Step, ok: bool) -> None:
-        self._shown.pop(step, None)
-        if ok and step.depth == 0:
-            self._line("done")
+        with self._lock:
+            self._shown.pop(step, None)
+            if ok and step.depth == 0:
+                self._line("done")
 
     def _write(self, step: Step) -> None:
         count = f" ({step.done}/{step.total})" if step.total is not None else ""
@@ -47,10 +50,9 @@ class LineReporter:
             self._shown[step] = time.monotonic()
 
     def _line(self, text: str) -> None:
-        with self._lock:
-            stream = self.stream or sys.stderr
-            stream.write(f"[{time.monotonic() - self.start:7.1f} s] {text}\n")
-            stream.flush()
+        stream = self.stream or sys.stderr
+        stream.write(f"[{time.monotonic() - self.start:7.1f} s] {text}\n")
+        stream.flush()
 
 
 class _IfCounted(ProgressColumn):
