@@ -37,8 +37,12 @@ FLAGS: dict[type, dict[str, object]] = {
         "input_size": Annotated[Optional[str], _option(
             "--input-size", help="Input side, or height and width: 224, 224x192 (default: the model's native "
                                  "size).", panel=MODEL, metavar="SIZE")],
-        "weights": Annotated[Optional[Path], _option("--weights", help="Official checkpoint (state dict) to load.",
-                                                     panel=MODEL, metavar="PATH")],
+        # a str, not a Path: pathlib would fold the // of a URL
+        "weights": Annotated[Optional[str], _option(
+            "--weights", help="Official checkpoint to load: a file, an https URL (downloaded once into the user "
+                              "cache; URL#sha256=HEX checks it) or a published name: in1k (imagenet), cifar10, "
+                              "cifar100, flowers102, or MODEL.TAG such as convmlp_s.in1k.", panel=MODEL,
+            metavar="PATH|URL|NAME")],
         "seed": Annotated[int, _option("--seed", help="Seed of the deterministic weights used without --weights "
                                                       "(and of the random inputs).", panel=MODEL, metavar="N")],
         "features": Annotated[Optional[str], _option(

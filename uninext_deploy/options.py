@@ -52,7 +52,9 @@ class ModelOptions:
     """Which model and how it is built: registered name, input size (None: native), weights or seed, and
     what it outputs: the logits of a ``num_classes`` classifier (None: the checkpoint's, else 1000), or with
     ``features`` ("all", stage indices or names, as ``--features 1,2,3``) the feature maps of those stages,
-    normalised to sorted indices."""
+    normalised to sorted indices. ``weights``: a checkpoint file, an http(s) URL (``URL#sha256=HEX`` pins it) or
+    a published name (``in1k``, ``cifar10``, ``convmlp_s.in1k_ft_cifar10``, kept as ``MODEL.TAG``); a URL or
+    name is downloaded into the user cache here, once (see :func:`models.weights.resolve_weights`)."""
 
     model: str = DEFAULT_MODEL
     input_size: int | tuple[int, int] | str | None = None
@@ -65,11 +67,11 @@ class ModelOptions:
         from .models import get_spec
         from .models._registry import resolve_size
         from .models.features import out_indices
+        from .models.weights import resolve_weights
 
         spec = get_spec(self.model)  # unknown names and sizes the family cannot take: one line, before any work
         _set(self, "model", spec.name)
         _set(self, "input_size", resolve_size(spec, input_size(self.input_size)) if self.input_size else None)
-        _set(self, "weights", str(self.weights) if self.weights else None)
         within("--seed", self.seed)
         within("--num-classes", self.num_classes)
         if self.features is not None:
@@ -77,6 +79,8 @@ class ModelOptions:
                 raise UserError("--num-classes sizes the classifier, which a feature model has none of; "
                                 "drop --num-classes or --features")
             _set(self, "features", out_indices(spec.features, spec.name, self.features))
+        # last: a URL or published name is downloaded, which only input valid in every other way deserves
+        _set(self, "weights", resolve_weights(spec, self.weights or None, self.num_classes))
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from .download import Remote, fetch, parse_url
+from .published import lookup
 from .spec import ModelSpec
 
 _NORMS = (nn.LayerNorm, nn.BatchNorm2d, nn.BatchNorm1d, nn.GroupNorm)
@@ -77,22 +79,59 @@ def _init_norm(norm: nn.Module, gen: torch.Generator) -> None:
 _WRAPPER_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model")
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a checkpoint file safely (``weights_only=True``) and unwrap common training wrappers."""
-    path = Path(path)
+def resolve_weights(spec: ModelSpec, weights: str | Path | None, num_classes: int | None = None) -> str | None:
+    """``weights`` as ModelOptions keeps it, fetched when it is remote: a published name of ``spec``'s (``in1k``,
+    ``cifar10``, ``MODEL.TAG``) becomes ``MODEL.TAG``; a URL (``#sha256=HEX`` optional) or a path stays as given.
+    A URL or published name is downloaded here, once, so an unreachable or broken checkpoint is one line before
+    any work, and ``num_classes`` must match a published head."""
+    if weights is None:
+        return None
+    text = str(weights)
+    published = lookup(text, spec.name, spec.family)
+    if published is not None and num_classes is not None and num_classes != published.num_classes:
+        raise UserError(f"--weights {published.name} has a {published.num_classes}-class head, not {num_classes}; "
+                        "drop --num-classes")
+    name = published.name if published is not None else text
+    if published is not None or parse_url(text) is not None:
+        checkpoint_file(name)
+    return name
+
+
+def checkpoint_file(weights: str | Path) -> Path:
+    """The local file of ``weights``: the path itself, or for a URL or a published ``MODEL.TAG`` its copy in the
+    user cache, downloaded first when absent."""
+    text = str(weights)
+    published = lookup(text)
+    remote = Remote(published.url, published.sha256) if published is not None else parse_url(text)
+    if remote is None:
+        return Path(text)
+    return fetch(remote, check=lambda path: _state_dict_of(path, remote.url, "nothing was cached: check that the "
+                                                                              "URL is a checkpoint's"))
+
+
+def read_state_dict(weights: str | Path) -> dict[str, torch.Tensor]:
+    """Read a checkpoint safely (``weights_only=True``) and unwrap common training wrappers. ``weights``: a file,
+    an http(s) URL or a published ``MODEL.TAG`` (both fetched once into the user cache)."""
+    path = checkpoint_file(weights)
     if not path.is_file():
-        raise UserError(f"weights file {path} does not exist; pass the path of an official checkpoint")
+        raise UserError(f"weights file {path} does not exist; pass the path of an official checkpoint, an https URL, "
+                        "or a published name (in1k, cifar10, ...)")
+    return _state_dict_of(path, f"file {weights}" if path == Path(str(weights)) else str(weights),
+                          "expected an official checkpoint")
+
+
+def _state_dict_of(path: Path, shown: str, fix: str) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or foreign files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot read weights file {path}: not a PyTorch state dict ({first[:120]})") from None
+        raise UserError(f"cannot read weights {shown}: not a PyTorch state dict ({first[:120]}); {fix}") from None
     for key in _WRAPPER_KEYS:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
             break
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise UserError(f"weights file {path} holds no state dict of tensors; expected an official checkpoint")
+        raise UserError(f"weights {shown} holds no state dict of tensors; {fix}")
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
