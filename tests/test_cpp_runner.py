@@ -3,6 +3,7 @@ shipped photos as run.py does (top-5 and logits within the FP32 tolerance), extr
 tampered bundle with one line; on x86-64 and cross-compiled for emulated aarch64."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import edited, on_x86_without_vnni
+from conftest import edited, invoke, on_x86_without_vnni
 from uninext_deploy import api, cpp_runner
 from uninext_deploy.device import runtimes
 from uninext_deploy.device.compare import TOLERANCES, compare_arrays
@@ -40,6 +41,12 @@ def built(bundle, where: Path, runtime: str) -> Path:
                             cpp_runner.Toolchain())
 
 
+@pytest.fixture(scope="module")
+def ort_runner(ort_bundle, tmp_path_factory) -> Path:
+    """ort_bundle's runner, built once for the tests that run it (30 s a build on 2 shared cores)."""
+    return built(ort_bundle, tmp_path_factory.mktemp("ort-runner"), "ort")
+
+
 def run(binary: Path, bundle: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(binary), "--bundle", str(bundle), *args], capture_output=True, text=True, timeout=600)
 
@@ -58,11 +65,13 @@ def test_bundle_ships_the_cpp_runner_it_built_and_verified(ort_bundle):
     readme = (ort_bundle.path / "cpp/README.md").read_text()
     assert "cmake -S cpp -B cpp/build" in readme and "cmake --build cpp/build" in readme
     assert "cpp/build/runner --verify" in (ort_bundle.path / "README.md").read_text()
+    # run.py runs on onnxruntime 1.17 (opset 20), the C++ runner on the release of its headers' C API (21)
+    assert b["runtime"]["min"] == "1.17" and b["cpp"]["runtime"]["min"] == "1.21"
+    assert "onnxruntime>=1.21,<2" in (ort_bundle.path / "requirements.txt").read_text().splitlines()
 
 
-def test_cpp_classifies_the_shipped_photos_as_run_py_does(ort_bundle, torch_free_python, tmp_path):
-    binary = built(ort_bundle, tmp_path / "build", "ort")
-    cpp = run(binary, ort_bundle.path, *PHOTOS, "--json", "--save", str(tmp_path / "cpp"))
+def test_cpp_classifies_the_shipped_photos_as_run_py_does(ort_bundle, ort_runner, torch_free_python, tmp_path):
+    cpp = run(ort_runner, ort_bundle.path, *PHOTOS, "--json", "--save", str(tmp_path / "cpp"))
     assert cpp.returncode == 0, cpp.stderr
     py = subprocess.run([torch_free_python, str(ort_bundle.path / "run.py"), *PHOTOS, "--json", "--save",
                          str(tmp_path / "py")], capture_output=True, text=True, timeout=600)
@@ -78,20 +87,19 @@ def test_cpp_classifies_the_shipped_photos_as_run_py_does(ort_bundle, torch_free
         assert m.rel_max_abs <= bounds["rel_max_abs"][0] and m.cosine >= bounds["cosine"][0], photo
     assert json.loads(cpp.stdout)["files_checked"] == len(ort_bundle.manifest["files"])
 
-    bench = run(binary, ort_bundle.path, "--bench", "--iters", "5", "--warmup", "1", "--json")
+    bench = run(ort_runner, ort_bundle.path, "--bench", "--iters", "5", "--warmup", "1", "--json")
     timing = json.loads(bench.stdout)["bench"]
     assert timing["runs"] == 5 and 0 < timing["min_ms"] <= timing["p50_ms"] <= timing["p99_ms"]
     assert timing["peak_rss_mb"] > 1
-    bad = run(binary, ort_bundle.path, "--bench", "--iters", "0")
+    bad = run(ort_runner, ort_bundle.path, "--bench", "--iters", "0")
     assert bad.returncode == 2 and bad.stderr.strip() == "error: --iters must be a whole number of at least 1, got 0"
 
 
-def test_cpp_converts_photos_in_every_form_as_run_py_does(ort_bundle, photo_zoo, tmp_path):
+def test_cpp_converts_photos_in_every_form_as_run_py_does(ort_bundle, ort_runner, photo_zoo, tmp_path):
     folder, _ = photo_zoo
-    binary = built(ort_bundle, tmp_path / "build", "ort")
     photos = [str(folder / name) for name in ("gray.png", "cmyk.jpg", "rgba.png", "palette.png", "gray16.png",
                                               "photo.webp", "rgba.webp", "rotated.JPG", "tiny.PNG")]
-    cpp = run(binary, ort_bundle.path, *photos, "--save", str(tmp_path / "cpp"))
+    cpp = run(ort_runner, ort_bundle.path, *photos, "--save", str(tmp_path / "cpp"))
     assert cpp.returncode == 0, cpp.stderr
     py = subprocess.run([sys.executable, str(ort_bundle.path / "run.py"), *photos, "--save", str(tmp_path / "py")],
                         capture_output=True, text=True, timeout=600)
@@ -101,30 +109,28 @@ def test_cpp_converts_photos_in_every_form_as_run_py_does(ort_bundle, photo_zoo,
         ours, theirs = np.load(tmp_path / "cpp" / f"{stem}.logits.npy"), np.load(tmp_path / "py" / f"{stem}.logits.npy")
         assert np.array_equal(ours, theirs), (photo, np.abs(ours - theirs).max())
     for name in ("bomb.png", "broken.jpg"):
-        refused = run(binary, ort_bundle.path, str(folder / name))
+        refused = run(ort_runner, ort_bundle.path, str(folder / name))
         assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1, refused.stderr
         assert refused.stderr.startswith(f"error: cannot read image {folder / name}: "), refused.stderr
 
 
-def test_cpp_refuses_a_tampered_bundle_with_one_line(ort_bundle, tmp_path):
-    binary = built(ort_bundle, tmp_path / "build", "ort")
+def test_cpp_refuses_a_tampered_bundle_with_one_line(ort_bundle, ort_runner, tmp_path):
     folder = tmp_path / "copy"
     shutil.copytree(ort_bundle.path, folder)
-    assert run(binary, folder, "--verify").returncode == 0
+    assert run(ort_runner, folder, "--verify").returncode == 0
     golden = folder / "golden/outputs.logits.bin"
     (np.fromfile(golden, "<f4") * 1.01).astype("<f4").tofile(golden)
-    result = run(binary, folder, "--verify")
+    result = run(ort_runner, folder, "--verify")
     assert result.returncode == 2 and result.stderr.splitlines() == [
         "error: golden/outputs.logits.bin does not match its sha256 in manifest.json (modified or corrupted); "
         "re-copy the bundle or rebuild it with `uninext-deploy bundle`"]
     shutil.copyfile(ort_bundle.path / "golden/outputs.logits.bin", golden)
     (folder / "model.onnx").unlink()
-    result = run(binary, folder, PHOTOS[0])
+    result = run(ort_runner, folder, PHOTOS[0])
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1 and "model.onnx is missing" in result.stderr
 
 
-def test_cpp_gives_a_bundle_the_scrutiny_run_py_does_in_the_same_words(ort_bundle, tmp_path):
-    binary = built(ort_bundle, tmp_path / "build", "ort")
+def test_cpp_gives_a_bundle_the_scrutiny_run_py_does_in_the_same_words(ort_bundle, ort_runner, tmp_path):
     x = np.fromfile(ort_bundle.path / "golden/inputs.bin", "<f4")
     nan = x.copy()
     nan[7] = np.inf
@@ -150,35 +156,111 @@ def test_cpp_gives_a_bundle_the_scrutiny_run_py_does_in_the_same_words(ort_bundl
              "link": edited(ort_bundle.path, tmp_path / "link")}
     (cases["link"] / "cpp/notes").symlink_to("/etc/hostname")
     for name, folder in cases.items():
-        cpp = run(binary, folder, "--verify")
+        cpp = run(ort_runner, folder, "--verify")
         python = subprocess.run([sys.executable, str(folder / "run.py"), "--verify"], capture_output=True, text=True)
         assert cpp.returncode == python.returncode == 2, (name, cpp.stderr, python.stderr)
         assert len(cpp.stderr.splitlines()) == 1 and cpp.stderr == python.stderr, (name, cpp.stderr, python.stderr)
 
 
-def test_cpp_checks_the_signature_before_anything_else(ort_bundle, tmp_path):
+def readme_lines(readme: Path, start: str) -> list[str]:
+    """The lines of ``readme``'s code blocks that start with ``start``, without their comments: what a user types."""
+    blocks = readme.read_text().split("```")[1::2]
+    return [line.split("  #")[0].strip() for block in blocks for line in block.splitlines() if line.startswith(start)]
+
+
+def shell(line: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(line, shell=True, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def device(ort_bundle, tmp_path_factory):
+    """The ORT bundle's archive unpacked and set up as its READMEs say, literally: `pip install -r requirements.txt`
+    into a fresh venv (from PyPI or pip's cache: 12 s here), then the cmake lines of cpp/README.md in the bundle
+    folder (30 s on 2 shared cores). (bundle folder, the environment of the activated venv)"""
+    root = tmp_path_factory.mktemp("device")
+    subprocess.run(["tar", "xzf", str(ort_bundle.archive), "-C", str(root)], check=True)
+    folder = root / ort_bundle.path.name
+    venv = root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    # CMAKE_PREFIX_PATH: what `apt-get install libjpeg-dev libssl-dev libwebp-dev` gives, from the same Debian
+    # packages the host builds with (a machine may lack them: this one has no libwebp-dev)
+    env = {**os.environ, "VIRTUAL_ENV": str(venv), "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
+           "CMAKE_PREFIX_PATH": str(cpp_runner.Toolchain().prefix(HOST))}
+    steps = readme_lines(folder / "README.md", "pip install") + readme_lines(folder / "cpp/README.md", "cmake ")
+    assert steps == ["pip install -r requirements.txt", "cmake -S cpp -B cpp/build -DCMAKE_BUILD_TYPE=Release",
+                     "cmake --build cpp/build -j"]
+    for line in steps:
+        done = shell(line, folder, env)
+        assert done.returncode == 0, (line, done.stderr[-2000:])
+    return folder, env
+
+
+def test_the_runner_built_as_the_readmes_say_leaves_the_bundle_verifiable_by_every_runner(device):
+    folder, env = device
+    installed = shell("python3 -c 'import onnxruntime; print(onnxruntime.__version__)'", folder, env).stdout.strip()
+    lines = (readme_lines(folder / "cpp/README.md", "cpp/build/runner --verify")
+             + readme_lines(folder / "cpp/README.md", "cpp/build/runner photo.jpg")
+             + readme_lines(folder / "README.md", "python3 run.py --verify"))
+    assert len(lines) == 3
+    for line in lines:
+        done = shell(line.replace("photo.jpg", PHOTOS[0]), folder, env)
+        assert done.returncode == 0 and done.stderr == "", (line, done.stderr)
+        assert f"on onnxruntime {installed} (x86_64" in done.stdout.splitlines()[0], (line, done.stdout)
+        assert "verify: PASS" in done.stdout or f"{PHOTOS[0]}\n" in done.stdout, (line, done.stdout)
+    assert [p for p in folder.rglob("*") if p.is_symlink()] == []
+    host = invoke("verify", str(folder))
+    assert host.returncode == 0 and "golden: PASS" in host.stdout, host.stdout + host.stderr
+
+
+def test_cpp_runner_refuses_an_older_onnxruntime_in_one_line(device, tmp_path):
+    """Installed after the build, onnxruntime 1.20.1 serves C API 20 of the headers' 21 (GetApi returned null and
+    the runner crashed, rc 139); 1.18.1's wheel has no libonnxruntime at all. cmake refuses both as well, and
+    run.py, which needs only 1.17, still runs on 1.20.1."""
+    folder, env = device
+    installed = shell("python3 -c 'import onnxruntime; print(onnxruntime.__version__)'", folder, env).stdout.strip()
+    fix = "; install a newer one: pip install -r requirements.txt"
+    capi = next(Path(env["VIRTUAL_ENV"]).glob("lib/python*/site-packages/onnxruntime")) / "capi"
+    refusals = {"1.20.1": ("error: onnxruntime 1.20.1 is older than 1.21, whose C API (version 21) this runner was "
+                           f"built with{fix}", "onnxruntime 1.20.1 in"),
+                "1.18.1": (f"error: no libonnxruntime.so.1.* in {capi}, where cmake found onnxruntime (its wheels up to "
+                           f"1.18 ship none; this runner needs 1.21 or newer){fix}", "no libonnxruntime.so.1.* in")}
+    try:
+        for old, (refusal, configure_error) in refusals.items():
+            pip = shell(f"pip install -q --no-deps onnxruntime=={old}", folder, env)
+            assert pip.returncode == 0, pip.stderr
+            runner = shell("cpp/build/runner --verify", folder, env)
+            assert runner.returncode == 2 and runner.stderr.splitlines() == [refusal], runner.stdout + runner.stderr
+            configure = shell(f"cmake -S cpp -B {tmp_path / old}", folder, env)
+            assert configure.returncode != 0 and configure_error in " ".join(configure.stderr.split()), configure.stderr
+            if old == "1.20.1":  # 1.18.1 was built for numpy 1 and does not import beside numpy 2
+                python = shell("python3 run.py --verify", folder, env)
+                assert python.returncode == 0 and "on onnxruntime 1.20.1" in python.stdout, python.stdout + python.stderr
+    finally:
+        assert shell(f"pip install -q --no-deps onnxruntime=={installed}", folder, env).returncode == 0
+
+
+def test_cpp_checks_the_signature_before_anything_else(ort_bundle, ort_runner, tmp_path):
     from uninext_deploy.device.signature import load_private_key, sign
 
-    binary = built(ort_bundle, tmp_path / "build", "ort")
     private, public, fingerprint = api.keygen(tmp_path / "keys")
     _, other, _ = api.keygen(tmp_path / "other")
     folder = tmp_path / "copy"
     shutil.copytree(ort_bundle.path, folder)
-    result = run(binary, folder, "--verify", "--public-key", str(public))
+    result = run(ort_runner, folder, "--verify", "--public-key", str(public))
     assert result.returncode == 2 and result.stderr.splitlines() == [
         f"error: {folder} is not signed (no manifest.json.sig) but a public key was given; use a bundle made with "
         "`bundle --sign-key`, or drop --public-key to accept unsigned bundles"]
     sign(folder, load_private_key(private))
-    result = run(binary, folder, "--verify", "--json", "--public-key", str(public))
+    result = run(ort_runner, folder, "--verify", "--json", "--public-key", str(public))
     assert result.returncode == 0 and json.loads(result.stdout)["signed_by"] == fingerprint
-    result = run(binary, folder, "--verify", "--public-key", str(other))
+    result = run(ort_runner, folder, "--verify", "--public-key", str(other))
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
     assert "manifest.json is not signed by the key" in result.stderr
     manifest = folder / "manifest.json"
     manifest.write_text(manifest.read_text().replace('"cosine"', '"cosine" '))
-    result = run(binary, folder, "--verify", "--public-key", str(public))
+    result = run(ort_runner, folder, "--verify", "--public-key", str(public))
     assert result.returncode == 2 and "manifest.json is not signed by the key" in result.stderr
-    result = run(binary, folder, "--verify", "--public-key", str(private))
+    result = run(ort_runner, folder, "--verify", "--public-key", str(private))
     assert result.returncode == 2 and "is not a PEM public key" in result.stderr
 
 

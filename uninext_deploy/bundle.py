@@ -30,6 +30,7 @@ from .backends import canonical_target, get_backend, graph_requirement
 from .console import progress
 from .device.compare import TOLERANCES, bounds_text, golden_outputs, write_golden
 from .device import signature
+from .device.runtimes import spec
 from .device.integrity import read_manifest
 from .errors import ParityFailure, UserError
 from .options import DEFAULT_TARGET, Int8Options, ModelOptions, PlatformOptions, TrtOptions, check_batch
@@ -253,6 +254,8 @@ def _assemble(folder: Path, artifact: Artifact, backend, platform: str, run: Par
         (folder / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
         roles["labels.txt"] = "labels"
     requirement = backend.runtime_requirement(artifact)
+    # requirements.txt installs a version both runners run on: the C++ runner's headers may need a newer one
+    installs = cpp_runner.runtime_requirement(backend.name, requirement, toolchain) if toolchain else requirement
     with np.load(artifact.path / GOLDEN) as arrays:
         golden = write_golden(folder, arrays["inputs"], golden_outputs(arrays))
     roles.update({item["file"]: "golden" for item in (golden["inputs"], *golden["outputs"].values())})
@@ -268,12 +271,13 @@ def _assemble(folder: Path, artifact: Artifact, backend, platform: str, run: Par
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "signed_by": signer,  # the fingerprint of the key that signs this manifest (manifest.json.sig), or None
     }
-    requirements = ["numpy", "pillow", *backend.runtime.device_packages(requirement),
+    requirements = ["numpy", "pillow", *backend.runtime.device_packages(installs),
                     *(["cryptography  # run.py --public-key: the bundle's signature"] if signer else [])]
     (folder / "requirements.txt").write_text("\n".join(requirements) + "\n")
     roles["requirements.txt"] = "requirements"
     if toolchain:
-        manifest["bundle"]["cpp"] = {"folder": cpp_runner.FOLDER, "runner": f"{cpp_runner.FOLDER}/build/runner"}
+        manifest["bundle"]["cpp"] = {"folder": cpp_runner.FOLDER, "runner": f"{cpp_runner.FOLDER}/build/{cpp_runner.BINARY}",
+                                     "runtime": installs}
         roles.update(cpp_runner.stage(folder, backend.name, toolchain, manifest))
     elif cpp:
         manifest["bundle"]["cpp"] = {"missing": cpp_runner.available(backend.name)}
@@ -299,6 +303,8 @@ def _readme(manifest: dict, requirements: list[str], device_note: str) -> str:
     cpp_note = ("\nA C++ runner with the same verbs is in `cpp/` (its README): `cmake -S cpp -B cpp/build -DCMAKE_BUILD_TYPE="
                 "Release && cmake --build cpp/build -j`, then `cpp/build/runner --verify`.\n" if "folder" in cpp else
                 f"\nNo C++ runner: {cpp['missing']}.\n" if "missing" in cpp else "")
+    cpp_runtime = (f"\n  The C++ runner needs {spec(cpp['runtime'])} ({cpp['runtime']['why']}), as requirements.txt says."
+                   if cpp.get("runtime", b["runtime"]) != b["runtime"] else "")
     seeded = ("\nThe weights are seeded (deterministic, untrained): outputs are not meaningful classes or features, "
               "but every number is still checked against PyTorch.\n" if model.get("seed") is not None else "")
     return f"""# {model['name']} ({manifest['precision']}, {manifest['backend']}) for {b['platform']}
@@ -322,7 +328,7 @@ python3 run.py --bench            # latency percentiles (--threads N, --iters N)
 {outputs}
 - Preprocessing: RGB, {resize} to {pre['crop'][0]}x{pre['crop'][1]}, scale to [0, 1], subtract mean \
 {pre['mean']}, divide by std {pre['std']} (`imaging.py`).
-- Runtime: {b['runtime']['package']} (needs {b['runtime']['why']}).{stand_in}
+- Runtime: {b['runtime']['package']} (needs {b['runtime']['why']}).{cpp_runtime}{stand_in}
 - Parity at export ({b['parity']['runner']}), worst output {b['parity']['photos']['output']}: cosine \
 {b['parity']['photos']['cosine']:.6f}, max abs {b['parity']['photos']['max_abs']:.2e} on photos.
 - `run.py --verify` passes when the golden outputs meet {bounds_text(b['tolerance'])}.

@@ -4,16 +4,17 @@ Its third-party headers and static libraries come from Debian packages through a
 (:mod:`.debian`), once, into a cache folder: nlohmann-json (the manifest), stb_image (PNG, BMP...),
 libjpeg-turbo and libwebp (JPEG and WebP: the decoders Pillow is built with), OpenSSL's libcrypto (sha256)
 and, for ONNX Runtime, its C/C++ API headers from Debian trixie (the onnxruntime wheel ships its library but
-no headers; the C API is versioned, so 1.21 headers run on the newer library). The bundle carries the headers
-it was built with; the compilers are the host's (g++ and cmake, for linux/arm64 Debian's aarch64 cross
-compiler), and the runtime libraries are those of the pip packages run.py uses: the host's, or the ARM
-environment's aarch64 wheels.
+no headers; the C API is versioned, so 1.21 headers run on any newer library, and the bundle's requirements.txt
+asks for one: :func:`runtime_requirement`). The bundle carries the headers it was built with; the compilers are
+the host's (g++ and cmake, for linux/arm64 Debian's aarch64 cross compiler), and the runtime libraries are those
+of the pip packages run.py uses: the host's, or the ARM environment's aarch64 wheels.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -122,6 +123,19 @@ class Toolchain:
             os.replace(staging, self.prefix(platform))
 
 
+def runtime_requirement(runtime: str, requirement: dict, toolchain: Toolchain) -> dict:
+    """The runtime versions the C++ runner of ``runtime`` runs on, from the model's ``requirement``: for ONNX
+    Runtime none older than the release of the bundle's headers' C API version (ORT_API_VERSION 21: 1.21), which
+    the runner checks at start; OpenVINO's runner compiles against the device's own package, so the model's."""
+    if runtime != "ort":
+        return requirement
+    header = (toolchain.root / "include/onnxruntime/onnxruntime_c_api.h").read_text()
+    api = int(re.search(r"^#define ORT_API_VERSION (\d+)", header, re.MULTILINE).group(1))
+    if runtimes.version_tuple(requirement["min"]) >= (1, api):
+        return requirement
+    return {**requirement, "min": f"1.{api}", "why": f"its headers' ONNX Runtime C API, version {api}"}
+
+
 def stage(folder: Path, runtime: str, toolchain: Toolchain, manifest: dict) -> dict[str, str]:
     """Write the C++ runner of ``runtime`` into ``folder``/cpp: the sources, the headers it includes and a
     README. {file name in the bundle: role}."""
@@ -175,17 +189,29 @@ def build(cpp: Path, platform: str, root: Path, work: Path, toolchain: Toolchain
     return work / BINARY
 
 
+# how each runner finds its runtime's library at run time, for its README
+LIBRARY_NOTES = {
+    "ort": "It opens that package's library at start rather\nlinking it, so `cpp/build` holds no link and the bundle "
+           "stays verifiable by all its runners; it refuses an\nonnxruntime older than its headers in one line, and "
+           "reinstalling onnxruntime there needs no rebuild.",
+    "openvino": "It links that package's library,\nwhose file name changes with every OpenVINO release: after "
+                "installing another openvino, rebuild it (else the\nsystem's loader stops it before it starts, exit "
+                "code 127).",
+}
+
+
 def _readme(manifest: dict, declared: runtimes.Runtime) -> str:
-    runtime = manifest["bundle"]["runtime"]
+    cpp = manifest["bundle"]["cpp"]
     return f"""# C++ runner ({declared.title})
 
 The same three verbs as `run.py`, on the same files: `manifest.json` read with nlohmann-json, every file's
 sha256 checked (OpenSSL) before anything loads, JPEGs decoded by libjpeg-turbo and other images by stb_image,
 resized exactly as Pillow does (`image.cpp`), golden tensors read from the raw files the manifest lists.
 
-Needs CMake 3.16+, a C++17 compiler, libjpeg and OpenSSL headers (Debian/Ubuntu:
-`apt-get install cmake g++ libjpeg-dev libssl-dev libwebp-dev`) and {runtime['package']} from `requirements.txt`
-(the runner links the library of its pip package). From the bundle folder:
+Needs CMake 3.16+, a C++17 compiler, libjpeg, OpenSSL and libwebp headers (Debian/Ubuntu:
+`apt-get install cmake g++ libjpeg-dev libssl-dev libwebp-dev`) and `{runtimes.spec(cpp['runtime'])}` from
+`requirements.txt`, whose package cmake finds through `python3` (the one `pip install -r requirements.txt`
+installed into; `-DPYTHON=<python>` names another). {LIBRARY_NOTES[declared.name]} From the bundle folder:
 
 ```
 cmake -S cpp -B cpp/build -DCMAKE_BUILD_TYPE=Release
@@ -193,13 +219,14 @@ cmake --build cpp/build -j
 ```
 
 ```
-cpp/build/runner --verify          # checksums, then the golden inputs against PyTorch's outputs
-cpp/build/runner photo.jpg         # {"feature maps' statistics (--save DIR writes .npy)" if all(o["kind"] == "features"
+{cpp['runner']} --verify          # checksums, then the golden inputs against PyTorch's outputs
+{cpp['runner']} photo.jpg         # {"feature maps' statistics (--save DIR writes .npy)" if all(o["kind"] == "features"
                                        for o in manifest["outputs"]) else "top-5 classes"}
-cpp/build/runner --bench           # latency percentiles (--threads N, --iters N, --warmup N)
+{cpp['runner']} --bench           # latency percentiles (--threads N, --iters N, --warmup N)
 ```
 
-Exit codes as run.py: 0 done, 1 verification failed, 2 a problem to fix (one line). `include/` holds the
-third-party headers it was built and verified with on the host
+Exit codes as run.py's and the host's `uninext-deploy verify`: 0 done (the golden check passed), 1 the golden
+check failed, 2 a problem to fix, named in one line with its fix. `include/` holds the third-party headers it was
+built and verified with on the host
 ({"; ".join(what for _, _, what in (*COMMON_HEADERS.values(), *declared.cpp_headers.values()))}).
 """

@@ -2,7 +2,9 @@
 // always set (the CPU plugin otherwise runs FP32 models in bf16 on x86 with AVX512-BF16/AMX, f16 on ARM),
 // latency hint, one stream.
 #include <algorithm>
+#include <cstdio>
 #include <map>
+#include <tuple>
 
 #include <openvino/openvino.hpp>
 
@@ -20,9 +22,25 @@ std::string inference_precision(const std::string& precision, const std::vector<
     return has("FP16") ? "f16" : has("BF16") ? "bf16" : "f32";
 }
 
+// The library's version, refused when older than the headers this runner was compiled with (the pip package it
+// was built against, downgraded since). A library of another release has another SONAME (libopenvino.so.2641 is
+// 2026.4.1), which the loader itself refuses before this runs: rebuild the runner for it.
+std::string checked_version() {
+    std::string version = ov::get_openvino_version().buildNumber;  // "2026.4.1-20000-..."
+    int major = 0, minor = 0, patch = 0;
+    std::sscanf(version.c_str(), "%d.%d.%d", &major, &minor, &patch);
+    if (std::tie(major, minor, patch) < std::make_tuple(OPENVINO_VERSION_MAJOR, OPENVINO_VERSION_MINOR, OPENVINO_VERSION_PATCH))
+        throw Problem("openvino " + version + " is older than " + std::to_string(OPENVINO_VERSION_MAJOR) + "." +
+                      std::to_string(OPENVINO_VERSION_MINOR) + "." + std::to_string(OPENVINO_VERSION_PATCH) +
+                      ", whose headers this runner was built with; pip install -r requirements.txt, then rebuild it "
+                      "(cmake -S cpp -B cpp/build && cmake --build cpp/build)");
+    return version;
+}
+
 class OpenVinoModel : public Model {
 public:
     OpenVinoModel(const std::string& path, const std::string& precision, int threads) {
+        std::string version = checked_version();
         ov::Core core;
         auto capabilities = core.get_property("CPU", ov::device::capabilities);
         ov::AnyMap config{{"INFERENCE_PRECISION_HINT", inference_precision(precision, capabilities)},
@@ -32,7 +50,7 @@ public:
         request_ = compiled_.create_infer_request();
         for (const auto& port : compiled_.inputs()) inputs.push_back(entry(port));
         for (const auto& port : compiled_.outputs()) outputs.push_back(entry(port));
-        info = {{"runtime", "openvino"}, {"version", ov::get_openvino_version().buildNumber}, {"device", "CPU"},
+        info = {{"runtime", "openvino"}, {"version", version}, {"device", "CPU"},
                 {"inference_precision", compiled_.get_property(ov::hint::inference_precision).to_string()},
                 {"threads", compiled_.get_property(ov::inference_num_threads)}};
     }

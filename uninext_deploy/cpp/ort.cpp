@@ -1,7 +1,17 @@
 // ONNX Runtime through its C++ API (header-only over the versioned C API: compiled against these headers,
-// it runs on any newer libonnxruntime.so.1), configured as runtimes.py's ONNX Runtime opener is.
+// it runs on any libonnxruntime.so.1 that serves their API version), configured as runtimes.py's ONNX Runtime
+// opener is. The library is opened at start from the pip package cmake found (ORT_LIBRARY_DIR), not linked: the
+// wheel's file is libonnxruntime.so.1.X.Y and its SONAME libonnxruntime.so.1, a name only a link could give it,
+// and a link out of the bundle folder fails the bundle's integrity check. Reinstalling onnxruntime there needs
+// no rebuild.
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
 #include <map>
 
+#define ORT_API_MANUAL_INIT  // Ort::InitApi below, once the library's version is known to serve ORT_API_VERSION
 #include <onnxruntime_cxx_api.h>
 
 #include "runner.hpp"
@@ -9,9 +19,49 @@
 namespace runner {
 namespace {
 
+const std::string NEEDED = "1." + std::to_string(ORT_API_VERSION);  // the release that brought these headers' C API
+const std::string FIX = "; install a newer one: pip install -r requirements.txt";
+
+// The onnxruntime wheel's library in ORT_LIBRARY_DIR, whichever version is installed there now (a wheel holds one).
+std::string library_path() {
+    std::vector<std::string> found;
+    std::error_code error;
+    for (const auto& entry : std::filesystem::directory_iterator(ORT_LIBRARY_DIR, error))
+        if (entry.path().filename().string().rfind("libonnxruntime.so.1.", 0) == 0) found.push_back(entry.path());
+    if (found.empty())
+        throw Problem(std::string("no libonnxruntime.so.1.* in ") + ORT_LIBRARY_DIR + ", where cmake found onnxruntime " +
+                      "(its wheels up to 1.18 ship none; this runner needs " + NEEDED + " or newer)" + FIX);
+    return *std::min_element(found.begin(), found.end());
+}
+
+// Open the library and hand its API to the C++ API. ONNX Runtime 1.N serves C API versions 1..N; asked for a newer
+// one, GetApi prints its own complaint and returns null, on which the C++ API crashed (onnxruntime 1.20.1: rc 139).
+// So the version is checked first. The version string, as the library gives it.
+std::string load_onnxruntime() {
+    std::string path = library_path();
+    void* library = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (library == nullptr) throw Problem(std::string("cannot load ") + dlerror() + FIX);
+    using GetApiBase = const OrtApiBase* (*)();
+    auto get_api_base = reinterpret_cast<GetApiBase>(dlsym(library, "OrtGetApiBase"));
+    if (get_api_base == nullptr) throw Problem(path + " has no OrtGetApiBase, it is not ONNX Runtime's library" + FIX);
+    const OrtApiBase* base = get_api_base();
+    std::string version = base->GetVersionString();
+    int major = 0, minor = 0;
+    std::sscanf(version.c_str(), "%d.%d", &major, &minor);
+    if (major == 1 && minor < ORT_API_VERSION)
+        throw Problem("onnxruntime " + version + " is older than " + NEEDED + ", whose C API (version " +
+                      std::to_string(ORT_API_VERSION) + ") this runner was built with" + FIX);
+    const OrtApi* api = base->GetApi(ORT_API_VERSION);
+    if (api == nullptr)
+        throw Problem("onnxruntime " + version + " serves no C API version " + std::to_string(ORT_API_VERSION) +
+                      ", which this runner was built with; pip install -r requirements.txt");
+    Ort::InitApi(api);
+    return version;
+}
+
 class OrtModel : public Model {
 public:
-    OrtModel(const std::string& path, int threads)
+    OrtModel(const std::string& path, int threads, const std::string& version)
         : env_(ORT_LOGGING_LEVEL_WARNING, "runner"), session_(nullptr) {
         Ort::SessionOptions options;
         options.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
@@ -28,7 +78,7 @@ public:
             inputs.push_back(entry(session_.GetInputNameAllocated(i, allocator).get(), session_.GetInputTypeInfo(i)));
         for (size_t i = 0; i < session_.GetOutputCount(); ++i)
             outputs.push_back(entry(output_names_[i], session_.GetOutputTypeInfo(i)));
-        info = {{"runtime", "onnxruntime"}, {"version", Ort::GetVersionString()}, {"device", "CPU"},
+        info = {{"runtime", "onnxruntime"}, {"version", version}, {"device", "CPU"},
                 {"threads", threads > 0 ? json(threads) : json("default")},
                 {"providers", {"CPUExecutionProvider"}}};
     }
@@ -81,7 +131,8 @@ private:
 }  // namespace
 
 std::unique_ptr<Model> open_model(const std::string& path, const std::string&, int threads) {
-    return std::make_unique<OrtModel>(path, threads);
+    std::string version = load_onnxruntime();
+    return std::make_unique<OrtModel>(path, threads, version);
 }
 
 }  // namespace runner
