@@ -209,6 +209,16 @@ def refused(python: str, folder: Path, words: str, host: bool = True) -> None:
         assert result.returncode == 2 and words in result.stderr, result.stderr
 
 
+def test_run_py_without_numpy_is_a_problem_to_fix_not_a_failed_check(tiny_bundle, tmp_path):
+    """Exit 2 and one line, as the bundle README says, not a traceback's 1, which means outputs off the golden ones."""
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    result = device_run(str(bare / "bin" / "python"), tiny_bundle, "--verify")
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        "error: numpy is not installed; pip install -r requirements.txt"], result.stderr
+    assert "1 the golden check failed" in (tiny_bundle / "README.md").read_text()
+
+
 def test_bundle_folder_gets_the_scrutiny_of_an_archive(tiny_bundle, torch_free_python, tmp_path):
     planted = edited(tiny_bundle, tmp_path / "planted")  # a numpy.py beside run.py must not run in numpy's place
     (planted / "numpy.py").write_text("open('PWNED', 'w').close()\nraise SystemExit(7)\n")

@@ -239,6 +239,27 @@ def test_cpp_runner_refuses_an_older_onnxruntime_in_one_line(device, tmp_path):
         assert shell(f"pip install -q --no-deps onnxruntime=={installed}", folder, env).returncode == 0
 
 
+def test_every_runner_exits_1_on_a_failed_check_and_2_on_a_problem_to_fix(ort_bundle, ort_runner, tmp_path):
+    """run.py, the C++ runner and the host's verify give each case the same exit code, as the bundle README says."""
+    _, public, _ = api.keygen(tmp_path / "keys")
+    golden = ort_bundle.path / "golden/outputs.logits.bin"
+    off = (np.fromfile(golden, "<f4") * 1.01).astype("<f4").tobytes()
+    cases = {"outputs off the golden ones": (edited(ort_bundle.path, tmp_path / "off", files={
+                 "golden/outputs.logits.bin": off}), (), 1),
+             "a modified file": (edited(ort_bundle.path, tmp_path / "modified"), (), 2),
+             "a link leaving the bundle": (edited(ort_bundle.path, tmp_path / "link"), (), 2),
+             "an unsigned bundle and a key": (ort_bundle.path, ("--public-key", str(public)), 2)}
+    (cases["a modified file"][0] / "golden/outputs.logits.bin").write_bytes(off)
+    (cases["a link leaving the bundle"][0] / "cpp/notes").symlink_to("/etc/hostname")
+    for name, (folder, args, code) in cases.items():
+        cpp = run(ort_runner, folder, "--verify", *args)
+        python = subprocess.run([sys.executable, str(folder / "run.py"), "--verify", *args], capture_output=True,
+                                text=True)
+        host = invoke("verify", str(folder), *args)
+        assert cpp.returncode == python.returncode == host.returncode == code, (name, cpp.stderr, python.stderr,
+                                                                                host.stderr)
+
+
 def test_cpp_checks_the_signature_before_anything_else(ort_bundle, ort_runner, tmp_path):
     from uninext_deploy.device.signature import load_private_key, sign
 

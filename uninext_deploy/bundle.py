@@ -305,6 +305,7 @@ def _readme(manifest: dict, requirements: list[str], device_note: str) -> str:
                 f"\nNo C++ runner: {cpp['missing']}.\n" if "missing" in cpp else "")
     cpp_runtime = (f"\n  The C++ runner needs {spec(cpp['runtime'])} ({cpp['runtime']['why']}), as requirements.txt says."
                    if cpp.get("runtime", b["runtime"]) != b["runtime"] else "")
+    runners = "`python3 run.py`" + (f", `{cpp['runner']}`" if "runner" in cpp else "")
     seeded = ("\nThe weights are seeded (deterministic, untrained): outputs are not meaningful classes or features, "
               "but every number is still checked against PyTorch.\n" if model.get("seed") is not None else "")
     return f"""# {model['name']} ({manifest['precision']}, {manifest['backend']}) for {b['platform']}
@@ -334,4 +335,9 @@ python3 run.py --bench            # latency percentiles (--threads N, --iters N)
 - `run.py --verify` passes when the golden outputs meet {bounds_text(b['tolerance'])}.
 
 Every file's sha256 is in `manifest.json` and is checked before anything is loaded.
+
+Exit codes, the same for {runners} and the host's `uninext-deploy verify`:
+0 done (the golden check passed); 1 the golden check failed (outputs off PyTorch's beyond the bounds above);
+2 a problem to fix, named in one line with its fix (a missing, modified or special file, a link leaving the
+folder, a wrong `--public-key`, a missing or too old runtime, a bad image or option).
 """

@@ -107,10 +107,13 @@ def run_verify(folder: Path, manifest: dict, threads: int | None, platform: Plat
     else:
         command, environ, where = program + args if program else [sys.executable, str(folder / "run.py"), *args], None, ""
     result = subprocess.run(command, env=environ, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    if result.returncode not in (0, 1):
-        last = (result.stderr.strip().splitlines() or ["no message"])[-1][:200].removeprefix("error: ")
+    try:  # 1 with its report is a failed check; anything else (a crash's 1 or 139 too) is a problem to fix: 2
+        report = json.loads(result.stdout) if result.returncode in (0, 1) else {}
+    except ValueError:
+        report = {}
+    if "verify" not in report:
+        last = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1][:200].removeprefix("error: ")
         raise UserError(f"{runner} --verify failed{where.format(machine='aarch64') or ' here'}: {last}")
-    report = json.loads(result.stdout)
     info, checked = report["runtime"], report["verify"]
     label = f"{runner}: {info['runtime']} {info['version']}{where.format(machine=report['machine'])}"
     if reason:

@@ -31,7 +31,11 @@ import json  # noqa: E402
 import platform  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import numpy as np  # noqa: E402
+try:
+    import numpy as np  # noqa: E402
+except ImportError:  # exit 2 like every problem to fix (a traceback's 1 means a failed check)
+    print("error: numpy is not installed; pip install -r requirements.txt", file=sys.stderr)
+    sys.exit(2)
 
 MACHINES = {"x86_64": "linux/x86_64", "amd64": "linux/x86_64", "aarch64": "linux/arm64", "arm64": "linux/arm64"}
 
@@ -229,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
             report["bench"] = bench(manifest, run, args.warmup, args.iters)
     except (Problem, integrity.IntegrityError, runtimes.RuntimeProblem) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # the runtime's own errors while running, as the C++ runner: 2, never a check's 1
+        print(f"error: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}", file=sys.stderr)
         return 2
     print(json.dumps(report, indent=2) if args.json else describe(report, manifest))
     return 1 if "verify" in report and not report["verify"]["passed"] else 0
