@@ -60,7 +60,7 @@ def test_bundle_ships_the_cpp_runner_it_built_and_verified(ort_bundle):
     assert "cpp/openvino.cpp" not in files
     assert b["cpp"]["built"][HOST]["binary_bytes"] > 100_000
     cpp = b["verified"][f"{HOST} (C++)"]
-    assert cpp["passed"] and cpp["runner"].startswith("C++ runner: onnxruntime ")
+    assert cpp["passed"] and cpp["runner"].startswith("cpp/build/runner: onnxruntime ")  # "C++" is in the key
     assert cpp["metrics"]["cosine"] == pytest.approx(b["verified"][HOST]["metrics"]["cosine"], abs=1e-6)
     readme = (ort_bundle.path / "cpp/README.md").read_text()
     assert "cmake -S cpp -B cpp/build" in readme and "cmake --build cpp/build" in readme
@@ -347,9 +347,12 @@ def test_missing_compiler_is_one_line_naming_the_install(monkeypatch, tmp_path):
 
 @pytest.mark.skipif(shutil.which("apt-get") is None, reason="ARM emulation and the aarch64 libraries need apt")
 def test_cross_compiled_cpp_runner_verifies_on_emulated_aarch64(tmp_path):
-    made = api.bundle("test_convmlp", "ort", platform=api.PlatformOptions("linux/arm64"), cpp=True,
-                      out=tmp_path / "arm")
-    b = made.manifest["bundle"]
+    made = invoke("bundle", "-m", "test_convmlp", "--platform", "linux/arm64", "--cpp", "--out", str(tmp_path / "arm"))
+    assert made.returncode == 0, made.stderr
+    lines = [line for line in made.stdout.splitlines() if line.startswith("golden check on")]
+    assert "golden check on linux/arm64 (C++) (cpp/build/runner: onnxruntime " in made.stdout, lines
+    assert len(lines) == 4 and all(line.count("C++") <= 1 for line in lines), lines  # it read "(C++) (C++ runner: "
+    b = json.loads((tmp_path / "arm" / "manifest.json").read_text())["bundle"]
     arm = b["verified"]["linux/arm64 (C++)"]
     assert arm["passed"] and "emulated aarch64 cortex-a76" in arm["runner"] and arm["platform"] == "linux/arm64"
     assert b["cpp"]["built"]["linux/arm64"]["binary_bytes"] > 100_000

@@ -233,7 +233,10 @@ def _verify_cpp(folder: Path, manifest: dict, toolchain, target: str, threads: i
                                       toolchain)
             built[where] = {"seconds": round(time.perf_counter() - start, 1), "binary_bytes": binary.stat().st_size}
             tell(f"verifying with the C++ runner on {'the emulated aarch64 ' + platform.cpu if where != host_platform() else where}")
-            checks[f"{where} (C++)"] = run_verify(folder, manifest, threads, options, cpp=binary)
+            check = run_verify(folder, manifest, threads, options, cpp=binary)
+            # named by its path in the bundle, as run.py's check is by run.py: "C++" is in the key already
+            check.runner = manifest["bundle"]["cpp"]["runner"] + check.runner.removeprefix("C++ runner")
+            checks[f"{where} (C++)"] = check
     return checks
 
 
