@@ -172,6 +172,38 @@ def test_bad_input_is_one_line_with_exit_2(args, message, tmp_path, monkeypatch)
     assert "Traceback" not in result.stderr and not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("args, message", [
+    (("profile", "-t", "tflite"), "unknown target 'tflite'"),
+    (("optimize", "--targets", "ort,tflite"), "unknown target 'tflite'"),
+    (("bundle", "-t", "tflite"), "unknown target 'tflite'"),
+    (("export", "--int8", "--calib", "/nonexistent/photos"), "--calib folder /nonexistent/photos does not exist"),
+    (("optimize", "--calib", "/nonexistent/photos"), "--calib folder /nonexistent/photos does not exist"),
+    (("export", "-m", "resnet50"), "unknown model 'resnet50'; this tool builds the uninext, convmlp, uninet families"),
+])
+def test_mistakes_are_refused_before_the_first_step_starts(args, message, tmp_path, monkeypatch):
+    """No progress line ("[  0.0 s] exporting ...") before the error: nothing started; and no test model is
+    offered for a model of another family."""
+    monkeypatch.chdir(tmp_path)
+    result = invoke(*args)
+    assert result.returncode == 2 and result.stderr.strip() == f"error: {message}" or message in result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and message in result.stderr
+    assert "test_" not in result.stderr and not list(tmp_path.iterdir())
+
+
+def test_precision_as_an_option_is_answered_with_the_flags():
+    result = run_cli("export", "--precision", "int8")
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("error: no such option --precision: precision is a flag, --fp16 or --int8 (FP32 "
+                                     "without either); see uninext-deploy export --help")
+
+
+def test_help_labels_no_flag_as_bool():
+    for command in ([], ["export"], ["parity"], ["profile"], ["bundle"], ["verify"], ["optimize"], ["report"],
+                    ["keygen"], ["doctor"], ["models"]):
+        result = invoke(*command, "--help")
+        assert result.returncode == 0 and "--help" in result.stdout and "<bool>" not in result.stdout, command
+
+
 def test_output_path_that_is_a_file(tmp_path):
     (tmp_path / "taken").write_text("x")
     result = invoke("export", "-m", "test_convmlp", "--out", str(tmp_path / "taken"))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from . import __version__
+from .backends.registry import canonical_target
 from .errors import ParityFailure, UserError
 from .options import (DEFAULT_MODEL, DEFAULT_TARGET, PRECISIONS, Inputs, Int8Options, ModelOptions, PlatformOptions,
                       TimingOptions, TrtOptions, check_threads)
@@ -30,7 +31,8 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_MODEL", "DEFAULT_TARGET", "PRECISIONS", "Inputs", "Int8Options", "ModelOptions", "PlatformOptions",
            "TimingOptions", "TrtOptions", "UserError", "ParityFailure", "__version__", "export", "parity",
            "profile", "bundle", "verify", "optimize", "report", "models_table", "doctor", "describe",
-           "default_targets", "newest_bundle", "gated_inputs", "bounds_text", "candidate_table", "requirement_text"]
+           "default_targets", "newest_bundle", "gated_inputs", "bounds_text", "candidate_table", "requirement_text",
+           "canonical_target"]
 
 
 def _model(model: str | ModelOptions, input_size=None, weights=None, seed: int = 0) -> ModelOptions:

@@ -29,7 +29,25 @@ from .cli_groups import grouped
 from .console import progress
 from .console.reporters import shown_on
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+class _FlagHelp:
+    """--help as a flag in the help it shows (typer labels it <bool>), like every flag of ours (metavar "")."""
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+class _Command(_FlagHelp, typer.core.TyperCommand):
+    pass
+
+
+class _Group(_FlagHelp, typer.core.TyperGroup):
+    pass
+
+
+app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Export UniNeXt / ConvMLP / UniNet backbones to ONNX Runtime, OpenVINO and TensorRT, "
                        "and prove the artifacts match PyTorch.")
 # Rich assumes 80 columns when not writing to a terminal; piped output should not be cut short.
@@ -51,6 +69,9 @@ Existing = Annotated[Optional[Path], typer.Option("--artifact", help="Check or t
 Labels = Annotated[Optional[Path], typer.Option("--labels", help="Class names of a fine-tuned classifier for the "
                                                                  "bundle, one per line (default: ImageNet's for "
                                                                  "1000 classes, else numbered).", metavar="FILE")]
+# options users reach for that this tool spells otherwise -> what to pass instead
+MISTAKEN = {"--precision": "precision is a flag, --fp16 or --int8 (FP32 without either)",
+            "--quantize": "INT8 post-training quantization is --int8", "--half": "FP16 is --fp16"}
 MIN_COSINE_MOVED = {"--min-cosine": "the INT8 fallback target (cosine to the float graph) is --int8-min-cosine; "
                                     "--min-cosine is optimize's budget (cosine to PyTorch)"}
 
@@ -72,6 +93,10 @@ def _handle_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
+            # an unknown target is refused before the command's first step is shown, as the options groups are
+            for target in (kwargs.get("target"), *(_listed(kwargs.get("targets")) or ())):
+                if target is not None:
+                    api.canonical_target(target)
             return fn(*args, **kwargs)
         except (UserError, ParityFailure) as exc:
             err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
@@ -106,7 +131,7 @@ def _print_json(data) -> None:
     out.print_json(json.dumps(data, default=str))
 
 
-@app.command()
+@app.command(cls=_Command)
 @_handle_errors
 def models(family: Annotated[Optional[str], typer.Option("--family", help="Only this family (uninext, convmlp, "
                                                                            "uninet).", metavar="NAME")] = None,
@@ -128,7 +153,7 @@ def models(family: Annotated[Optional[str], typer.Option("--family", help="Only 
     out.print(table)
 
 
-@app.command()
+@app.command(cls=_Command)
 @_handle_errors
 @grouped(renamed=MIN_COSINE_MOVED, model=ModelOptions, int8_options=Int8Options, trt=TrtOptions)
 def export(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 = False, batch: Batch = 1,
@@ -155,7 +180,7 @@ def export(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 =
         out.print(line, highlight=False)
 
 
-@app.command()
+@app.command(cls=_Command)
 @_handle_errors
 @grouped(renamed={**MIN_COSINE_MOVED, "--random": "use --random-inputs N (the number of seeded random inputs)",
                   "--batch": "parity checks a list of batch sizes: --batches 1,2"},
@@ -241,7 +266,7 @@ def _print_parity(report) -> None:
             out.print(f"batch {r.batch}: {r.divergence}", highlight=False)
 
 
-@app.command()
+@app.command(cls=_Command)
 @_handle_errors
 @grouped(renamed=MIN_COSINE_MOVED, model=ModelOptions, int8_options=Int8Options, trt=TrtOptions,
          timing=TimingOptions)
@@ -291,7 +316,7 @@ def profile(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 
         out.print(report.kernels.describe(), highlight=False)
 
 
-@app.command()
+@app.command(cls=_Command)
 @_handle_errors
 @grouped(renamed=MIN_COSINE_MOVED, model=ModelOptions, int8_options=Int8Options, trt=TrtOptions,
          platform=PlatformOptions, timing=(TimingOptions, "threads"))
@@ -302,7 +327,7 @@ def bundle(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 =
            labels: Labels = None,
            cpp: Annotated[bool, typer.Option("--cpp", help="Add a C++ runner (cpp/: CMake, one C++17 source per "
                                              "runtime), built and verified here like run.py (cross-compiled and "
-                                             "run on the emulated CPU for linux/arm64).")] = False,
+                                             "run on the emulated CPU for linux/arm64).", metavar="")] = False,
            sign_key: Annotated[Optional[Path], typer.Option(
                "--sign-key", help="Sign the manifest (which holds every file's sha256) with this Ed25519 private "
                                   "key (PEM, from keygen).", metavar="PEM")] = None,
@@ -340,7 +365,7 @@ def bundle(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 =
               "pip install -r requirements.txt && python3 run.py --verify", highlight=False)
 
 
-@app.command()
+@app.command(cls=_Command)
 @_handle_errors
 @grouped(platform=PlatformOptions, timing=(TimingOptions, "threads"))
 def verify(path: Annotated[Optional[Path], typer.Argument(help="Bundle folder or .tar.gz (default: the newest "
@@ -371,7 +396,7 @@ def verify(path: Annotated[Optional[Path], typer.Argument(help="Bundle folder or
         raise ParityFailure(f"bundle {path} failed its golden check: {'; '.join(map(str, report.failed))}{remedy}")
 
 
-@app.command()
+@app.command(cls=_Command)
 @_handle_errors
 def keygen(out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for signing.pem (private, mode 600) "
                                                                      "and signing.pub.pem.", metavar="DIR")] = Path("keys")
@@ -382,7 +407,7 @@ def keygen(out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for
               f"key {fingerprint}", highlight=False)
 
 
-@app.command()
+@app.command(cls=_Command)
 @_handle_errors
 @grouped(model=ModelOptions, int8_options=(Int8Options, "calib", "calib_size", "min_cosine", "quantize_classifier"),
          trt=TrtOptions, timing=(TimingOptions, "threads", "warmup", "iters"), platform=PlatformOptions)
@@ -421,7 +446,7 @@ def optimize(min_cosine: Annotated[Optional[float], typer.Option(
         raise ParityFailure(result.note or "no candidate met the budget")
 
 
-@app.command()
+@app.command(cls=_Command)
 @_handle_errors
 def report(results: Annotated[Optional[Path], typer.Argument(help="results.json of an earlier optimize run "
                                                                   "(default: the newest under ./optimized).")] = None,
@@ -457,7 +482,7 @@ def _print_search(result, folder: Path, as_json: bool) -> None:
         out.print(f"bundle: {folder / result.bundle}  {folder / (result.bundle + '.tar.gz')}", highlight=False)
 
 
-@app.command()
+@app.command(cls=_Command)
 @_handle_errors
 def doctor(as_json: Json = False) -> None:
     """Runtime versions (with install hints), CPU features and GPUs of this machine."""
@@ -514,7 +539,9 @@ def main() -> None:
             app(args=["--help"], prog_name="uninext-deploy")
         context = getattr(exc, "ctx", None)
         command = context.command_path if context is not None else "uninext-deploy"
-        err.print(f"[red]error:[/red] {exc.format_message()}; see {command} --help", highlight=False, soft_wrap=True)
+        name = getattr(exc, "option_name", None)  # click's NoSuchOption: its guesses are by spelling alone
+        message = f"no such option {name}: {MISTAKEN[name]}" if name in MISTAKEN else exc.format_message()
+        err.print(f"[red]error:[/red] {message}; see {command} --help", highlight=False, soft_wrap=True)
         code = exc.exit_code
     except typer.Abort:
         err.print("interrupted; nothing half-written was left behind")

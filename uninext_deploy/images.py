@@ -15,16 +15,17 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".g
 SHIPPED_IMAGES = Path(__file__).parent / "data" / "images"
 
 
-def find_images(folder: str | Path | None = None) -> list[Path]:
-    """Image files of ``folder`` (default: the shipped photos), sorted; a clear error if there are none."""
+def find_images(folder: str | Path | None = None, what: str = "image folder") -> list[Path]:
+    """Image files of ``folder`` (default: the shipped photos), sorted; a clear error naming ``what`` (the
+    flag it came from) if there are none."""
     folder = Path(folder) if folder is not None else SHIPPED_IMAGES
     if not folder.exists():
-        raise UserError(f"image folder {folder} does not exist; pass a folder of jpg/png/bmp/webp images")
+        raise UserError(f"{what} {folder} does not exist; pass a folder of jpg/png/bmp/webp images")
     if not folder.is_dir():
-        raise UserError(f"{folder} is not a folder; pass a folder of jpg/png/bmp/webp images")
+        raise UserError(f"{what} {folder} is not a folder; pass a folder of jpg/png/bmp/webp images")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
-        raise UserError(f"image folder {folder} holds no images (looked for {', '.join(IMAGE_SUFFIXES)})")
+        raise UserError(f"{what} {folder} holds no images (looked for {', '.join(IMAGE_SUFFIXES)})")
     return files
 
 

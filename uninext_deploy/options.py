@@ -110,6 +110,10 @@ class Int8Options:
         within("--int8-weight-bits", self.weight_bits)
         within("--calib-size", self.calib_size)
         within("--seed", self.seed)
+        if self.calib is not None:  # refused before any export starts, not when calibration reaches it
+            from .images import find_images
+
+            find_images(self.calib, "--calib folder")
 
     @property
     def resolved_weight_bits(self) -> int:
