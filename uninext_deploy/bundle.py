@@ -33,6 +33,7 @@ from .device import signature
 from .device.runtimes import spec
 from .device.integrity import read_manifest
 from .errors import ParityFailure, UserError
+from .models.published import lookup
 from .options import DEFAULT_TARGET, Int8Options, ModelOptions, PlatformOptions, TrtOptions, check_batch
 from .parity import ParityRun, parity
 from .pipeline import default_out as artifact_out, model_tag
@@ -106,10 +107,14 @@ def expected_classes(model: ModelOptions) -> int:
 
 
 def default_labels(manifest: dict) -> list[str] | None:
-    """ImageNet's class names for a 1000-class classifier, "class 0".. for another size, None for features."""
+    """The class names of published weights (a CIFAR-10 fine-tune's), else ImageNet's for a 1000-class
+    classifier, "class 0".. for another size; None for features."""
     logits = [o for o in manifest["outputs"] if o["kind"] == "logits"]
     if not logits:
         return None
+    published = lookup(manifest["model"]["weights"]) if manifest["model"].get("weights") else None
+    if published is not None:
+        return published.class_names()
     classes = logits[0]["classes"]
     return LABELS.read_text().splitlines() if classes == 1000 else [f"class {i}" for i in range(classes)]
 

@@ -24,6 +24,7 @@ from .export.onnx import DEFAULT_OPSET, INPUT_NAME, export_onnx, set_metadata
 from .export.precision import Int8Request, quantize_int8, to_fp16
 from .images import find_images, load_images
 from .models import create_model, get_spec
+from .models.weights import remote_of
 from .options import DEFAULT_TARGET, PRECISIONS, Int8Options, ModelOptions, TrtOptions, check_batch, check_opset
 
 
@@ -215,7 +216,7 @@ def model_of(artifact: Artifact) -> ModelOptions:
     """The model options an existing artifact (or bundle) was exported with, from its manifest."""
     m = artifact.manifest["model"]
     weights = m.get("weights")
-    if weights and not Path(weights).is_file():
+    if weights and remote_of(weights) is None and not Path(weights).is_file():  # a URL or name comes from the cache
         raise UserError(f"{artifact.path} was exported from weights file {weights}, which is not here; "
                         "run from where that path resolves")
     _, _, h, w = artifact.input_shape

@@ -183,9 +183,24 @@ def test_names_and_urls_that_cannot_be_fetched_are_one_line_before_any_request(m
     assert said in str(info.value) and "\n" not in str(info.value)
 
 
-def test_create_model_takes_a_published_name_only_with_its_model():
-    with pytest.raises(UserError, match="names published weights without their model: pass MODEL.in1k"):
-        create_model(MODEL, weights="imagenet")
+def test_a_fine_tune_brings_its_preprocessing_and_class_names_into_the_artifact(server, monkeypatch, tmp_path):
+    """A CIFAR-10 fine-tune was trained on its dataset's mean and std without a crop: the artifact's manifest (so
+    run.py on the device) and parity preprocess with those; its bundle names CIFAR-10's classes; an artifact made
+    from a name or URL is re-opened from the cache (parity --artifact), not refused as a missing file."""
+    from uninext_deploy import api
+    from uninext_deploy.bundle import default_labels
+    from uninext_deploy.pipeline import model_of
+
+    base, requests = server
+    entry = published.Published(MODEL, "in1k_ft_cifar10", f"{base}/tuned.pth", 10, "cifar10_labels.txt",
+                                preprocessing=published.PUBLISHED["convmlp_s.in1k_ft_cifar10"].preprocessing)
+    monkeypatch.setitem(published.PUBLISHED, entry.name, entry)
+    assert create_model(MODEL, weights="cifar10").spec.mean == (0.4914, 0.4822, 0.4465)  # the API takes the tag
+    artifact = api.export(ModelOptions(MODEL, weights="cifar10"), "ort", out=tmp_path / "a")
+    pre = artifact.manifest["preprocessing"]
+    assert pre["mean"] == [0.4914, 0.4822, 0.4465] and pre["resize_exact"] and pre["interpolation"] == "bicubic"
+    assert default_labels(artifact.manifest)[:2] == ["airplane", "automobile"]
+    assert model_of(artifact).weights == "test_convmlp.in1k_ft_cifar10" and requests == ["/tuned.pth"]
 
 
 def test_the_cli_keeps_the_url_whole(server, tmp_path):

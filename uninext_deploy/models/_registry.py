@@ -7,6 +7,7 @@ the variant's key mapping or applies the seeded initialisation.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
 
@@ -16,8 +17,10 @@ from torch import nn
 
 from ..errors import UserError
 from .features import LOGITS, out_indices as check_out_indices, strip_head
+from .published import lookup
 from .spec import ModelSpec
-from .weights import calibrate_batchnorm, checkpoint_classes, load_official_weights, read_state_dict, seeded_init
+from .weights import (calibrate_batchnorm, checkpoint_classes, load_official_weights, read_state_dict,
+                      resolve_weights, seeded_init)
 
 BN_PHOTOS = 4  # shipped photos whose statistics the seeded BatchNorms take
 
@@ -96,6 +99,10 @@ def create_model(
     from ..images import find_images, load_images
 
     spec = get_spec(name)
+    weights = resolve_weights(spec, weights, num_classes)  # a published name as MODEL.TAG, a URL fetched
+    published = lookup(weights) if weights is not None else None
+    if published is not None:  # a fine-tune's own mean, std and crop: its manifest and parity then use them
+        spec = dataclasses.replace(spec, **published.preprocessing)
     from ..limits import within
 
     within("--batch", batch_size)

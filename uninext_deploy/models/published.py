@@ -9,7 +9,7 @@ Only ConvMLP publishes files (SHI-Labs/Convolutional-MLPs README and ``model_url
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
@@ -28,6 +28,7 @@ class Published:
     num_classes: int
     labels: str  # a file in uninext_deploy/data/
     sha256: str | None = None  # None: the publisher gives none
+    preprocessing: dict = field(default_factory=dict)  # ModelSpec fields it was trained with (mean, std, crop_pct)
 
     @property
     def name(self) -> str:
@@ -37,17 +38,25 @@ class Published:
         return (DATA / self.labels).read_text(encoding="utf-8").splitlines()
 
 
-# tag: (the dataset in ConvMLP's file names, classes, labels file)
+# tag: (the dataset in ConvMLP's file names, classes, labels file, the preprocessing it was trained with
+# beyond the spec's). The fine-tunes' mean/std and crop_pct 1.0 (a resize to the input, no crop) were read from
+# configs/classification/finetuned/ for S CIFAR-10, S Flowers-102 and L CIFAR-100; M and the others are taken
+# to be the same per dataset, as the configs differ by model only in its name.
+_FINE_TUNED = {"crop_pct": 1.0, "interpolation": "bicubic"}
 _DATASETS = {
-    "in1k": ("imagenet", 1000, "imagenet_labels.txt"),
-    "in1k_ft_cifar10": ("cifar10", 10, "cifar10_labels.txt"),
-    "in1k_ft_cifar100": ("cifar100", 100, "cifar100_labels.txt"),
-    "in1k_ft_flowers102": ("flowers102", 102, "flowers102_labels.txt"),
+    "in1k": ("imagenet", 1000, "imagenet_labels.txt", {}),
+    "in1k_ft_cifar10": ("cifar10", 10, "cifar10_labels.txt",
+                        {"mean": (0.4914, 0.4822, 0.4465), "std": (0.2470, 0.2435, 0.2616), **_FINE_TUNED}),
+    "in1k_ft_cifar100": ("cifar100", 100, "cifar100_labels.txt",
+                         {"mean": (0.5071, 0.4867, 0.4408), "std": (0.2675, 0.2565, 0.2761), **_FINE_TUNED}),
+    "in1k_ft_flowers102": ("flowers102", 102, "flowers102_labels.txt",
+                           {"mean": (0.4353, 0.3773, 0.2872), "std": (0.2966, 0.2455, 0.2698), **_FINE_TUNED}),
 }
-ALIASES = {dataset: tag for tag, (dataset, _, _) in _DATASETS.items()}
-PUBLISHED = {p.name: p for p in (Published(model, tag, f"{_CONVMLP}/{model}_{dataset}.pth", classes, labels)
+ALIASES = {dataset: tag for tag, (dataset, *_) in _DATASETS.items()}
+PUBLISHED = {p.name: p for p in (Published(model, tag, f"{_CONVMLP}/{model}_{dataset}.pth", classes, labels,
+                                           preprocessing=pre)
                                  for model in ("convmlp_s", "convmlp_m", "convmlp_l")
-                                 for tag, (dataset, classes, labels) in _DATASETS.items())}
+                                 for tag, (dataset, classes, labels, pre) in _DATASETS.items())}
 
 # what to say for a family without direct downloads
 WHERE = {

@@ -97,14 +97,18 @@ def resolve_weights(spec: ModelSpec, weights: str | Path | None, num_classes: in
     return name
 
 
+def remote_of(weights: str | Path) -> Remote | None:
+    """Where ``weights`` downloads from: a published ``MODEL.TAG``'s URL, a URL itself; None for a path."""
+    published = lookup(str(weights))
+    return Remote(published.url, published.sha256) if published is not None else parse_url(str(weights))
+
+
 def checkpoint_file(weights: str | Path) -> Path:
     """The local file of ``weights``: the path itself, or for a URL or a published ``MODEL.TAG`` its copy in the
     user cache, downloaded first when absent."""
-    text = str(weights)
-    published = lookup(text)
-    remote = Remote(published.url, published.sha256) if published is not None else parse_url(text)
+    remote = remote_of(weights)
     if remote is None:
-        return Path(text)
+        return Path(weights)
     return fetch(remote, check=lambda path: _state_dict_of(path, remote.url, "nothing was cached: check that the "
                                                                               "URL is a checkpoint's"))
 
