@@ -453,3 +453,25 @@ def test_bad_bundle_requests_fail_before_any_export(tmp_path):
                      "--out", str(tmp_path / "x"))
     assert result.returncode == 2 and "cortex-a72" in result.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_the_printed_device_line_of_a_signed_bundle_works_as_written(tmp_path):
+    """``bundle --sign-key`` prints the device's commands with --public-key; run literally (bash) in a folder
+    holding only the archive and the public key, they verify the bundle against that key."""
+    from conftest import invoke
+
+    keys, device = tmp_path / "keys", tmp_path / "device"
+    assert invoke("keygen", "--out", str(keys)).returncode == 0
+    made = invoke("bundle", "-m", "test_convmlp", "--sign-key", str(keys / "signing.pem"), "--out",
+                  str(tmp_path / "b"))
+    assert made.returncode == 0, made.stderr
+    (line,) = [line for line in made.stdout.splitlines() if line.startswith("on the device: ")]
+    command, _, advice = line.removeprefix("on the device: ").partition("  (")
+    assert command.endswith("python3 run.py --verify --public-key ../signing.pub.pem"), line
+    assert advice == "with the signing.pub.pem beside signing.pem copied beside the archive)"
+    device.mkdir()
+    shutil.copy(tmp_path / "b.tar.gz", device)
+    shutil.copy(keys / "signing.pub.pem", device)
+    result = subprocess.run(["bash", "-c", command], cwd=device, capture_output=True, text=True, timeout=600,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 0 and "signed by key" in result.stdout, result.stderr[-2000:]

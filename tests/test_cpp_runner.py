@@ -350,7 +350,7 @@ def test_cross_compiled_cpp_runner_verifies_on_emulated_aarch64(tmp_path):
     made = invoke("bundle", "-m", "test_convmlp", "--platform", "linux/arm64", "--cpp", "--out", str(tmp_path / "arm"))
     assert made.returncode == 0, made.stderr
     lines = [line for line in made.stdout.splitlines() if line.startswith("golden check on")]
-    assert "golden check on linux/arm64 (C++) (cpp/build/runner: onnxruntime " in made.stdout, lines
+    assert "golden check on linux/arm64 (cpp/build/runner: onnxruntime " in made.stdout, lines
     assert len(lines) == 4 and all(line.count("C++") <= 1 for line in lines), lines  # it read "(C++) (C++ runner: "
     b = json.loads((tmp_path / "arm" / "manifest.json").read_text())["bundle"]
     arm = b["verified"]["linux/arm64 (C++)"]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from . import __version__
 from .backends.registry import canonical_target
+from .device.signature import PUBLIC_KEY
 from .errors import ParityFailure, UserError
 from .options import (DEFAULT_MODEL, DEFAULT_TARGET, PRECISIONS, Inputs, Int8Options, ModelOptions, PlatformOptions,
                       TimingOptions, TrtOptions, check_threads)
@@ -32,7 +33,7 @@ __all__ = ["DEFAULT_MODEL", "DEFAULT_TARGET", "PRECISIONS", "Inputs", "Int8Optio
            "TimingOptions", "TrtOptions", "UserError", "ParityFailure", "__version__", "export", "parity",
            "profile", "bundle", "verify", "optimize", "report", "models_table", "doctor", "describe",
            "default_targets", "newest_bundle", "gated_inputs", "bounds_text", "candidate_table", "requirement_text",
-           "canonical_target"]
+           "canonical_target", "PUBLIC_KEY"]
 
 
 def _model(model: str | ModelOptions, input_size=None, weights=None, seed: int = 0) -> ModelOptions:

@@ -257,6 +257,9 @@ def _print_parity(report) -> None:
                                                  ("arm vs x86", "vs_x86", "arm vs x86", True)):
                 _metrics_row(table, str(r.batch), label, r.arm[key], r, inputs, is_gated)
     out.print(table)
+    if any(key not in gated for key in ("images", "random")):
+        out.print(f"report: shown, not held to the tolerance: {report.precision} is judged on the photos, since its "
+                  "error on seeded noise says little about real inputs", highlight=False)
     runners = [r.runner + _precision_ran(r.runtime) for r in report.runs] + [r.arm["runner"] for r in report.runs
                                                                             if r.arm]
     for runner in dict.fromkeys(runners):
@@ -342,8 +345,11 @@ def bundle(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 =
     if as_json:
         return _print_json({"bundle": str(result.path), "archive": str(result.archive),
                             "archive_bytes": result.archive.stat().st_size, "manifest": m})
+    cpp_needs = b.get("cpp", {}).get("runtime")
+    needs = api.requirement_text(b["runtime"]) + (f"; its C++ runner {api.requirement_text(cpp_needs)}"
+                                                  if cpp_needs and cpp_needs != b["runtime"] else "")
     out.print(f"[green]wrote[/green] {result.path} and {result.archive}  ({m['model']['name']}, {m['backend']} "
-              f"{m['precision']}, {b['platform']}, needs {api.requirement_text(b['runtime'])})", highlight=False)
+              f"{m['precision']}, {b['platform']}, needs {needs})", highlight=False, soft_wrap=True)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("file", "role", "MB"):
         table.add_column(col, justify="right" if col == "MB" else "left")
@@ -355,14 +361,19 @@ def bundle(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 =
     out.print(table)
     for where, v in b["verified"].items():
         worst = f" (worst output {v['metrics']['output']})" if v["metrics"].get("outputs") else ""
-        out.print(f"golden check on {where} ({v['runner']}): {'pass' if v['passed'] else 'FAIL'}, cosine "
+        # the runner names itself (run.py, cpp/build/runner); the key's "(C++)" would say it twice
+        out.print(f"golden check on {v.get('platform', where)} ({v['runner']}): {'pass' if v['passed'] else 'FAIL'}, cosine "
                   f"{v['metrics']['cosine']:.6f}, max abs {v['metrics']['max_abs']:.2e}{worst}", highlight=False)
     if b.get("signed_by"):
         out.print(f"signed with key {b['signed_by']}: manifest.json.sig", highlight=False)
     if "missing" in b.get("cpp", {}):
         out.print(f"[yellow]no C++ runner[/yellow]: {b['cpp']['missing']}", highlight=False)
+    # a signed bundle is checked against the public key the user copies beside it, never one the bundle carries
+    public = f" --public-key ../{api.PUBLIC_KEY}" if b.get("signed_by") else ""
     out.print(f"on the device: tar xzf {result.archive.name} && cd {result.path.name} && "
-              "pip install -r requirements.txt && python3 run.py --verify", highlight=False)
+              f"pip install -r requirements.txt && python3 run.py --verify{public}"
+              + (f"  (with the {api.PUBLIC_KEY} beside {sign_key.name} copied beside the archive)" if public else ""),
+              highlight=False, soft_wrap=True)  # a command to copy must not wrap
 
 
 @app.command(cls=_Command)
