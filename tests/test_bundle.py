@@ -364,6 +364,11 @@ def test_not_an_archive_and_not_a_bundle(tmp_path, convmlp_s_artifact):
     assert "cannot read" in run_cli("verify", str(junk)).stderr
     assert "is an artifact, not a bundle" in run_cli("verify", str(convmlp_s_artifact.path)).stderr
     assert "does not exist" in run_cli("verify", str(tmp_path / "missing")).stderr
+    # an archive of an artifact (no bundle): the error names the archive passed, not the folder it was unpacked in
+    with tarfile.open(tmp_path / "artifact.tar.gz", "w:gz") as tar:
+        tar.add(convmlp_s_artifact.path, arcname="artifact")
+    said = run_cli("verify", str(tmp_path / "artifact.tar.gz")).stderr
+    assert f"{tmp_path / 'artifact.tar.gz'} (unpacked) is an artifact, not a bundle" in said and "uninext-verify-" not in said
 
 
 def test_interrupted_bundle_leaves_nothing_behind(tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from .artifact import current_umask
-from .errors import UserError
+from .errors import ParityFailure, UserError
 
 
 def write_archive(folder: Path, archive: Path, root: str) -> Path:
@@ -95,6 +95,11 @@ def opened(path: str | Path) -> Iterator[Path]:
         yield path
     elif path.is_file():
         with tempfile.TemporaryDirectory(prefix="uninext-verify-") as tmp:
-            yield extract(path, Path(tmp))
+            folder = extract(path, Path(tmp))
+            try:
+                yield folder
+            except (UserError, ParityFailure) as exc:  # named as the user named it, not by a folder now gone
+                exc.args = tuple(str(arg).replace(str(folder), f"{path} (unpacked)") for arg in exc.args)
+                raise
     else:
         raise UserError(f"{path} does not exist; pass a bundle folder or its .tar.gz")
