@@ -126,7 +126,8 @@ def _quantize(model, request):
     """
     import nncf
 
-    from ..export.precision import fall_back, quiet, warn_if_lossy
+    from ..export.precision import fall_back, warn_if_lossy
+    from ..export.quiet import quiet
 
     hinted = [op.get_friendly_name() for op in model.get_ops()
               if any(fnmatch.fnmatchcase(module_path(op.get_friendly_name() + "/_") or "", p)
