@@ -426,7 +426,7 @@ def test_tensorrt_bundle_ships_onnx_and_build_scripts_and_verifies_the_graph(tmp
     assert {"model.onnx", "build_engine.py", "build_engine.sh", "trt_check.json"} <= set(files)
     assert not any(name.endswith((".engine", ".plan")) for name in files)
     assert result.manifest["bundle"]["runtime"] == {"package": "tensorrt", "min": "10.3", "below": None,
-                                                    "why": "graph checked against TensorRT 10.3"}
+                                                    "why": "graph checked for TensorRT 10.3 by our compatibility check"}
     assert "cuda-python" in (result.path / "requirements.txt").read_text()
     assert "builds model.engine on first use" in (result.path / "README.md").read_text()
     runner = result.manifest["bundle"]["verified"]["linux/x86_64"]["runner"]

@@ -70,3 +70,22 @@ def test_report_without_results_says_so_and_names_optimize_instead_of_searching(
     assert result.stderr.strip() == ("error: no results.json under ./optimized to report on; run `uninext-deploy "
                                      "optimize` first, or pass the results.json of an earlier run")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_winner_that_changes_a_photos_class_is_said_so(optimized):
+    """A cosine budget can pass a winner that flips a photo's class (ConvMLP-S at 96 px: top-1 agreement 0.90):
+    both reports and the summary say how many, and how to keep every class."""
+    import copy
+    import dataclasses
+
+    from uninext_deploy.report import markdown, page
+
+    _, _, result = optimized
+    assert result.class_change is None or "top-1 agreement" in result.class_change
+    flipped = copy.deepcopy(result)
+    winner = flipped.candidates[flipped.winner]
+    winner.photos = dataclasses.replace(winner.photos, top1=1.0 - 1.0 / winner.photos.samples)
+    said = (f"the winner changes the top-1 class of 1 of {winner.photos.samples} photos (top-1 agreement "
+            f"{winner.photos.top1:.2f}); --max-top1-drop 0 keeps every photo's class")
+    assert flipped.class_change == said
+    assert f"**Note:** {said}" in markdown(flipped) and "keeps every photo&#x27;s class" in page(flipped)

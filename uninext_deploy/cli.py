@@ -171,7 +171,8 @@ def export(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 =
     if as_json:
         return _print_json({"artifact": str(artifact.path), "manifest": m})
     out.print(f"[green]wrote[/green] {artifact.path}  ({m['model']['name']}, {m['target']}, {m['precision']}, "
-              f"input {tuple(m['input']['shape'])}, {m['onnx']['nodes']} ONNX nodes, {m['export_seconds']} s)")
+              f"input {tuple(m['input']['shape'])}, {m['onnx']['nodes']} ONNX nodes, exported in "
+              f"{m['export_seconds']} s)")
     for name, entry in m["files"].items():
         out.print(f"  {name:<16} {entry['bytes'] / 1e6:8.2f} MB  {entry['role']}")
     out.print("outputs: " + ", ".join(f"{o['name']} {'x'.join(map(str, o['shape']))}" for o in m["outputs"]),
@@ -362,7 +363,8 @@ def bundle(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 =
     for where, v in b["verified"].items():
         worst = f" (worst output {v['metrics']['output']})" if v["metrics"].get("outputs") else ""
         # the runner names itself (run.py, cpp/build/runner); the key's "(C++)" would say it twice
-        out.print(f"golden check on {v.get('platform', where)} ({v['runner']}): {'pass' if v['passed'] else 'FAIL'}, cosine "
+        verdict = "pass" if v["passed"] else "FAIL"
+        out.print(f"golden check on {v.get('platform', where)} ({v['runner']}): {verdict}, cosine "
                   f"{v['metrics']['cosine']:.6f}, max abs {v['metrics']['max_abs']:.2e}{worst}", highlight=False)
     if b.get("signed_by"):
         out.print(f"signed with key {b['signed_by']}: manifest.json.sig", highlight=False)
@@ -488,6 +490,8 @@ def _print_search(result, folder: Path, as_json: bool) -> None:
     for row in candidates:
         if row["why"]:
             out.print(f"{row['candidate']}: {row['why']}", highlight=False)
+    if result.class_change:
+        out.print(f"[yellow]note:[/yellow] {result.class_change}", highlight=False)
     out.print(f"report: {folder / 'report.html'}  {folder / 'report.md'}", highlight=False)
     if result.bundle:
         out.print(f"bundle: {folder / result.bundle}  {folder / (result.bundle + '.tar.gz')}", highlight=False)

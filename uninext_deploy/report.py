@@ -95,6 +95,7 @@ def markdown(result: OptimizeResult) -> str:
              "", f"**Winner: {best.name}**, p50 {best.latency.p50_ms:.2f} ms "
              f"({result.eager.p50_ms / best.latency.p50_ms:.2f}x eager), cosine {best.photos.cosine:.6f}"
              + (f"; bundle `{result.bundle}`" if result.bundle else "") if best else f"**No winner**: {result.note}",
+             *(["", f"**Note:** {result.class_change}"] if result.class_change else []),
              "", "| " + " | ".join(c[0] for c in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for row in table:
         cells = [cell(row, key, spec) for _, key, spec in COLUMNS]
@@ -243,6 +244,8 @@ def page(result: OptimizeResult) -> str:
                f"({result.eager.p50_ms / best.latency.p50_ms:.2f}x PyTorch eager), cosine {best.photos.cosine:.6f}"
                + (f"; bundle <code>{html.escape(result.bundle)}</code>" if result.bundle else "")
                if best else f"No winner: {html.escape(result.note)}")
+    if result.class_change:
+        summary += f"<br><b>Note:</b> {html.escape(result.class_change)}"
     notes = "".join(f"<li>{html.escape(r['candidate'])}: {html.escape(text)}</li>" for r in table
                     for text in (r["why"], r["detail"]) if text)
     return f"""<!DOCTYPE html>

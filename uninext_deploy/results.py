@@ -92,6 +92,18 @@ class OptimizeResult:
         fields.update(eager=Latency(**data["eager"]), candidates=[Candidate.from_dict(c) for c in data["candidates"]])
         return cls(**fields)
 
+    @property
+    def class_change(self) -> str | None:
+        """What a user must hear when the winner changes the top-1 class of any photo (a cosine budget allows
+        it: ConvMLP-S at 96 px won at top-1 agreement 0.90), else None."""
+        best = self.best
+        photos = best.photos if best else None
+        if photos is None or photos.top1 is None or photos.top1 >= 1.0:
+            return None
+        changed = round((1.0 - photos.top1) * photos.samples)
+        return (f"the winner changes the top-1 class of {changed} of {photos.samples} photos (top-1 agreement "
+                f"{photos.top1:.2f}); --max-top1-drop 0 keeps every photo's class")
+
     @classmethod
     def load(cls, path: str | Path) -> "OptimizeResult":
         try:

@@ -23,7 +23,8 @@ class OrtRunner(Runner):
         try:
             session = open_session(self.runtime, self.path, self.precision, self.threads,
                                    profile_prefix=str(folder / "trace"))
-            with progress.step(f"per-layer profile of {self.name} ({runs + 1} traced runs)", total=runs + 1) as profiling:
+            with progress.step(f"per-layer profile of {self.name} ({runs + 1} traced runs)",
+                               total=runs + 1) as profiling:
                 for _ in range(runs + 1):
                     session.run(np.ascontiguousarray(x, dtype=np.float32))
                     profiling.advance()

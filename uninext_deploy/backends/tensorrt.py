@@ -121,7 +121,7 @@ class TensorRtBackend(Backend):
         from .trt_check import check_for_tensorrt, parse_version
 
         target = self.trt_version or self.runtime_version() or DEFAULT_TRT_VERSION
-        with progress.step(f"checking the graph against TensorRT {target}'s ONNX parser"):
+        with progress.step(f"checking the graph for TensorRT {target} (our check of its parser's rules)"):
             check = check_for_tensorrt(onnx.load(str(onnx_path)), parse_version(target))
         (folder / "trt_check.json").write_text(json.dumps(check.as_dict(), indent=2) + "\n")
         if check.errors and not self.force:
@@ -149,7 +149,9 @@ class TensorRtBackend(Backend):
         from ..export.precision import describe
 
         check = report["tensorrt_check"]
-        lines = [f"graph checked against TensorRT {check['tensorrt']}"]
+        # not TensorRT's own parser, which cannot run here: the rules of its ONNX parser, as trt_check knows them
+        lines = [f"graph checked for TensorRT {check['tensorrt']} by our compatibility check (TensorRT's parser runs "
+                 "on the device)"]
         lines += [f"TensorRT {check['tensorrt']} check: {problem}" for problem in check["errors"] + check["warnings"]]
         engine = report["engine"]
         lines.append(f"TensorRT engine: {engine}" if isinstance(engine, str) else f"TensorRT engine built: {engine}")
@@ -158,4 +160,4 @@ class TensorRtBackend(Backend):
     def runtime_requirement(self, artifact: Artifact) -> dict:
         checked = artifact.manifest["precision_graph"]["tensorrt_check"]["tensorrt"]
         return {"package": "tensorrt", "min": checked, "below": None,
-                "why": f"graph checked against TensorRT {checked}"}
+                "why": f"graph checked for TensorRT {checked} by our compatibility check"}
