@@ -21,6 +21,7 @@ from .device.imaging import preprocess
 from .errors import UserError
 from .export.calibration import calibration_set
 from .export.onnx import DEFAULT_OPSET, INPUT_NAME, export_onnx, set_metadata
+from .export.peak_memory import peak_mb, restart_peak
 from .export.precision import Int8Request, quantize_int8, to_fp16
 from .images import find_images, load_images
 from .models import create_model, get_spec
@@ -160,6 +161,7 @@ def export(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str 
     check_opset(opset)
     backend = get_backend(target, **(trt or TrtOptions()).backend_options())
     opset = opset or backend.default_opset or DEFAULT_OPSET
+    restart_peak()
     torch_model = build_model(model, batch)
     check_finite(torch_model)
     spec = torch_model.spec
@@ -183,6 +185,8 @@ def export(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str 
         with progress.step(f"compiling the {backend.name} {precision} artifact"):
             compiled = backend.compile(onnx_path, folder, precision, request)
         precision_report.update(compiled.report)
+        if precision == "int8":  # PyTorch -> ONNX -> calibration -> compile, as `export` prints it
+            precision_report["peak_rss_mb"] = peak_mb()
         if "sensitivity" in precision_report:  # the INT8 fallback's ranking; its node lists stay out of the manifest
             precision_report["sensitivity"] = [{k: v for k, v in e.items() if k != "nodes"}
                                                for e in precision_report["sensitivity"]]

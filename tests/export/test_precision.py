@@ -147,6 +147,10 @@ def test_7_bit_weights_stay_within_64_steps(tmp_path, target):
                    if op.get_type_name() == "Constant" and op.get_element_type() == ov.Type.i8]
     assert len(weights) > 5 and max(int(np.abs(w.astype(np.int32)).max()) for w in weights) <= 64
     assert artifact.manifest["precision_graph"]["weight_bits"] == 7
+    # the export's peak resident memory (this process's since the export began: torch and the runtimes loaded)
+    peak = artifact.manifest["precision_graph"]["peak_rss_mb"]
+    assert 200 < peak < 4000
+    assert any(line.startswith(f"peak resident memory of the export: {peak} MB") for line in api.describe(artifact))
 
 
 def test_classifier_can_be_quantized(tmp_path):

@@ -99,6 +99,10 @@ class OpenVinoBackend(Backend):
                          f"{len(report.get('float_in_plugin', []))} that the CPU plugin runs in f32")
         if report.get("fallback"):
             lines.append(f"  blocks back in float for --int8-min-cosine: {', '.join(report['fallback'])}")
+        if "quantizer" in report:
+            from ..export.precision import memory
+
+            lines += memory(report)
         return lines
 
 

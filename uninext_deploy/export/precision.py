@@ -82,7 +82,15 @@ def describe(report: dict) -> list[str]:
     for entry in report["sensitivity"][:10]:
         mark = "fell back to float" if entry["block"] in report["fallback"] else ""
         lines.append(f"  {entry['block']:<28} error {entry['error']:.2e}  {mark}")
-    return lines
+    return lines + memory(report)
+
+
+def memory(report: dict) -> list[str]:
+    """The INT8 export's peak resident memory, as the CLI prints it (empty where the report has none)."""
+    if "peak_rss_mb" not in report:
+        return []
+    return [f"peak resident memory of the export: {report['peak_rss_mb']} MB (with INT8 calibration on "
+            f"{report['calib_size']} samples, held one batch at a time: more samples take time, not memory)"]
 
 
 LOSSY_COSINE = 0.99  # an INT8 graph below this cosine to its float graph is said so at export
