@@ -45,7 +45,7 @@ def child(model: str, target: str, size: int, calib_size: int, method: str | Non
 def measure(model: str, target: str, size: int, calib_size: int, method: str | None) -> dict:
     """``child`` in a fresh interpreter (its own peak); {"error": last line} when it fails."""
     command = [sys.executable, __file__, "--child", model, target, str(size), str(calib_size), method or ""]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode:
         return {"error": (result.stderr.strip().splitlines() or ["no message"])[-1][:120]}
     return json.loads(result.stdout.strip().splitlines()[-1])

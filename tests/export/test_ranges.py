@@ -53,7 +53,7 @@ def test_ranges_are_the_one_pass_calibrations(float_graph, tmp_path, method):
     streamed = load_tensors_data(tmp_path / "cache.json")
     assert streamed.calibration_method == METHODS[method] and set(streamed.keys()) == set(one_pass.keys())
     assert len(one_pass.keys()) > 50
-    for name in one_pass.keys():
+    for name in one_pass:
         np.testing.assert_allclose(np.asarray(streamed[name].range_value, dtype=np.float32),
                                    np.asarray(one_pass[name].range_value, dtype=np.float32), rtol=1e-6, err_msg=name)
 
