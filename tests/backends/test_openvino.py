@@ -156,5 +156,5 @@ def test_missing_openvino_package_is_one_clear_line():
             "from uninext_deploy.errors import UserError\n"
             "try:\n    get_backend('openvino')\nexcept UserError as e:\n    print(e)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.stdout.strip() == "openvino is not installed; install it with `pip install openvino nncf` " \
-                                    "to use --target openvino"
+    assert result.stdout.strip() == ("openvino is not installed; install it with `pip install -c constraints.txt "
+                                     "openvino nncf` to use --target openvino")

@@ -138,7 +138,8 @@ def test_cli_off_a_terminal_logs_each_step_of_an_int8_export_with_elapsed_second
     assert steps[0] == "exporting test_convmlp to ort" and steps[-1] == "done"
     for expected in ("  tracing to ONNX (TorchScript exporter, opset 20)",
                      "  simplifying the ONNX graph (onnxsim), checked on 2 inputs",
-                     "  calibrating INT8 ranges (percentile) on 32 samples (0/32)",
+                     "  calibrating INT8 ranges (percentile) on 32 samples, in two passes (extremes, then histograms) "
+                     "(0/64)",
                      "  compiling the ort int8 artifact"):
         assert expected in steps, steps
     seconds = [float(line[1:line.index(" s]")]) for line in lines]
