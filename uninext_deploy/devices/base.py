@@ -1,0 +1,120 @@
+"""The device idea, shared by every kind of device: a place where a bundle's own run.py runs, with four verbs
+(describe the place; put a bundle there, content-addressed and atomically; prepare its runtime; run run.py
+with JSON back), the bundle run through them (:func:`run_bundle`), and DEST as the user writes it."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from ..device.integrity import sha256
+from ..errors import UserError
+
+REQUIREMENTS = "requirements.txt"
+MACHINE_PLATFORMS = {"x86_64": "linux/x86_64", "amd64": "linux/x86_64", "aarch64": "linux/arm64",
+                     "arm64": "linux/arm64"}
+
+
+@dataclass(frozen=True)
+class Destination:
+    """``user@host[:port]`` (``[v6addr]:port`` too) or a ``Host`` alias of ~/.ssh/config, whose user, port,
+    keys and ProxyJump the SSH client reads there (None: not given here)."""
+
+    text: str
+    host: str
+    user: str | None = None
+    port: int | None = None
+
+
+def parse_destination(text: str) -> Destination:
+    match = re.fullmatch(r"(?:(?P<user>[\w.-]+)@)?(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[\w.-]+))"
+                         r"(?::(?P<port>\d{1,5}))?", text.strip())
+    port = int(match["port"]) if match and match["port"] else None
+    if match is None or (port is not None and not 1 <= port <= 65535):
+        raise UserError(f"--device {text!r} is not user@host[:port] (or a Host alias of ~/.ssh/config), "
+                        "e.g. pi@192.168.1.20 or pi@board:2222")
+    return Destination(text.strip(), match["v6"] or match["host"], match["user"], port)
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A bundle (or key) folder on the device at ``path``; ``uploaded``: copied this time, not found there;
+    ``requirements``: the sha256 of its requirements.txt (None: it has none)."""
+
+    path: str
+    uploaded: bool
+    requirements: str | None = None
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The Python that runs bundles there; ``created``: its venv was made this time, not reused."""
+
+    python: str
+    created: bool
+
+
+@dataclass
+class Ran:
+    """What run.py said: its exit code, stdout (JSON with --json) and stderr, and how it got to run."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    record: dict | None = None
+
+
+class Device(Protocol):
+    name: str  # as the user named it ("this machine", "pi@board")
+    where: str  # " on pi@board" after the runner's name in a report, "" for this machine
+
+    def describe(self) -> dict: ...  # the probe's facts (devices/probe.py)
+
+    def put(self, folder: Path) -> Placed: ...
+
+    def prepare(self, bundle: Placed) -> Runtime: ...
+
+    def run(self, runtime: Runtime, bundle: Placed, args: list[str]) -> Ran: ...
+
+    def cannot_run(self, backend) -> str | None: ...  # why the bundle's runtime cannot run there, if known
+
+
+def tree_digest(folder: Path) -> str:
+    """sha256 of every file's path and sha256 under ``folder``: a bundle's address on a device."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{sha256(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def requirements_digest(folder: Path) -> str | None:
+    return sha256(folder / REQUIREMENTS) if (folder / REQUIREMENTS).is_file() else None
+
+
+def platform_of(machine: str) -> str:
+    return MACHINE_PLATFORMS.get(machine.lower(), f"linux/{machine}")
+
+
+def run_bundle(device: Device, folder: Path, args: list[str], public_key: str | Path | None = None) -> Ran:
+    """The bundle in ``folder`` run as ``run.py ARGS`` on ``device``: put there, its runtime prepared, run; with
+    ``public_key``, the key is put there too and run.py checks the signature with it before anything runs."""
+    seconds, start = {}, time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="uninext-key-") as keys:
+        bundle = device.put(folder)
+        if public_key is not None:
+            shutil.copyfile(public_key, Path(keys, "key.pem"))
+            args = [*args, "--public-key", f"{device.put(Path(keys)).path}/key.pem"]
+        seconds["put"], start = round(time.monotonic() - start, 3), time.monotonic()
+        runtime = device.prepare(bundle)
+        seconds["prepare"], start = round(time.monotonic() - start, 3), time.monotonic()
+        ran = device.run(runtime, bundle, args)
+        seconds["run"] = round(time.monotonic() - start, 3)
+    ran.record = {"device": device.name, "bundle": bundle.path, "uploaded": bundle.uploaded,
+                  "python": runtime.python, "runtime_created": runtime.created, "seconds": seconds}
+    return ran

@@ -1,0 +1,47 @@
+"""This machine as a device: the verbs as subprocesses of this interpreter. A bundle checked here runs in
+place (nothing to copy) with this environment's Python, which holds every CPU runtime at the pinned versions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from ..cpu import CPU_FLAGS
+from ..errors import UserError
+from .base import Placed, Ran, Runtime
+
+PROBE = Path(__file__).with_name("probe.py")
+
+
+class LocalDevice:
+    name = "this machine"
+    where = ""
+
+    def __enter__(self) -> LocalDevice:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def describe(self) -> dict:
+        probe = subprocess.run([sys.executable, "-", *CPU_FLAGS], input=PROBE.read_text(), capture_output=True,
+                               text=True, timeout=60)
+        if probe.returncode != 0:
+            raise UserError(f"the device probe failed here: {(probe.stderr.strip().splitlines() or ['?'])[-1]}")
+        return json.loads(probe.stdout)
+
+    def put(self, folder: Path) -> Placed:
+        return Placed(str(folder.resolve()), uploaded=False)
+
+    def prepare(self, bundle: Placed) -> Runtime:
+        return Runtime(sys.executable, created=False)
+
+    def run(self, runtime: Runtime, bundle: Placed, args: list[str]) -> Ran:
+        result = subprocess.run([runtime.python, str(Path(bundle.path, "run.py")), *args], capture_output=True,
+                                text=True, stdin=subprocess.DEVNULL)
+        return Ran(result.returncode, result.stdout, result.stderr)
+
+    def cannot_run(self, backend) -> str | None:
+        return backend.cannot_run()

@@ -1,0 +1,187 @@
+"""A device reached over SSH: the verbs as shell steps on one asyncssh connection. Nothing of ours runs there
+but the bundle (and the probe, sent on stdin); nothing listens there. Bundles and venvs live under the device's
+``${XDG_CACHE_HOME:-$HOME/.cache}/uninext-deploy/device``, each made under a temporary name and renamed into
+place, so a half-copied bundle or half-installed venv is never used and a finished one is reused."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import NoReturn
+
+import asyncssh
+
+from ..console import progress
+from ..cpu import CPU_FLAGS
+from ..errors import UserError
+from .base import REQUIREMENTS, Destination, Placed, Ran, Runtime, requirements_digest, tree_digest
+from .local import PROBE
+from .ssh_connection import connect
+
+GRACE_SECONDS = 15  # the host's own timer fires this long after the device's `timeout` should have
+KILL_SECONDS = 10  # how long ending a remote step may take before the host gives up on it
+CHUNK = 1 << 20
+
+# Each step runs in its own session and process group (setsid), under the device's `timeout`, which ends it
+# even when the connection is gone (processes started over SSH outlive it); it names its group on stderr
+# first, so the host can end the group on its own time-out or Ctrl-C. Stdin goes through fd 3 since sh gives
+# a background job /dev/null.
+WRAPPER = ('seconds=$1; step=$2; shift 2; exec 3<&0; '
+           'setsid timeout -k 5 "$seconds" sh -c "$step" sh "$@" <&3 3<&- & pid=$!; '
+           'echo "pgid $pid" >&2; wait "$pid"')
+TIMED_OUT = 124  # timeout(1)'s exit status
+ROOT = 'root="${XDG_CACHE_HOME:-$HOME/.cache}/uninext-deploy/device"; '
+FOUND = ROOT + 'if [ -d "$root/$1" ]; then echo "$root/$1"; fi'
+UNPACK = ROOT + ('final="$root/$1"; mkdir -p "$(dirname "$final")"; '
+                 'tmp=$(mktemp -d "$final.incoming.XXXXXX"); trap \'rm -rf "$tmp"\' EXIT; tar -xf - -C "$tmp"; '
+                 'mv -T "$tmp" "$final" 2>/dev/null || [ -d "$final" ]; echo "$final"')
+NEEDS_PYTHON = ('command -v python3 >/dev/null || { echo "python3 is not installed on the device; install it '
+                '(apt install python3 python3-venv)" >&2; exit 2; }; ')
+VENV = ROOT + NEEDS_PYTHON + (
+    'version=$(python3 -c \'import sys; print("%d.%d.%d" % sys.version_info[:3])\'); '
+    'venv="$root/venvs/$1-py$version"; '
+    'if [ -x "$venv/bin/python" ]; then echo "reused $venv/bin/python"; exit 0; fi; mkdir -p "$root/venvs"; '
+    'tmp=$(mktemp -d "$venv.incoming.XXXXXX"); trap \'rm -rf "$tmp"\' EXIT; python3 -m venv "$tmp" >&2; '
+    '"$tmp/bin/python" -m pip install --disable-pip-version-check -q -r "$2" >&2; '
+    'mv -T "$tmp" "$venv" 2>/dev/null || [ -x "$venv/bin/python" ]; echo "created $venv/bin/python"')
+PROBE_STEP = NEEDS_PYTHON + 'exec python3 - "$@"'
+RUN = 'python=$1; shift; exec "$python" "$@"'
+END_GROUP = ('kill -s TERM -- -"$1" 2>/dev/null; i=0; while kill -s 0 -- -"$1" 2>/dev/null && [ $i -lt 20 ]; '
+             'do sleep 0.25; i=$((i+1)); done; kill -s KILL -- -"$1" 2>/dev/null; true')
+
+
+class SshDevice:
+    """DEST over SSH; ``timeout``: the seconds any one remote step (upload, venv, run) may take."""
+
+    def __init__(self, destination: Destination, *, timeout: float, accept_new_host_key: bool = False):
+        self.destination, self.accept_new_host_key, self.timeout = destination, accept_new_host_key, timeout
+        self.name = destination.text
+        self.where = f" on {self.name}"
+
+    def __enter__(self) -> SshDevice:
+        self._loop = asyncio.Runner()
+        try:
+            with progress.step(f"connecting to {self.name}"):
+                self._connection = self._loop.run(connect(self.destination, self.accept_new_host_key))
+        except BaseException:
+            self._loop.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self._connection.close()
+            self._loop.run(self._connection.wait_closed())
+        finally:
+            self._loop.close()
+
+    def describe(self) -> dict:
+        status, out, err = self.step("the device probe", PROBE_STEP, *CPU_FLAGS, stdin=PROBE)
+        try:
+            return json.loads(out) if status == 0 else self.failed("the device probe", status, err)
+        except ValueError:
+            raise UserError(f"the device probe on {self.name} printed no JSON; is python3 there a Python 3?") from None
+
+    def put(self, folder: Path) -> Placed:
+        where, requirements = f"bundles/{tree_digest(folder)}", requirements_digest(folder)
+        status, out, err = self.step("looking for the bundle", FOUND, where)
+        if status == 0 and out.strip():
+            return Placed(out.strip(), uploaded=False, requirements=requirements)
+        with tempfile.TemporaryDirectory(prefix="uninext-upload-") as staging:
+            archive = Path(staging, "bundle.tar")
+            with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT) as tar:
+                for path in sorted(folder.rglob("*")):
+                    tar.add(path, arcname=path.relative_to(folder).as_posix(), recursive=False)
+            megabytes = archive.stat().st_size / 1e6
+            with progress.step(f"uploading {megabytes:.1f} MB to {self.name}"):
+                status, out, err = self.step("the upload", UNPACK, where, stdin=archive)
+        if status != 0:
+            self.failed("the upload", status, err)
+        return Placed(out.strip(), uploaded=True, requirements=requirements)
+
+    def prepare(self, bundle: Placed) -> Runtime:
+        if bundle.requirements is None:
+            raise UserError(f"the bundle has no {REQUIREMENTS} to set its runtime up from; rebuild it with "
+                            "`uninext-deploy bundle`")
+        with progress.step(f"the runtime on {self.name} (its venv, made once from {REQUIREMENTS})"):
+            status, out, err = self.step("setting up the runtime", VENV, bundle.requirements[:16],
+                                         f"{bundle.path}/{REQUIREMENTS}")
+        if status != 0:
+            self.failed("setting up the runtime (python3 -m venv, pip install -r requirements.txt)", status, err)
+        state, python = out.strip().splitlines()[-1].split(" ", 1)
+        return Runtime(python, created=state == "created")
+
+    def run(self, runtime: Runtime, bundle: Placed, args: list[str]) -> Ran:
+        with progress.step(f"running run.py {' '.join(args[:1])} on {self.name}"):
+            status, out, err = self.step("run.py", RUN, runtime.python, f"{bundle.path}/run.py", *args)
+        return Ran(status, out, err)
+
+    def cannot_run(self, backend) -> str | None:
+        return None  # the device runs the bundle's own runtime; where it cannot, its run.py says why
+
+    def failed(self, what: str, status: int, err: str) -> NoReturn:
+        last = (err.strip().splitlines() or [f"exit code {status}"])[-1][:200].removeprefix("error: ")
+        raise UserError(f"{what} failed on {self.name}: {last}")
+
+    def step(self, what: str, script: str, *args: str, stdin: Path | None = None) -> tuple[int, str, str]:
+        """``sh -c SCRIPT sh ARGS`` on the device (the arguments quoted): exit status, stdout, stderr."""
+        return self._loop.run(self._step(what, script, [str(a) for a in args], stdin))
+
+    async def _step(self, what: str, script: str, args: list[str], stdin: Path | None) -> tuple[int, str, str]:
+        command = " ".join(shlex.quote(part) for part in ("sh", "-c", WRAPPER, "sh", f"{self.timeout:g}", script,
+                                                          *args))
+        group = None
+        try:
+            process = await self._connection.create_process(command, encoding=None)
+            async with asyncio.timeout(self.timeout + GRACE_SECONDS):
+                group = (await process.stderr.readline()).decode().removeprefix("pgid ").strip() or None
+                out, err, _ = await asyncio.gather(process.stdout.read(), process.stderr.read(),
+                                                   send(process, stdin))
+                await process.wait()
+        except TimeoutError:
+            await self._end(group)
+            raise UserError(self._timed_out(what)) from None
+        except asyncio.CancelledError:  # Ctrl-C: the remote group ends with us
+            await self._end(group)
+            raise
+        except (asyncssh.Error, OSError) as exc:
+            raise UserError(self._dropped(what, getattr(exc, "reason", None) or exc)) from None
+        if process.exit_status is None and process.exit_signal is None:
+            raise UserError(self._dropped(what, "no exit status came back"))
+        if process.exit_status == TIMED_OUT:
+            raise UserError(self._timed_out(what))
+        return process.exit_status if process.exit_status is not None else 128, out.decode(errors="replace"), \
+            err.decode(errors="replace")
+
+    async def _end(self, group: str | None) -> None:
+        """End the remote process group ``group`` (best effort: the connection may be gone, and the device's
+        own `timeout` ends it then)."""
+        if group is None or not group.isdigit():
+            return
+        try:
+            async with asyncio.timeout(KILL_SECONDS):
+                await self._connection.run(" ".join(shlex.quote(p) for p in ("sh", "-c", END_GROUP, "sh", group)))
+        except (TimeoutError, asyncssh.Error, OSError):
+            pass
+
+    def _timed_out(self, what: str) -> str:
+        return (f"{what} on {self.name} ran past its time-out of {self.timeout:g} s and was ended there; raise "
+                "--device-timeout if the device is that slow")
+
+    def _dropped(self, what: str, reason) -> str:
+        return (f"the connection to {self.name} dropped during {what} ({reason}); run again: a finished upload "
+                "or runtime is reused, a half-made one is never used")
+
+
+async def send(process, path: Path | None) -> None:
+    """``path`` streamed to the remote step's stdin (nothing: an empty stdin), then end of file."""
+    if path is not None:
+        with open(path, "rb") as source:
+            for chunk in iter(lambda: source.read(CHUNK), b""):
+                process.stdin.write(chunk)
+                await process.stdin.drain()
+    process.stdin.write_eof()
