@@ -18,8 +18,8 @@ from . import __version__
 from .backends.registry import canonical_target
 from .device.signature import PUBLIC_KEY
 from .errors import ParityFailure, UserError
-from .options import (DEFAULT_MODEL, DEFAULT_TARGET, PRECISIONS, Inputs, Int8Options, ModelOptions, PlatformOptions,
-                      TimingOptions, TrtOptions, check_threads)
+from .options import (DEFAULT_MODEL, DEFAULT_TARGET, PRECISIONS, DeviceOptions, Inputs, Int8Options, ModelOptions,
+                      PlatformOptions, TimingOptions, TrtOptions, check_threads)
 
 if TYPE_CHECKING:
     from .artifact import Artifact
@@ -29,9 +29,9 @@ if TYPE_CHECKING:
     from .results import OptimizeResult
     from .verify import VerifyReport
 
-__all__ = ["DEFAULT_MODEL", "DEFAULT_TARGET", "PRECISIONS", "Inputs", "Int8Options", "ModelOptions", "PlatformOptions",
-           "TimingOptions", "TrtOptions", "UserError", "ParityFailure", "__version__", "export", "parity",
-           "profile", "bundle", "verify", "optimize", "report", "models_table", "doctor", "describe",
+__all__ = ["DEFAULT_MODEL", "DEFAULT_TARGET", "PRECISIONS", "DeviceOptions", "Inputs", "Int8Options", "ModelOptions",
+           "PlatformOptions", "TimingOptions", "TrtOptions", "UserError", "ParityFailure", "__version__", "export",
+           "parity", "profile", "bundle", "verify", "optimize", "report", "models_table", "doctor", "describe",
            "default_targets", "newest_bundle", "gated_inputs", "bounds_text", "candidate_table", "requirement_text",
            "canonical_target", "PUBLIC_KEY"]
 
@@ -128,14 +128,25 @@ def newest_bundle(folder: str | Path = "bundles") -> Path:
     return newest(Path(folder))
 
 
+def _device(device: str | DeviceOptions | None) -> DeviceOptions:
+    return device if isinstance(device, DeviceOptions) else DeviceOptions(device)
+
+
 def verify(path: str | Path | None = None, *, platform: PlatformOptions = PlatformOptions(),
-           threads: int | None = None, public_key: str | Path | None = None) -> "VerifyReport":
+           threads: int | None = None, public_key: str | Path | None = None,
+           device: str | DeviceOptions | None = None) -> "VerifyReport":
     """Check a bundle folder or archive (default: the newest in ./bundles): with ``public_key``, its
-    signature first (unsigned or otherwise signed bundles are refused); checksums, then its golden outputs."""
+    signature first (unsigned or otherwise signed bundles are refused); checksums, then its golden outputs,
+    here or (``device``: DEST or DeviceOptions) by its run.py on that device over SSH, the bundle and its
+    runtime set up there once and reused."""
     from .verify import verify as run
 
     check_threads(threads)
-    return run(path or newest_bundle(), platform=platform, threads=threads, public_key=public_key)
+    device = _device(device)
+    if device.device is not None and platform.platform != "host":
+        raise UserError(f"--device runs the bundle on {device.device} itself; drop --platform (it picks an "
+                        "emulated CPU here)")
+    return run(path or newest_bundle(), platform=platform, threads=threads, public_key=public_key, device=device)
 
 
 def keygen(out: str | Path = "keys") -> tuple[Path, Path, str]:
@@ -198,11 +209,19 @@ def models_table(family: str | None = None) -> list[dict]:
     return rows(family)
 
 
-def doctor() -> dict:
-    """Runtime versions (with install hints), CPU features and GPUs of this machine."""
+def doctor(device: str | DeviceOptions | None = None) -> dict:
+    """Runtime versions (with install hints), CPU features and GPUs of this machine, or (``device``) what that
+    device has: architecture, Python, CPU, memory and disk free, runtimes, GPU / Jetson and TensorRT."""
     from .doctor import report as run
 
-    return run()
+    device = _device(device)
+    if device.device is None:
+        return run()
+    from .devices import open_device
+
+    with open_device(device.device, accept_new_host_key=device.accept_new_host_key,
+                     timeout=device.timeout) as place:
+        return place.describe()
 
 
 def requirement_text(requirement: dict) -> str:

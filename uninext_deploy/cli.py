@@ -23,8 +23,8 @@ from rich.console import Console
 from rich.table import Table
 
 from . import api
-from .api import (Int8Options, ModelOptions, ParityFailure, PlatformOptions, TimingOptions, TrtOptions,
-                  UserError)
+from .api import (DeviceOptions, Int8Options, ModelOptions, ParityFailure, PlatformOptions, TimingOptions,
+                  TrtOptions, UserError)
 from .cli_groups import grouped
 from .console import progress
 from .console.reporters import shown_on
@@ -380,18 +380,18 @@ def bundle(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 =
 
 @app.command(cls=_Command)
 @_handle_errors
-@grouped(platform=PlatformOptions, timing=(TimingOptions, "threads"))
+@grouped(platform=PlatformOptions, device=DeviceOptions, timing=(TimingOptions, "threads"))
 def verify(path: Annotated[Optional[Path], typer.Argument(help="Bundle folder or .tar.gz (default: the newest "
                                                                  "in ./bundles).")] = None,
            public_key: Annotated[Optional[Path], typer.Option(
                "--public-key", help="Refuse the bundle unless its manifest is signed by this Ed25519 public key "
                                     "(PEM, from keygen).", metavar="PEM")] = None,
-           as_json: Json = False, *, platform: PlatformOptions, timing: TimingOptions) -> None:
+           as_json: Json = False, *, platform: PlatformOptions, device: DeviceOptions, timing: TimingOptions) -> None:
     """Check a bundle: its signature (--public-key), every file's checksum, then its own run.py --verify (golden
-    outputs vs PyTorch's)."""
+    outputs vs PyTorch's), here or on a device over SSH (--device)."""
     path = path or api.newest_bundle()
-    with _steps(f"verifying {path}"):
-        report = api.verify(path, platform=platform, threads=timing.threads, public_key=public_key)
+    with _steps(f"verifying {path}" + (f" on {device.device}" if device.device else "")):
+        report = api.verify(path, platform=platform, threads=timing.threads, public_key=public_key, device=device)
     if as_json:
         _print_json(report.as_dict())
     else:
@@ -404,6 +404,12 @@ def verify(path: Annotated[Optional[Path], typer.Argument(help="Bundle folder or
             out.print(f"golden{'' if each.top1 is not None and not m.outputs else ' ' + each.output}: {'[green]PASS[/green]' if report.passed else '[red]FAIL[/red]'} on "
                       f"{each.samples} inputs with {report.runner} ({report.platform}): cosine {each.cosine:.6f}, "
                       f"max abs {each.max_abs:.2e}, rel {each.rel_max_abs:.2e}{top}", highlight=False)
+        if device.device and report.device:
+            d = report.device
+            out.print(f"device: {d['device']}: bundle {'uploaded' if d['uploaded'] else 'already there'} "
+                      f"({d['bundle']}), runtime {'created' if d['runtime_created'] else 'reused'} ({d['python']}); "
+                      + ", ".join(f"{step} {seconds:.1f} s" for step, seconds in d["seconds"].items()),
+                      highlight=False, soft_wrap=True)
     if not report.passed:
         remedy = f"; {report.remedy}" if report.remedy else ""
         raise ParityFailure(f"bundle {path} failed its golden check: {'; '.join(map(str, report.failed))}{remedy}")
@@ -499,11 +505,14 @@ def _print_search(result, folder: Path, as_json: bool) -> None:
 
 @app.command(cls=_Command)
 @_handle_errors
-def doctor(as_json: Json = False) -> None:
-    """Runtime versions (with install hints), CPU features and GPUs of this machine."""
-    info = api.doctor()
+@grouped(device=DeviceOptions)
+def doctor(as_json: Json = False, *, device: DeviceOptions) -> None:
+    """Runtime versions (with install hints), CPU features and GPUs of this machine, or of a device (--device)."""
+    info = api.doctor(device)
     if as_json:
         return _print_json(info)
+    if device.device:
+        return _print_device(device.device, info)
     out.print(f"{info['platform']}, Python {info['python']}, {info['cpu']} ({info['cores']} cores)")
     out.print(f"CPU features: {', '.join(info['cpu_flags']) or 'none detected'}")
     out.print("INT8 exports: " + ("7-bit weights (no VNNI: 8-bit ones saturate this CPU's INT8 dot products)"
@@ -521,6 +530,20 @@ def doctor(as_json: Json = False) -> None:
     out.print(table)
     for warning in info["warnings"]:
         err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+
+
+def _print_device(name: str, info: dict) -> None:
+    out.print(f"{name}: {info['system']} {info['machine']}, Python {info['python']} ({info['python_path']}), "
+              f"{info['cpu']} ({info['cores']} cores)", highlight=False, soft_wrap=True)
+    out.print(f"CPU features: {', '.join(info['cpu_flags']) or 'none detected'}", highlight=False)
+    out.print(f"memory: {info['memory_available_mb']} MB free of {info['memory_total_mb']} MB; disk: "
+              f"{info['disk_free_mb']} MB free in {info['home']}", highlight=False)
+    out.print(f"board: {info['board'] or 'not named'}" + (f", {info['jetson_l4t']}" if info["jetson_l4t"] else ""),
+              highlight=False)
+    out.print(f"GPUs: {', '.join(info['gpus']) or 'none'}; TensorRT: {info['tensorrt'] or 'none'}", highlight=False)
+    out.print("packages (its python3): " + ", ".join(f"{name} {version or 'missing'}"
+                                                      for name, version in info["packages"].items()),
+              highlight=False, soft_wrap=True)
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:

@@ -18,7 +18,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .api import Int8Options, ModelOptions, PlatformOptions, TimingOptions, TrtOptions, UserError
+from .api import DeviceOptions, Int8Options, ModelOptions, PlatformOptions, TimingOptions, TrtOptions, UserError
 
 DEFAULT_CPU = PlatformOptions().cpu
 
@@ -27,7 +27,7 @@ def _option(*names: str, help: str, panel: str, metavar: str | None = None, hidd
     return typer.Option(*names, help=help, rich_help_panel=panel, metavar=metavar, hidden=hidden)
 
 
-MODEL, INT8, TRT, PLATFORM, TIMING = "Model", "INT8", "TensorRT", "Platform / ARM", "Timing"
+MODEL, INT8, TRT, PLATFORM, DEVICE, TIMING = "Model", "INT8", "TensorRT", "Platform / ARM", "Device", "Timing"
 
 # group -> {field: annotation}; the field's default is the dataclass default
 FLAGS: dict[type, dict[str, object]] = {
@@ -91,6 +91,18 @@ FLAGS: dict[type, dict[str, object]] = {
         "arm_cache": Annotated[Optional[Path], _option("--arm-cache", help="Where the ARM environment is set up once "
                                                                            "(default: ~/.cache).", panel=PLATFORM,
                                                        metavar="DIR")],
+    },
+    DeviceOptions: {
+        "device": Annotated[Optional[str], _option(
+            "--device", help="Run it on this device over SSH instead: user@host[:port] or a Host alias of "
+                             "~/.ssh/config (its keys, agent, ProxyJump and known_hosts as ssh uses them).",
+            panel=DEVICE, metavar="DEST")],
+        "accept_new_host_key": Annotated[bool, _option(
+            "--accept-new-host-key", help="Trust and record the host key of a device known_hosts does not list "
+                                          "yet (a changed key is refused all the same).", panel=DEVICE, metavar="")],
+        "timeout": Annotated[float, _option("--device-timeout", help="Seconds any one step on the device "
+                                                                     "(upload, runtime set-up, run) may take.",
+                                            panel=DEVICE, metavar="S")],
     },
     TimingOptions: {
         "threads": Annotated[Optional[int], _option("--threads", help="CPU threads (default: all cores).",

@@ -20,6 +20,10 @@ PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_MODEL = "uninext_t"
 DEFAULT_CPU = "cortex-a76"  # Jetson Orin / Raspberry Pi 5 class
 DEFAULT_ITERS = 50
+# a remote step's time-out; the slowest step is the runtime set-up (python3 -m venv, pip install of numpy,
+# Pillow and the runtime): 12-21 s here from pip's cache on 2 busy cores, minutes on a board with a slow
+# network or SD card
+DEVICE_TIMEOUT = 1200.0
 
 
 def _set(obj, name: str, value) -> None:
@@ -160,6 +164,27 @@ class PlatformOptions:
     @property
     def arm(self) -> bool:
         return self.platform == "linux/arm64"
+
+
+@dataclass(frozen=True)
+class DeviceOptions:
+    """Where the bundle runs instead of this machine: ``device``, DEST (``user@host[:port]`` or a Host alias of
+    ~/.ssh/config; None: this machine); ``accept_new_host_key``: trust the key of a host known_hosts does not
+    list yet (OpenSSH's accept-new; a changed key is refused all the same); ``timeout``: the seconds any one
+    remote step (upload, runtime set-up, run) may take before it is ended there."""
+
+    device: str | None = None
+    accept_new_host_key: bool = False
+    timeout: float = DEVICE_TIMEOUT
+
+    def __post_init__(self):
+        from .devices.base import parse_destination
+
+        if self.device is not None:
+            _set(self, "device", parse_destination(self.device).text)
+        elif self.accept_new_host_key:
+            raise UserError("--accept-new-host-key is for a device reached over SSH; add --device DEST")
+        within("--device-timeout", self.timeout)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,11 @@
-"""Check a bundle as the device would: every file's checksum, then its own ``run.py --verify`` (on this
-machine, or on the emulated aarch64 CPU). The host check and the device check are the same shipped code."""
+"""Check a bundle as the device would: every file's checksum, then its own ``run.py --verify`` (on a device:
+this machine or one over SSH, devices/; or on the emulated aarch64 CPU). The host check and the device check
+are the same shipped code."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,8 +15,9 @@ from .backends import get_backend
 from .device import signature
 from .device.compare import Metrics, Miss
 from .device.integrity import IntegrityError, check_files, check_tree, read_manifest
+from .devices import Device, LocalDevice, open_device, platform_of, run_bundle
 from .errors import UserError
-from .options import PlatformOptions
+from .options import DeviceOptions, PlatformOptions
 
 
 @dataclass
@@ -30,6 +31,7 @@ class VerifyReport:
     failed: list[Miss] = field(default_factory=list)
     signed_by: str | None = None  # the fingerprint of the key whose signature was checked
     remedy: str | None = None  # what the runner says to do about a failure (8-bit INT8 weights on a CPU without VNNI)
+    device: dict | None = None  # how run.py got to run on a device (put, runtime, seconds: devices.base.run_bundle)
 
     @property
     def passed(self) -> bool:
@@ -39,12 +41,12 @@ class VerifyReport:
         return {"bundle": self.bundle, "platform": self.platform, "runner": self.runner, "passed": self.passed,
                 "files_checked": self.files_checked, "metrics": self.metrics.as_dict(),
                 "tolerance": self.tolerance, "failed": [m.as_dict() for m in self.failed], "signed_by": self.signed_by,
-                "remedy": self.remedy}
+                "remedy": self.remedy, "device": self.device}
 
     def record(self) -> dict:
         """What a bundle's manifest keeps of the check."""
         return {k: v for k, v in self.as_dict().items() if k not in ("bundle", "tolerance", "files_checked",
-                                                                     "signed_by", "remedy")}
+                                                                     "signed_by", "remedy", "device")}
 
 
 def newest_bundle(folder: Path) -> Path:
@@ -57,10 +59,10 @@ def newest_bundle(folder: Path) -> Path:
 
 
 def verify(path: str | Path, *, platform: PlatformOptions = PlatformOptions(), threads: int | None = None,
-           public_key: str | Path | None = None) -> VerifyReport:
+           public_key: str | Path | None = None, device: DeviceOptions = DeviceOptions()) -> VerifyReport:
     """Check a bundle (folder or archive): with ``public_key``, the manifest's signature first (an unsigned or
     otherwise signed bundle is refused); links and special files (as an archive's members); every checksum; then its golden outputs on ``platform``, by its
-    own run.py (told the key too)."""
+    own run.py (told the key too) on ``device``, reached only once the bundle passed here."""
     with opened(path) as folder:
         try:
             signer = signature.check(folder, public_key) if public_key else None
@@ -74,26 +76,31 @@ def verify(path: str | Path, *, platform: PlatformOptions = PlatformOptions(), t
             check_files(folder, manifest)
         except IntegrityError as exc:
             raise UserError(f"integrity check failed: {exc}") from None
-        report = run_verify(folder, manifest, threads, platform, public_key=public_key)
+        with open_device(device.device, accept_new_host_key=device.accept_new_host_key,
+                         timeout=device.timeout) as place:
+            report = run_verify(folder, manifest, threads, platform, public_key=public_key, device=place)
     report.bundle, report.signed_by = str(path), signer
     return report
 
 
 def run_verify(folder: Path, manifest: dict, threads: int | None, platform: PlatformOptions,
-               cpp: Path | None = None, public_key: str | Path | None = None) -> VerifyReport:
-    """``run.py --verify --json`` of the bundle in ``folder`` (or, given ``cpp``, that build of its C++ runner):
-    with this machine's Python, or under the emulated aarch64 CPU for an ARM platform. Where the bundle's
-    runtime cannot run here, ``--graph`` checks its ONNX on the stand-in runtime, and the runner says so."""
+               cpp: Path | None = None, public_key: str | Path | None = None,
+               device: Device = LocalDevice()) -> VerifyReport:
+    """``run.py --verify --json`` of the bundle in ``folder`` (or, given ``cpp``, that build of its C++ runner
+    here): on ``device`` (this machine's Python by default), or under the emulated aarch64 CPU for an ARM
+    platform. Where the bundle's runtime cannot run there, ``--graph`` checks its ONNX on the stand-in
+    runtime, and the runner says so."""
     target = bundle_platform(platform.platform)
     threads = 1 if emulated(target) else threads  # under emulation threads do not help (arm/run.py)
-    args = ["--verify", "--json", *(["--threads", str(threads)] if threads else []),
-            *(["--public-key", str(Path(public_key).resolve())] if public_key else [])]
+    args = ["--verify", "--json", *(["--threads", str(threads)] if threads else [])]
+    key = ["--public-key", str(Path(public_key).resolve())] if public_key else []
     backend = get_backend(manifest["backend"])
-    reason = backend.cannot_run()
+    reason = device.cannot_run(backend)
     if reason:
         args.append("--graph")
     program = [str(cpp), "--bundle", str(folder)] if cpp else None
     runner = "C++ runner" if cpp else "run.py"
+    where, ran = device.where, None
     if emulated(target):
         from .arm.environment import ArmEnvironment
         from .arm.run import runtime_for
@@ -101,12 +108,14 @@ def run_verify(folder: Path, manifest: dict, threads: int | None, platform: Plat
         runtime = runtime_for(manifest["backend"], manifest["precision"], platform.cpu)
         env = ArmEnvironment(platform.arm_cache)
         env.ensure(runtime, platform.cpu)
-        command, environ = (env.program(platform.cpu, *program, *args) if program else
-                            env.command(runtime, platform.cpu, folder / "run.py", *args))
+        command, environ = (env.program(platform.cpu, *program, *args, *key) if program else
+                            env.command(runtime, platform.cpu, folder / "run.py", *args, *key))
         where = f" on emulated {{machine}} {platform.cpu} (qemu)"
+        result = subprocess.run(command, env=environ, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    elif program:
+        result = subprocess.run(program + args + key, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     else:
-        command, environ, where = program + args if program else [sys.executable, str(folder / "run.py"), *args], None, ""
-    result = subprocess.run(command, env=environ, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        result = ran = run_bundle(device, folder, args, public_key)
     try:  # 1 with its report is a failed check; anything else (a crash's 1 or 139 too) is a problem to fix: 2
         report = json.loads(result.stdout) if result.returncode in (0, 1) else {}
     except ValueError:
@@ -118,6 +127,7 @@ def run_verify(folder: Path, manifest: dict, threads: int | None, platform: Plat
     label = f"{runner}: {info['runtime']} {info['version']}{where.format(machine=report['machine'])}"
     if reason:
         label += f", on the {backend.name} input graph ({reason}: engine parity runs where it can)"
-    return VerifyReport(str(folder), target, label, report["files_checked"], Metrics.from_dict(checked["metrics"]),
-                        checked["tolerance"], [Miss.from_dict(m) for m in checked["failed"]],
-                        remedy=checked.get("remedy"))
+    return VerifyReport(str(folder), platform_of(report["machine"]), label, report["files_checked"],
+                        Metrics.from_dict(checked["metrics"]), checked["tolerance"],
+                        [Miss.from_dict(m) for m in checked["failed"]], remedy=checked.get("remedy"),
+                        device=ran.record if ran else None)

@@ -1,0 +1,191 @@
+"""Devices over SSH, end to end through a real asyncssh server on 127.0.0.1 (ssh_server.py): the bundle and
+its venv are put on the device once and reused; every fault is one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import asyncssh
+import pytest
+from conftest import edited, invoke
+from ssh_server import start_board
+
+from uninext_deploy import api
+from uninext_deploy.devices import LocalDevice
+from uninext_deploy.devices.ssh import SshDevice
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory):
+    """One server for the module: its device home (and so its venv) is shared by every test, as on a device."""
+    started = start_board(tmp_path_factory.mktemp("board"))
+    yield started
+    started.server.stop()
+
+
+@pytest.fixture(autouse=True)
+def client_home(board, monkeypatch):
+    """The client side of every test: HOME with the key, config and known_hosts, and no agent."""
+    monkeypatch.setenv("HOME", str(board.client_home))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    board.trust()
+    return board.client_home
+
+
+@pytest.fixture(scope="module")
+def small_bundle(tmp_path_factory):
+    """test_convmlp for ONNX Runtime FP32 (a few seconds to make)."""
+    return api.bundle("test_convmlp", "ort", out=tmp_path_factory.mktemp("device-bundles") / "test_convmlp")
+
+
+def test_doctor_on_the_device_gives_this_machines_facts(board):
+    result = invoke("doctor", "--device", "board", "--json")
+    assert result.returncode == 0, result.stderr
+    facts, here = json.loads(result.stdout), LocalDevice().describe()
+    python3 = subprocess.run(["python3", "-c", "import platform; print(platform.python_version())"],
+                             capture_output=True, text=True, cwd=board.device_home).stdout.strip()
+    assert facts["home"] == str(board.device_home) and facts["python"] == python3  # the device's own python3
+    for key in ("machine", "system", "cpu", "cores", "cpu_flags", "memory_total_mb", "gpus", "tensorrt"):
+        assert facts[key] == here[key], key
+    shown = invoke("doctor", "--device", f"tester@127.0.0.1:{board.port}")
+    assert shown.returncode == 0 and f"Python {python3}" in shown.stdout and "CPU features: " in shown.stdout
+
+
+def test_verify_on_the_device_uploads_and_sets_up_once_then_reuses_both(board, small_bundle):
+    first = api.verify(small_bundle.path, device="board")
+    assert first.passed and first.runner.endswith(" on board") and first.platform == "linux/x86_64"
+    assert first.device["uploaded"] and first.device["bundle"].startswith(str(board.device_home))
+    placed = board.device_home / first.device["bundle"].removeprefix(str(board.device_home) + "/")
+    venv = board.device_home / first.device["python"].removeprefix(str(board.device_home) + "/")
+    stamps = placed.stat().st_mtime_ns, venv.parent.parent.stat().st_mtime_ns
+    result = invoke("verify", str(small_bundle.archive), "--device", "board")  # the archive: the same content
+    assert result.returncode == 0, result.stderr
+    assert "golden: PASS" in result.stdout and "run.py: onnxruntime" in result.stdout
+    assert "bundle already there" in result.stdout and "runtime reused" in result.stdout
+    again = api.verify(small_bundle.path, device="board")
+    assert not again.device["uploaded"] and not again.device["runtime_created"] and again.passed
+    assert (placed.stat().st_mtime_ns, venv.parent.parent.stat().st_mtime_ns) == stamps
+    assert again.device["seconds"]["put"] < 2 and again.device["seconds"]["prepare"] < 2
+    leftovers = [p.name for p in placed.parent.iterdir() if "incoming" in p.name]
+    assert leftovers == [], leftovers
+
+
+def test_a_bundle_off_its_golden_outputs_fails_on_the_device_with_exit_1(board, small_bundle, tmp_path):
+    import numpy as np
+
+    name = "golden/outputs.logits.bin"
+    golden = np.fromfile(small_bundle.path / name, dtype="<f4")
+    off = edited(small_bundle.path, tmp_path / "off", files={name: (golden + 1.0).astype("<f4").tobytes()})
+    result = invoke("verify", str(off), "--device", "board")
+    assert result.returncode == 1, result.stderr
+    assert "golden: FAIL" in result.stdout and "failed its golden check" in result.stderr
+
+
+def test_a_changed_host_key_is_refused_in_one_line_even_with_accept_new(board, small_bundle):
+    board.trust(asyncssh.generate_private_key("ssh-ed25519"))
+    for extra in ((), ("--accept-new-host-key",)):
+        result = invoke("doctor", "--device", "board", *extra)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "not the one known_hosts has for it" in result.stderr
+        assert f"ssh-keygen -R '[127.0.0.1]:{board.port}'" in result.stderr
+    assert board.host_key.export_public_key().decode().split()[1] not in board.known_hosts.read_text()
+
+
+def test_a_new_host_is_refused_until_accept_new_adds_its_key(board):
+    board.known_hosts.unlink()
+    refused = invoke("doctor", "--device", "board")
+    assert refused.returncode == 2 and "is not in known_hosts" in refused.stderr
+    assert "--accept-new-host-key" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    assert invoke("doctor", "--device", "board", "--accept-new-host-key").returncode == 0
+    line = board.known_hosts.read_text()
+    assert line.startswith(f"[127.0.0.1]:{board.port} ssh-ed25519 ")
+    assert board.host_key.export_public_key().decode().split()[1] in line
+    assert invoke("doctor", "--device", "board").returncode == 0  # the added key is trusted next time
+
+
+def test_unreachable_port_and_refused_login_are_one_line_each(board, tmp_path):
+    import socket
+
+    with socket.socket() as closed:  # a port nothing listens on: bound, never listening
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        refused = invoke("doctor", "--device", f"tester@127.0.0.1:{port}")
+    assert refused.returncode == 2 and "connection refused" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    (board.client_home / ".ssh" / "id_ed25519").rename(tmp_path / "key")
+    try:
+        denied = invoke("doctor", "--device", "board")
+    finally:
+        (tmp_path / "key").rename(board.client_home / ".ssh" / "id_ed25519")
+    assert denied.returncode == 2 and "refused authentication as tester" in denied.stderr
+    assert "ssh-copy-id board" in denied.stderr and len(denied.stderr.strip().splitlines()) == 1
+
+
+def remote_processes(marker: str) -> list[str]:
+    listed = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in listed.splitlines() if marker in line and "ps -eo" not in line]
+
+
+def test_a_step_past_its_time_out_is_ended_on_the_device(board):
+    from uninext_deploy.devices.base import parse_destination
+    from uninext_deploy.errors import UserError
+
+    start = time.monotonic()
+    with SshDevice(parse_destination("board"), timeout=1) as device:
+        with pytest.raises(UserError, match="ran past its time-out of 1 s and was ended there"):
+            device.step("the hanging step", "sleep 31.4159")
+    assert time.monotonic() - start < 10
+    assert remote_processes("sleep 31.4159") == []
+
+
+def test_a_dropped_connection_is_one_line_and_the_run_is_ended_by_the_device(board):
+    import threading
+
+    from uninext_deploy.devices.base import parse_destination
+    from uninext_deploy.errors import UserError
+
+    with SshDevice(parse_destination("board"), timeout=3) as device:
+        threading.Timer(1.0, board.server.drop).start()
+        with pytest.raises(UserError, match="the connection to board dropped during the long step"):
+            device.step("the long step", "sleep 27.1828")
+    deadline = time.monotonic() + 15
+    while remote_processes("sleep 27.1828") and time.monotonic() < deadline:  # the device's own timeout ends it
+        time.sleep(0.2)
+    assert remote_processes("sleep 27.1828") == []
+
+
+def test_ctrl_c_ends_the_remote_process(board):
+    import os
+    import signal
+    import threading
+
+    from uninext_deploy.devices.base import parse_destination
+
+    with SshDevice(parse_destination("board"), timeout=60) as device:
+        threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+        with pytest.raises(KeyboardInterrupt):
+            device.step("the long step", "sleep 16.1803")
+        assert remote_processes("sleep 16.1803") == []
+
+
+def test_a_signed_bundle_is_checked_on_the_device_with_the_key_put_beside_it(board, small_bundle, tmp_path):
+    """The host's check passes, then run.py checks the signature again on the device, with the key put there.
+    The bundle is signed after it was made, so its requirements.txt (and venv, shared with the other tests:
+    a second one would cost ~12 s) lacks the cryptography a `bundle --sign-key` bundle asks for: the device's
+    refusal says so, which shows that the check runs there."""
+    import shutil
+
+    from uninext_deploy.device import signature
+    from uninext_deploy.errors import UserError
+
+    private, public, fingerprint = api.keygen(tmp_path / "keys")
+    signed = tmp_path / "signed"
+    shutil.copytree(small_bundle.path, signed)
+    signature.sign(signed, signature.load_private_key(private))
+    with pytest.raises(UserError, match="run.py --verify failed on board: checking a signature needs the "
+                                        "cryptography package"):
+        api.verify(signed, device="board", public_key=public)
+    placed = [p for p in board.device_home.rglob("key.pem") if p.read_bytes() == public.read_bytes()]
+    assert len(placed) == 1 and "incoming" not in str(placed[0])
