@@ -55,6 +55,7 @@ def export_onnx(model: nn.Module, *, opset: int = DEFAULT_OPSET, simplify: bool 
         torch.onnx.export(model, (torch.zeros(shape),), buffer, dynamo=False, opset_version=opset,
                           input_names=[INPUT_NAME], output_names=list(model.output_names), do_constant_folding=True)
     raw = onnx.load_from_string(buffer.getvalue())
+    del buffer  # a third copy of the weights beside the model and the ModelProto (UniNeXt-B: 350 MB)
     result = raw
     deviation = 0.0
     if simplify:
@@ -88,12 +89,18 @@ def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _max_rel_deviation(a: onnx.ModelProto, b: onnx.ModelProto, shape, n: int, seed: int) -> float:
+    """The largest output deviation of ``b`` from ``a`` relative to ``a``'s scale, on ``n`` seeded inputs. One
+    session at a time: each holds its serialized graph and its own weights (UniNeXt-B: 2 x 350 MB)."""
     rng = np.random.default_rng(seed)
-    sessions = [runtimes.load(runtimes.GRAPH_RUNTIME, m.SerializeToString(), "fp32") for m in (a, b)]
+    inputs = [rng.standard_normal(shape, dtype=np.float32) for _ in range(n)]
+
+    def outputs(model: onnx.ModelProto) -> list[dict[str, np.ndarray]]:
+        session = runtimes.load(runtimes.GRAPH_RUNTIME, model.SerializeToString(), "fp32")
+        return [session.run(x) for x in inputs]
+
+    reference = outputs(a)
     worst = 0.0
-    for _ in range(n):
-        x = rng.standard_normal(shape, dtype=np.float32)
-        ref, out = (s.run(x) for s in sessions)
+    for ref, out in zip(reference, outputs(b)):
         for name in ref:
             worst = max(worst, float(np.abs(ref[name] - out[name]).max() / max(np.abs(ref[name]).max(), 1e-12)))
     return worst
