@@ -9,8 +9,9 @@ import pytest
 PACKAGE = Path(__file__).parent.parent / "uninext_deploy"
 RUNTIME_PACKAGES = ("onnxruntime", "openvino", "tensorrt", "nncf", "cuda")
 # who may import a runtime package: its backend, the one runtime layer (with TensorRT's engine builder, shipped
-# beside it), and ORT's quantizer for the QDQ graph
-RUNTIME_IMPORTERS = {"backends", "device/runtimes.py", "device/build_engine.py", "export/precision.py"}
+# beside it), and ORT's quantizer for the QDQ graph (with its calibrators, fed in a stream by ranges.py)
+RUNTIME_IMPORTERS = {"backends", "device/runtimes.py", "device/build_engine.py", "export/precision.py",
+                     "export/ranges.py"}
 
 
 def module_name(path: Path) -> str:
@@ -74,9 +75,12 @@ def test_device_code_imports_nothing_of_the_host(name):
 
 
 def test_the_cli_talks_to_the_api_only():
+    """... and to console/, which shows the steps the library announces (the terminal is the CLI's)."""
+    allowed = {"uninext_deploy.api", "uninext_deploy.cli_groups", "uninext_deploy.console",
+               "uninext_deploy.console.progress", "uninext_deploy.console.reporters"}
     for name in ("uninext_deploy.cli", "uninext_deploy.cli_groups"):
         found = internal(MODULES[name], top_level_only=False) - {"uninext_deploy"}  # `from . import api`
-        assert found <= {"uninext_deploy.api", "uninext_deploy.cli_groups"}, found
+        assert found <= allowed, found
 
 
 def test_runtimes_are_imported_by_their_backend_and_declaration_only():

@@ -203,8 +203,9 @@ def _pick_and_package(result: OptimizeResult, evaluated: dict, budget: dict, fol
 
     for candidate in result.candidates:
         if candidate.latency is not None:
-            candidate.roofline_gflops = roofline(candidate.target, candidate.precision, threads)["gflops"]
             candidate.gflops = 2 * result.gmacs / (candidate.latency.p50_ms / 1000)
+            candidate.roofline_gflops = roofline(candidate.target, candidate.precision, threads,
+                                                 at_least=candidate.gflops)["gflops"]
     ranked = sorted((i for i, c in enumerate(result.candidates) if c.passed),
                     key=lambda i: result.candidates[i].latency.p50_ms)
     if not ranked:

@@ -84,17 +84,23 @@ def measure_gemm(backend: str, precision: str, threads: int, size: int = SIZE, s
     return 2.0 * size**3 / best / 1e9
 
 
-def roofline(backend: str, precision: str, threads: int, refresh: bool = False) -> dict:
+def roofline(backend: str, precision: str, threads: int, refresh: bool = False,
+             at_least: float | None = None) -> dict:
     """{"gflops", "measured", "key"} for ``backend`` at ``precision`` with ``threads`` threads, from the
-    per-machine cache, measured on first use."""
+    per-machine cache, measured on first use. A cached ceiling below ``at_least`` (a rate just reached on this
+    machine) was measured in a busy moment and is measured again, the higher of the two kept: on this shared
+    machine OpenVINO's FP32 GEMM was cached at 44.3 GFLOP/s while others' work ran, and ConvMLP-S then showed
+    above 100 % of it."""
     key = f"{machine_id()} | {backend} {runtimes.installed_version(backend)} | {precision} | {threads} threads"
     path = cache_file()
     try:
         cache = json.loads(path.read_text())
     except (OSError, ValueError):
         cache = {}
-    if refresh or key not in cache:
-        cache[key] = {"gflops": round(measure_gemm(backend, precision, threads), 1),
+    stale = key in cache and at_least is not None and cache[key]["gflops"] < at_least
+    if refresh or key not in cache or stale:
+        measured = round(measure_gemm(backend, precision, threads), 1)
+        cache[key] = {"gflops": max(measured, cache[key]["gflops"]) if stale else measured,
                       "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "gemm": f"{SIZE}^3"}
         path.parent.mkdir(parents=True, exist_ok=True)
         staged = path.with_name(f".{path.name}.{os.getpid()}.tmp")
