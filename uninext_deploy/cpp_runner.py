@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from .arm.platforms import host_platform
-from .cache import cache_dir
+from .cache import cache_dir, filling
 from .debian import host_architecture, private_apt, step
 from .device import runtimes
 from .errors import UserError
@@ -79,10 +79,12 @@ class Toolchain:
     def ensure(self, platform: str) -> None:
         """Check the compilers; fetch what is missing (idempotent). One UserError naming the fix."""
         self.check_compilers(platform)
-        need_headers = not all((self.root / "include" / name).exists() for name in HEADERS)
-        need_libraries = not all((self.prefix(platform) / "lib" / library).exists() for library, _ in LIBRARIES.values())
-        if need_headers or need_libraries:
-            self._fetch(platform, need_headers)
+        with filling(self.root):
+            need_headers = not all((self.root / "include" / name).exists() for name in HEADERS)
+            need_libraries = not all((self.prefix(platform) / "lib" / library).exists()
+                                     for library, _ in LIBRARIES.values())
+            if need_headers or need_libraries:
+                self._fetch(platform, need_headers)
 
     def _fetch(self, platform: str, headers: bool) -> None:
         arch, triplet = ARCHES[platform]

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..cache import cache_dir
+from ..cache import cache_dir, filling
 from ..debian import host_architecture, private_apt, step
 from ..device import runtimes
 from ..errors import UserError
@@ -52,7 +52,10 @@ class ArmEnvironment:
     def ensure(self, runtime: str, cpu: str) -> None:
         """Make every piece exist (idempotent); one clear UserError when a step cannot run."""
         check_cpu(cpu)
-        self.root.mkdir(parents=True, exist_ok=True)
+        with filling(self.root):
+            self._ensure(runtime, cpu)
+
+    def _ensure(self, runtime: str, cpu: str) -> None:
         if not self._complete(runtime, cpu) and shutil.disk_usage(self.root).free < NEEDED_FREE_BYTES:
             free = shutil.disk_usage(self.root).free >> 20
             raise UserError(f"only {free} MB free in {self.root}; the ARM environment needs about 600 MB: free "
