@@ -92,4 +92,5 @@ def test_calibration_memory_does_not_grow_with_the_samples():
     """test_uninext at 160 px, percentile: ORT's one-pass calibrator raised the peak by 127 MB on 8 samples and by
     630 MB on 32 (measured); streamed, by 9 and 8 MB, one sample's activations and their histograms."""
     few, many = _calibration_peak_mb(8, "percentile"), _calibration_peak_mb(32, "percentile")
-    assert many <= 1.1 * few + 10, (few, many)
+    # 24 more samples held would add ~500 MB; the allocator alone moved a streamed peak from 7 to 18 MB once
+    assert many <= few + 64, (few, many)
