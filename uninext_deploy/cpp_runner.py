@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -126,16 +125,12 @@ class Toolchain:
 
 
 def runtime_requirement(runtime: str, requirement: dict, toolchain: Toolchain) -> dict:
-    """The runtime versions the C++ runner of ``runtime`` runs on, from the model's ``requirement``: for ONNX
-    Runtime none older than the release of the bundle's headers' C API version (ORT_API_VERSION 21: 1.21), which
-    the runner checks at start; OpenVINO's runner compiles against the device's own package, so the model's."""
-    if runtime != "ort":
+    """The runtime versions the C++ runner of ``runtime`` runs on, from the model's ``requirement`` and the
+    headers it is built with, as the runtime declares (ONNX Runtime: none older than its headers' C API)."""
+    declared = runtimes.get(runtime)
+    if declared.cpp_requirement is None:
         return requirement
-    header = (toolchain.root / "include/onnxruntime/onnxruntime_c_api.h").read_text()
-    api = int(re.search(r"^#define ORT_API_VERSION (\d+)", header, re.MULTILINE).group(1))
-    if runtimes.version_tuple(requirement["min"]) >= (1, api):
-        return requirement
-    return {**requirement, "min": f"1.{api}", "why": f"its headers' ONNX Runtime C API, version {api}"}
+    return declared.cpp_requirement(requirement, toolchain.root / "include")
 
 
 def stage(folder: Path, runtime: str, toolchain: Toolchain, manifest: dict) -> dict[str, str]:
@@ -191,17 +186,6 @@ def build(cpp: Path, platform: str, root: Path, work: Path, toolchain: Toolchain
     return work / BINARY
 
 
-# how each runner finds its runtime's library at run time, for its README
-LIBRARY_NOTES = {
-    "ort": "It opens that package's library at start rather\nlinking it, so `cpp/build` holds no link and the bundle "
-           "stays verifiable by all its runners; it refuses an\nonnxruntime older than its headers in one line, and "
-           "reinstalling onnxruntime there needs no rebuild.",
-    "openvino": "It links that package's library,\nwhose file name changes with every OpenVINO release: after "
-                "installing another openvino, rebuild it (else the\nsystem's loader stops it before it starts, exit "
-                "code 127).",
-}
-
-
 def _readme(manifest: dict, declared: runtimes.Runtime) -> str:
     cpp = manifest["bundle"]["cpp"]
     return f"""# C++ runner ({declared.title})
@@ -213,7 +197,7 @@ resized exactly as Pillow does (`image.cpp`), golden tensors read from the raw f
 Needs CMake 3.16+, a C++17 compiler, libjpeg, OpenSSL and libwebp headers (Debian/Ubuntu:
 `apt-get install cmake g++ libjpeg-dev libssl-dev libwebp-dev`) and `{runtimes.spec(cpp['runtime'])}` from
 `requirements.txt`, whose package cmake finds through `python3` (the one `pip install -r requirements.txt`
-installed into; `-DPYTHON=<python>` names another). {LIBRARY_NOTES[declared.name]} From the bundle folder:
+installed into; `-DPYTHON=<python>` names another). {declared.cpp_library_note} From the bundle folder:
 
 ```
 cmake -S cpp -B cpp/build -DCMAKE_BUILD_TYPE=Release

@@ -14,6 +14,7 @@ import functools
 import importlib
 import importlib.util
 import platform
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,10 @@ class Runtime:
     # {include name: (Debian package/suite, folder in the package, what it is and its licence)}
     cpp_headers: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     cpp_missing: str = ""
+    # the versions its C++ runner runs on, from the model's requirement and the headers' folder it was built
+    # with (None: the model's), and how that runner finds the runtime's library (its README)
+    cpp_requirement: Callable[[dict, Path], dict] | None = None
+    cpp_library_note: str = ""
 
     def install_hint(self, requirement: dict | None = None) -> str:
         return self.install.format(spec=spec(requirement) if requirement else self.package)
@@ -449,6 +454,16 @@ def _tensorrt_version() -> str:
     return tensorrt.__version__
 
 
+def _onnxruntime_cpp_requirement(requirement: dict, include: Path) -> dict:
+    """None older than the release of the headers' C API version (ORT_API_VERSION 21: 1.21), which the runner
+    checks at start: 1.20.1 lacks API 21 (it segfaulted), wheels up to 1.18 ship no library."""
+    header = (include / "onnxruntime/onnxruntime_c_api.h").read_text()
+    api = int(re.search(r"^#define ORT_API_VERSION (\d+)", header, re.MULTILINE).group(1))
+    if version_tuple(requirement["min"]) >= (1, api):
+        return requirement
+    return {**requirement, "min": f"1.{api}", "why": f"its headers' ONNX Runtime C API, version {api}"}
+
+
 TENSORRT_INSTALL = ("on Jetson it comes with JetPack (python3-libnvinfer), elsewhere from NVIDIA's wheels "
                     "(pip install '{spec}'); the runner also needs pip install cuda-python")
 
@@ -457,11 +472,19 @@ RUNTIMES: dict[str, Runtime] = {runtime.name: runtime for runtime in (
             install="pip install '{spec}'", model_file=file_with_role,
             device_packages=lambda requirement: [spec(requirement)], cpp_source="ort.cpp",
             cpp_headers={"onnxruntime": ("libonnxruntime-dev/trixie", "usr/include/onnxruntime",
-                                         "ONNX Runtime 1.21's C/C++ API, MIT")}),
+                                         "ONNX Runtime 1.21's C/C++ API, MIT")},
+            cpp_requirement=_onnxruntime_cpp_requirement,
+            cpp_library_note="It opens that package's library at start rather\nlinking it, so `cpp/build` holds no "
+                             "link and the bundle stays verifiable by all its runners; it refuses an\nonnxruntime "
+                             "older than its headers in one line, and reinstalling onnxruntime there needs no "
+                             "rebuild."),
     Runtime("openvino", "OpenVINO", "openvino", "openvino", _openvino_version, _openvino,
             install="pip install '{spec}'", model_file=file_with_role,
             device_packages=lambda requirement: [spec(requirement)], cpu_refusal=_openvino_cpu_refusal,
-            cpp_source="openvino.cpp"),
+            cpp_source="openvino.cpp",
+            cpp_library_note="It links that package's library,\nwhose file name changes with every OpenVINO "
+                             "release: after installing another openvino, rebuild it (else the\nsystem's loader "
+                             "stops it before it starts, exit code 127)."),
     Runtime("trt", "TensorRT", "tensorrt", "tensorrt", _tensorrt_version, _tensorrt, install=TENSORRT_INSTALL,
             model_file=_tensorrt_model_file,
             device_packages=lambda requirement: [
