@@ -328,6 +328,23 @@ def test_tensorrt_bundle_says_why_it_has_no_cpp_runner(tmp_path):
     assert "No C++ runner: TensorRT's C++ headers" in (made.path / "README.md").read_text()
 
 
+def test_a_runner_built_before_from_the_same_sources_comes_from_the_cache(ort_bundle, ort_runner, tmp_path):
+    """The same sources, runtime and compilers give the same binary, taken from the cache; a source edit builds
+    it again, another bundle's README does not."""
+    toolchain = cpp_runner.Toolchain()
+    root = cpp_runner.runtime_root("ort", HOST)
+    key = cpp_runner._build_key(ort_bundle.path / "cpp", HOST, root, toolchain)
+    assert (toolchain.root / "runners" / key / "runner").read_bytes() == ort_runner.read_bytes()
+    again = built(ort_bundle, tmp_path / "again", "ort")
+    assert again == tmp_path / "again" / "runner" and again.read_bytes() == ort_runner.read_bytes()
+    copy = tmp_path / "cpp"
+    shutil.copytree(ort_bundle.path / "cpp", copy)
+    (copy / "README.md").write_text("another bundle's README")
+    assert cpp_runner._build_key(copy, HOST, root, toolchain) == key
+    (copy / "image.cpp").write_text((copy / "image.cpp").read_text() + "\n// edited\n")
+    assert cpp_runner._build_key(copy, HOST, root, toolchain) != key
+
+
 def test_a_bundle_whose_cpp_runner_does_not_build_is_not_written(monkeypatch, tmp_path):
     sources = tmp_path / "sources"
     shutil.copytree(cpp_runner.SOURCES, sources)
