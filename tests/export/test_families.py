@@ -1,8 +1,10 @@
 """One model per mixer / family exports to a static graph and passes ORT FP32 parity at static batches.
 
 At small inputs: every static grid, window, stripe and reduction path is exercised at any supported size
-(the smallest each mixer takes without degenerating: CSWin's stripes need multiples of 112). UniNet-B1 is
-B0's architecture at 224 px, so B0 stands for both; the slow sweep runs every variant at its native size.
+(the smallest each mixer takes without degenerating: CSWin's stripes need multiples of 112). The default run
+takes each mixer's tiny test_* variant (the same block code, one block a stage: seconds, not the 60 s the
+full-size ones took on 2 cores); the slow run adds the full-size T variants and UniNet-B0 (B1 is B0's
+architecture at 224 px, so B0 stands for both), and the slow sweep every variant at its native size.
 """
 
 import onnx
@@ -13,15 +15,17 @@ from uninext_deploy.artifact import Artifact
 from uninext_deploy.backends.trt_check import check_for_tensorrt
 from uninext_deploy.models import list_models
 
+TINY = {n: 112 if "cswin" in n else 64 for n in list_models("uninext") if n.startswith("test_")}
 ONE_PER_MIXER = {n: 112 if "cswin" in n else 96 for n in list_models("uninext", official=True)
                  if n.startswith("uninext_t")}
-IN_CI = {**ONE_PER_MIXER, "uninet_b0": 96}
+CASES = [*TINY.items(), ("test_uninet", 64),
+         *(pytest.param(n, size, marks=pytest.mark.slow) for n, size in [*ONE_PER_MIXER.items(), ("uninet_b0", 96)])]
 # batch 1 too where a mixer reshapes windows or stripes (the official CSWin code baked the traced batch in);
 # the conv mixers and PVT's reduction reshape only with -1 for the batch, so batch 2 alone shows it is right
-BOTH_BATCHES = ("uninext_t", "uninext_t_cswin", "uninet_b0")
+BOTH_BATCHES = ("uninext_t", "uninext_t_cswin", "uninet_b0", "test_uninext", "test_uninext_cswin", "test_uninet")
 
 
-@pytest.mark.parametrize("name, size", IN_CI.items())
+@pytest.mark.parametrize("name, size", CASES)
 def test_exports_and_passes_ort_fp32_parity_at_static_batches(tmp_path, name, size):
     batches = (1, 2) if name in BOTH_BATCHES else (2,)
     report = api.parity(name, "ort", batches=batches, input_size=size, out=tmp_path, inputs=api.Inputs(random=1))

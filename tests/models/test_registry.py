@@ -27,10 +27,13 @@ def test_registry_holds_the_three_families():
 
 
 @pytest.mark.parametrize("name", TINY)
-def test_one_tiny_variant_per_family_builds_fast_at_64(name):
-    """timm's test_* models: a small model of each family for tests that need "a model of this family"."""
-    assert name == f"test_{get_spec(name).family}" and get_spec(name).native_size == 64
-    assert count_params(name) < 2e6
+def test_tiny_variants_of_each_family_and_mixer_build_fast_at_their_smallest_size(name):
+    """timm's test_* models: a small model of each family (test_FAMILY) for tests that need "a model of this
+    family", and of each other UniNeXt mixer (test_uninext_MIXER), at 64 px (CSWin's stripes: 112)."""
+    spec = get_spec(name)
+    assert name == f"test_{spec.family}" or name.removeprefix("test_uninext_") in ("cswin", "pvt", "dwconv", "pool")
+    assert spec.native_size == (112 if name.endswith("cswin") else 64)
+    assert count_params(name) < (7e6 if name.endswith("cswin") else 2e6)  # CSWin: 64 channels for its two heads
     model = create_model(name, batch_size=2)
     assert model(torch.zeros(model.input_shape)).shape == (2, 1000)
 

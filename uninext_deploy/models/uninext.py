@@ -423,8 +423,11 @@ CONFIGS = {
     "uninext_t_pvt": UniNeXtConfig("pvt", 64, 29_311_400, 4.303),
     "uninext_t_dwconv": UniNeXtConfig("dwconv", 64, 18_577_320, 3.463),
     "uninext_t_pool": UniNeXtConfig("pool", 64, 18_276_520, 3.387),
-    # a tiny model of the family for fast tests (every code path of the window variant, one block a stage)
+    # tiny models for fast tests: every code path of a mixer, one block a stage (test_uninext: the window one)
     "test_uninext": UniNeXtConfig("window", 32, None, None, depths=(1, 1, 1, 1)),
+    # (CSWin's two stripe branches take half the heads each: 64 channels, two heads of 32, at least)
+    **{f"test_uninext_{mixer}": UniNeXtConfig(mixer, 64 if mixer == "cswin" else 32, None, None, depths=(1, 1, 1, 1))
+       for mixer in ("cswin", "pvt", "dwconv", "pool")},
 }
 
 
@@ -445,7 +448,7 @@ def _size_error(cfg: UniNeXtConfig, height: int, width: int) -> str | None:
 
 for _name, _cfg in CONFIGS.items():
     register(ModelSpec(
-        name=_name, family="uninext", build=partial(_build, _cfg), native_size=224 if _cfg.params else 64,
+        name=_name, family="uninext", build=partial(_build, _cfg), native_size=224 if _cfg.params else 112 if _cfg.mixer == "cswin" else 64,
         official_params=_cfg.params, official_gmacs=_cfg.gmacs, size_error=partial(_size_error, _cfg),
         crop_pct=0.9, source="jianlong-yuan/UniNeXt@413ff71",
         # INT8: the PC convs (cpe) read the residual stream, whose range per-tensor INT8 cannot hold:
