@@ -69,6 +69,18 @@ def optimized(tmp_path_factory):
     return out, result.stdout, OptimizeResult.load(out / "results.json")
 
 
+@pytest.fixture(scope="session")
+def eight_bit_int8_bundle(tmp_path_factory):
+    """ConvMLP-S INT8 at 96 px with 8-bit weights and the C++ runner, bundled on a host whose INT8 kernels do not
+    saturate on them (the tests that take it skip on one that does: it refuses to bundle them)."""
+    from uninext_deploy.device import runtimes
+
+    if runtimes.int8_dot_saturates():
+        pytest.skip("this host's INT8 kernels saturate on 8-bit weights, so it bundles none (test_bundle checks that)")
+    return api.bundle("convmlp_s", "ort", precision="int8", input_size=96, cpp=True,
+                      out=tmp_path_factory.mktemp("bundles") / "w8", int8=api.Int8Options(calib_size=8, weight_bits=8))
+
+
 # What a device has: numpy, Pillow and one runtime (openvino_telemetry is imported by openvino itself), and
 # cryptography for signed bundles (with cffi's backend module).
 DEVICE_PACKAGES = ("numpy", "PIL", "onnxruntime", "openvino", "openvino_telemetry", "cryptography", "cffi",

@@ -131,23 +131,21 @@ def test_int8_bundle_verified_on_emulated_aarch64_and_without_torch(int8_arm_bun
     assert "made for linux/arm64" in result.stderr  # the x86 run says it is not the bundle's platform
 
 
-def test_int8_bundle_on_an_x86_cpu_without_vnni(tmp_path, monkeypatch):
+def test_int8_bundle_on_an_x86_cpu_without_vnni(tmp_path, monkeypatch, request):
     """An x86 CPU without VNNI (qemu's EPYC-Rome) saturates INT8 dot products on 8-bit weights: the bundle's
     run.py --verify fails there and names the fix, and so does `verify` (a host like it refuses to bundle them,
     naming it too); the bundle with 7-bit weights passes there."""
-    def bundle(bits: int) -> Path:
-        return api.bundle("convmlp_s", "ort", precision="int8", input_size=96, out=tmp_path / f"w{bits}",
-                          int8=api.Int8Options(calib_size=8, weight_bits=bits)).path
-
-    seven = bundle(7)
+    seven = api.bundle("convmlp_s", "ort", precision="int8", input_size=96, out=tmp_path / "w7",
+                       int8=api.Int8Options(calib_size=8, weight_bits=7)).path
     assert json.loads((seven / "manifest.json").read_text())["precision_graph"]["weight_bits"] == 7
     passed = on_x86_without_vnni(sys.executable, "run.py", "--verify", cwd=seven)
     assert passed.returncode == 0 and "verify: PASS" in passed.stdout, passed.stdout + passed.stderr
     if runtimes.int8_dot_saturates():
         with pytest.raises(ParityFailure, match="to try: --int8-weight-bits 7 .this x86 CPU has no VNNI"):
-            bundle(8)
+            api.bundle("convmlp_s", "ort", precision="int8", input_size=96, out=tmp_path / "w8",
+                       int8=api.Int8Options(calib_size=8, weight_bits=8))
         return
-    eight = bundle(8)
+    eight = request.getfixturevalue("eight_bit_int8_bundle").path
     failed = on_x86_without_vnni(sys.executable, "run.py", "--verify", cwd=eight)
     remedy = "this x86 CPU has no VNNI: its INT8 kernels saturate on 8-bit weights: re-export with --int8-weight-bits 7"
     assert failed.returncode == 1 and "verify: FAIL" in failed.stdout, failed.stdout + failed.stderr

@@ -307,12 +307,9 @@ def test_openvino_cpp_extracts_the_feature_maps_run_py_does(ov_features_bundle, 
             assert entry["mean"] == pytest.approx(float(theirs.mean()), abs=1e-5)
 
 
-def test_cpp_names_7_bit_weights_where_8_bit_ones_saturate_as_run_py_does(tmp_path):
+def test_cpp_names_7_bit_weights_where_8_bit_ones_saturate_as_run_py_does(eight_bit_int8_bundle, tmp_path):
     """On an emulated x86 CPU without VNNI, an 8-bit INT8 bundle fails --verify in C++ too, with run.py's note."""
-    if runtimes.int8_dot_saturates():
-        pytest.skip("this host's INT8 kernels saturate on 8-bit weights, so it bundles none (test_bundle checks that)")
-    bundle = api.bundle("convmlp_s", "ort", precision="int8", input_size=96, cpp=True, out=tmp_path / "b",
-                        int8=api.Int8Options(calib_size=8, weight_bits=8))
+    bundle = eight_bit_int8_bundle
     binary = built(bundle, tmp_path / "build", "ort")
     cpp = on_x86_without_vnni(str(binary), "--bundle", str(bundle.path), "--verify")
     py = on_x86_without_vnni(sys.executable, "run.py", "--verify", cwd=bundle.path)

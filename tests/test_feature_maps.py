@@ -53,10 +53,11 @@ def test_feature_export_has_one_static_output_per_stage_and_passes_parity_at_bat
                                                ("openvino", "int8"), ("trt", "int8")])
 def test_every_precision_graph_and_backend_takes_a_feature_model(tmp_path, target, precision):
     """FP16-typed and QDQ graphs, OpenVINO IR (NNCF INT8 included) and TensorRT's check and scripts on a
-    three-output graph; TensorRT's accuracy on its stand-in, as for any TensorRT artifact here. (The tiny
-    seeded model needs the float fallback for INT8: 0.978 on its stage 4 map without.)"""
+    three-output graph; TensorRT's accuracy on its stand-in, as for any TensorRT artifact here. (INT8 with a
+    --int8-min-cosine of 0.99 on the worst map; at 0.999 NNCF's fallback returned all 12 blocks, one NNCF run
+    each, 35 s: the fallback on several outputs is the next test's.)"""
     model = features("test_uninet", "1,3,stage6")
-    int8 = api.Int8Options(calib_size=8, min_cosine=0.999)
+    int8 = api.Int8Options(calib_size=8, min_cosine=0.99)
     report = api.parity(model, target, precision=precision, batches=(1,), out=tmp_path, inputs=api.Inputs(random=1),
                         int8=int8)
     metrics = report.runs[0].images

@@ -18,10 +18,12 @@ from uninext_deploy.models import get_spec
 pytest.importorskip("openvino", reason="openvino is an optional runtime: pip install '.[openvino]'")
 
 
-# UniNeXt-T (attention) in f32 and NNCF INT8 at 128 px; its f16 path is ConvMLP-S's (compressed weights)
+# UniNeXt-T (attention) in f32 and NNCF INT8 at 128 px under the slow marker (60 s on 2 cores; the default run
+# has test_uninext's attention on OpenVINO through the C++ and feature-map tests); its f16 path is ConvMLP-S's
 @pytest.mark.parametrize("name, size, precision", [
     ("convmlp_s", None, "fp32"), ("convmlp_s", None, "fp16"), ("convmlp_s", None, "int8"),
-    ("uninext_t", 128, "fp32"), ("uninext_t", 128, "int8")])
+    pytest.param("uninext_t", 128, "fp32", marks=pytest.mark.slow),
+    pytest.param("uninext_t", 128, "int8", marks=pytest.mark.slow)])
 def test_passes_parity(tmp_path, name, size, precision):
     report = api.parity(name, "openvino", precision=precision, batches=(1,), input_size=size,
                         inputs=api.Inputs(random=2), int8=api.Int8Options(calib_size=16), out=tmp_path)
@@ -117,12 +119,12 @@ def test_int8_fully_connected_layers_carry_their_bias_and_activation(tmp_path):
 
 def test_min_cosine_falls_back_worst_blocks_first_as_on_the_qdq_graph(tmp_path):
     artifact = api.export("test_convmlp", "ov", precision="int8", out=tmp_path / "a",
-                          int8=api.Int8Options(calib_size=4, min_cosine=0.9999))
+                          int8=api.Int8Options(calib_size=4, min_cosine=0.992))
     report = artifact.manifest["precision_graph"]
     errors = [e["error"] for e in report["sensitivity"]]
     assert len(errors) >= 4 and errors == sorted(errors, reverse=True)
     assert report["fallback"] == [e["block"] for e in report["sensitivity"][:len(report["fallback"])]]
-    assert report["fallback"] and (report["cosine_vs_float"] >= 0.9999) == report["met_target"]
+    assert report["fallback"] and (report["cosine_vs_float"] >= 0.992) == report["met_target"]
     assert all("nodes" not in entry for entry in report["sensitivity"])  # working state stays out of the manifest
     # the block returned first runs integer kernels without the target and none with it (the CPU plugin's
     # executed layers: where NNCF puts a FakeQuantize depends on its placement, what runs is what counts)
