@@ -42,7 +42,8 @@ from .verify import run_verify
 DEVICE = Path(__file__).parent / "device"
 # bundle file name -> source; run.py imports the others as plain modules
 RUNNER_FILES = {name: DEVICE / name for name in
-                ("run.py", "runtimes.py", "imaging.py", "integrity.py", "compare.py", "timing.py", "signature.py")}
+                ("run.py", "runtimes.py", "imaging.py", "integrity.py", "compare.py", "timing.py", "signature.py",
+                 "state.py")}
 LABELS = Path(__file__).parent / "data" / "imagenet_labels.txt"
 
 

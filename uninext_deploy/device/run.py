@@ -29,6 +29,7 @@ import argparse  # noqa: E402
 import importlib.util  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
+import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 try:
@@ -51,12 +52,12 @@ def bundle_module(name: str):
 
 integrity = bundle_module("integrity")
 signature = bundle_module("signature")
-compare = runtimes = timing = None  # loaded by load_checked_modules(), once the checksums matched
+compare = runtimes = timing = state = None  # loaded by load_checked_modules(), once the checksums matched
 
 
 def load_checked_modules() -> None:
-    global compare, runtimes, timing
-    compare, runtimes, timing = (bundle_module(name) for name in ("compare", "runtimes", "timing"))
+    global compare, runtimes, timing, state
+    compare, runtimes, timing, state = (bundle_module(name) for name in ("compare", "runtimes", "timing", "state"))
 
 
 class Problem(Exception):
@@ -157,11 +158,21 @@ def saturates(manifest: dict, info: dict) -> bool:
             and info.get("device") == "CPU" and runtimes.int8_dot_saturates())
 
 
-def bench(manifest: dict, run, warmup: int, iters: int) -> dict:
+def bench(manifest: dict, run, warmup: int, iters: int, load_ms: float) -> dict:
+    """The anchors' protocol: the model's load, its first inference and the steady state apart; percentiles
+    and every timed run; peak memory; the device's state before and after, and what it warns of."""
     shape = manifest["input"]["shape"]
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-    latency = timing.measure(lambda: run(x), batch=shape[0], warmup=warmup, iters=iters)
-    return {"batch": shape[0], "warmup": warmup, **latency.as_dict(), "peak_rss_mb": round(timing.peak_rss_mb(), 1)}
+    before = state.read()
+    start = time.perf_counter()
+    run(x)
+    first_ms = (time.perf_counter() - start) * 1000.0
+    times = timing.timed_runs(lambda: run(x), warmup=warmup, iters=iters)
+    after = state.read()
+    return {"batch": shape[0], "warmup": warmup, "load_ms": round(load_ms, 2), "first_ms": round(first_ms, 3),
+            **timing.summarize(times, shape[0]).as_dict(), "times_ms": [round(t, 4) for t in times],
+            "peak_rss_mb": round(timing.peak_rss_mb(), 1), "state": {"before": before, "after": after},
+            "warnings": state.warnings(before, after)}
 
 
 def positive(text: str) -> int:
@@ -211,7 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         machine = MACHINES.get(platform.machine().lower(), platform.machine())
         if machine != manifest["bundle"]["platform"]:
             print(f"warning: bundle made for {manifest['bundle']['platform']}, this is {machine}", file=sys.stderr)
+        start = time.perf_counter()
         session = open_model(manifest, args.threads, args.graph)
+        load_ms = (time.perf_counter() - start) * 1000.0
         integrity.check_model_io(manifest, session.inputs, session.outputs)
         run = session.run
         report: dict = {"model": manifest["model"]["name"], "precision": manifest["precision"],
@@ -230,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             if not report["verify"]["passed"] and saturates(manifest, session.info):
                 report["verify"]["remedy"] = f"{runtimes.SATURATION}: re-export with --int8-weight-bits 7"
         if args.bench:
-            report["bench"] = bench(manifest, run, args.warmup, args.iters)
+            report["bench"] = bench(manifest, run, args.warmup, args.iters, load_ms)
     except (Problem, integrity.IntegrityError, runtimes.RuntimeProblem) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -272,7 +285,8 @@ def describe(report: dict, manifest: dict) -> str:
         b = report["bench"]
         lines.append(f"bench: batch {b['batch']}, {b['runs']} runs after {b['warmup']} warm-up: p50 {b['p50_ms']:.2f} ms, "
                      f"p90 {b['p90_ms']:.2f} ms, p99 {b['p99_ms']:.2f} ms, {b['throughput']:.1f} images/s; "
-                     f"peak memory {b['peak_rss_mb']:.0f} MB")
+                     f"peak memory {b['peak_rss_mb']:.0f} MB; load {b['load_ms']:.0f} ms, first run {b['first_ms']:.1f} ms")
+        lines += [f"warning: {w}" for w in b["warnings"]]
     return "\n".join(lines)
 
 

@@ -33,6 +33,12 @@ class Latency:
 def measure(fn: Callable[[], object], *, batch: int, warmup: int = 10, iters: int | None = None,
             seconds: float | None = None) -> Latency:
     """Time ``fn`` after ``warmup`` calls: ``iters`` runs, or as many as fit in ``seconds`` (at least 5)."""
+    return summarize(timed_runs(fn, warmup=warmup, iters=iters, seconds=seconds), batch)
+
+
+def timed_runs(fn: Callable[[], object], *, warmup: int = 10, iters: int | None = None,
+               seconds: float | None = None) -> list[float]:
+    """Every timed run's milliseconds, as :func:`measure` times them."""
     for _ in range(warmup):
         fn()
     if iters is None and seconds is None:
@@ -44,7 +50,7 @@ def measure(fn: Callable[[], object], *, batch: int, warmup: int = 10, iters: in
         start = time.perf_counter()
         fn()
         times.append((time.perf_counter() - start) * 1000.0)
-    return summarize(times, batch)
+    return times
 
 
 def summarize(times_ms: list[float], batch: int) -> Latency:
