@@ -10,6 +10,7 @@ them, so ``--help``, ``models`` (cached) and ``doctor`` start at once. Long step
 
 from __future__ import annotations
 
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from .artifact import Artifact
     from .bundle import Bundle
     from .parity import ParityReport
-    from .profile import ProfileReport
+    from .profile import DeviceProfile, ProfileReport
     from .results import OptimizeResult
     from .verify import VerifyReport
 
@@ -94,10 +95,33 @@ def profile(model: str | ModelOptions = DEFAULT_MODEL, target: str = DEFAULT_TAR
             batch: int = 1, input_size=None, weights=None, seed: int = 0, timing: TimingOptions = TimingOptions(),
             per_layer: bool = False, eager: bool = True, out: str | Path | None = None,
             int8: Int8Options | None = None, trt: TrtOptions | None = None,
-            artifact: str | Path | None = None) -> "ProfileReport":
-    """Latency of the ``target`` artifact (or of ``artifact`` as it is) and of PyTorch eager, in one run."""
+            artifact: str | Path | None = None, device: str | DeviceOptions | None = None,
+            public_key: str | Path | None = None) -> "ProfileReport | DeviceProfile":
+    """Latency of the ``target`` artifact (or of ``artifact`` as it is) and of PyTorch eager, in one run; with
+    ``device``, of the bundle ``artifact`` (or one made of the model for the device's platform) on that device,
+    by its own run.py (a :class:`DeviceProfile`)."""
     from . import profile as harness
 
+    device = _device(device)
+    if device.device is None and public_key is not None:
+        raise UserError("--public-key checks a bundle on a device; add --device DEST (here, `verify` checks it)")
+    if device.device is not None and per_layer:
+        raise UserError("--per-layer times layers here only (run.py --bench times the whole model); drop "
+                        "--per-layer or --device")
+    if device.device is not None:
+        from .artifact import Artifact
+        from .devices import open_device, platform_of
+
+        with open_device(device.device, accept_new_host_key=device.accept_new_host_key,
+                         timeout=device.timeout) as place:
+            if artifact is not None:
+                with _existing(artifact) as found:
+                    return harness.profile_on(place, found, timing, public_key)
+            with tempfile.TemporaryDirectory(prefix="uninext-profile-") as root:
+                made = bundle(model, target, precision=precision, batch=batch, input_size=input_size,
+                              weights=weights, seed=seed, out=Path(out or root) / "bundle", int8=int8, trt=trt,
+                              platform=PlatformOptions(platform_of(place.describe()["machine"])))
+                return harness.profile_on(place, Artifact.open(made.path), timing)
     if artifact is not None:
         with _existing(artifact) as found:
             return harness.profile_of(found, timing=timing, per_layer=per_layer, eager=eager)

@@ -273,21 +273,28 @@ def _print_parity(report) -> None:
 @app.command(cls=_Command)
 @_handle_errors
 @grouped(renamed=MIN_COSINE_MOVED, model=ModelOptions, int8_options=Int8Options, trt=TrtOptions,
-         timing=TimingOptions)
+         timing=TimingOptions, device=DeviceOptions)
 def profile(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 = False, batch: Batch = 1,
             per_layer: Annotated[bool, typer.Option("--per-layer", help="Per-layer time breakdown.", metavar="")] = False,
             eager: Annotated[bool, typer.Option(help="Also time PyTorch eager.", metavar="")] = True,
             out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Keep the artifact here.",
                                                             metavar="DIR")] = None,
-            artifact: Existing = None, as_json: Json = False, *, model: ModelOptions, int8_options: Int8Options,
-            trt: TrtOptions, timing: TimingOptions) -> None:
-    """Latency percentiles and throughput of an artifact, next to PyTorch eager."""
-    with _steps(f"profiling {artifact or model.model + ' on ' + target}"):
+            artifact: Existing = None, public_key: Annotated[Optional[Path], typer.Option(
+                "--public-key", help="--device: refuse the bundle there unless its manifest is signed by this "
+                                     "Ed25519 public key (PEM, from keygen).", metavar="PEM")] = None,
+            as_json: Json = False, *, model: ModelOptions, int8_options: Int8Options,
+            trt: TrtOptions, timing: TimingOptions, device: DeviceOptions) -> None:
+    """Latency percentiles and throughput of an artifact, next to PyTorch eager; with --device, of a bundle on
+    the device by its own run.py (load, first run and steady state apart, with the device's state)."""
+    with _steps(f"profiling {artifact or model.model + ' on ' + target}" + (f" on {device.device}" if device.device
+                                                                           else "")):
         report = api.profile(model, target, precision=_precision(fp16, int8), batch=batch, timing=timing,
                              per_layer=per_layer, eager=eager, out=out_dir, int8=int8_options, trt=trt,
-                             artifact=artifact)
+                             artifact=artifact, device=device, public_key=public_key)
     if as_json:
         return _print_json(report.as_dict())
+    if device.device is not None:
+        return _print_device_profile(report)
     table = Table(title=f"Latency {report.model} batch {report.batch}, {report.threads} threads (ms)")
     for col in ("runner", "runs", "mean", "std", "min", "p50", "p90", "p99", "samples/s", "vs eager"):
         table.add_column(col, justify="right")
@@ -318,6 +325,27 @@ def profile(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 
             layer_table.add_row(layer["name"], layer["op"], f"{layer['ms']:.3f}", f"{100 * layer['ms'] / total:.1f}")
         out.print(layer_table)
         out.print(report.kernels.describe(), highlight=False)
+
+
+def _print_device_profile(report) -> None:
+    table = Table(title=f"Latency {report.model} batch {report.batch} on {report.device} ({report.machine}), ms")
+    for col in ("runner", "load", "first", "runs", "min", "p50", "p90", "p99", "samples/s", "peak RSS MB"):
+        table.add_column(col, justify="right")
+    lat, info = report.latency, report.runner
+    table.add_row(f"{info['runtime']} {info['version']} {report.precision}", f"{report.load_ms:.0f}",
+                  f"{report.first_ms:.2f}", str(lat.runs), f"{lat.min_ms:.2f}", f"{lat.p50_ms:.2f}",
+                  f"{lat.p90_ms:.2f}", f"{lat.p99_ms:.2f}", f"{lat.throughput:.1f}", f"{report.peak_rss_mb:.0f}")
+    out.print(table)
+    after = report.state["after"]
+    facts = [f"governor {after['governor'] or 'not exposed'}",
+             f"CPU {after['cpu_mhz']}/{after['cpu_max_mhz']} MHz" if after["cpu_mhz"] else "CPU clock not exposed",
+             f"{after['temperature_c']:.0f} C" if after["temperature_c"] is not None else "temperature not exposed",
+             f"load {report.state['before']['load_1m']} on {after['cpus']} CPUs before timing"]
+    if after.get("jetson"):
+        facts.append(f"Jetson power mode {after['power_mode'] or '?'}, GPU {after['gpu_mhz'] or '?'} MHz")
+    out.print("device state: " + ", ".join(facts), highlight=False)
+    for warning in report.warnings:
+        out.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
 
 
 @app.command(cls=_Command)

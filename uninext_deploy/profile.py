@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ from .device.timing import Latency, measure, summarize
 from .options import DEFAULT_TARGET, Int8Options, ModelOptions, TimingOptions, TrtOptions
 from .backends import get_backend
 from .console import progress
+from .devices import Device, run_bundle
+from .errors import UserError
 from .kernel_mix import KernelMix, kernel_mix
 from .memory import footprint
 from .parity import refuse_timing, runner_for
@@ -100,3 +103,58 @@ def profile_of(artifact: Artifact, *, timing: TimingOptions = TimingOptions(), p
 def _how_long(timing: TimingOptions) -> str:
     return (f"{timing.warmup} warm-up runs, then {timing.seconds} s" if timing.seconds else
             f"{timing.warmup} warm-up and {timing.runs} timed runs")
+
+
+@dataclass
+class DeviceProfile:
+    """A bundle timed on a device by its own run.py --bench: load, first run and steady state apart, every timed
+    run, peak memory, and the device's state before and after with its warnings (device/state.py)."""
+
+    model: str
+    target: str
+    precision: str
+    batch: int
+    device: str
+    machine: str
+    runner: dict
+    load_ms: float
+    first_ms: float
+    latency: Latency
+    times_ms: list[float]
+    peak_rss_mb: float
+    state: dict
+    warnings: list[str] = field(default_factory=list)
+    record: dict | None = None  # how run.py got to run there (devices.base.run_bundle)
+
+    def as_dict(self) -> dict:
+        return {"model": self.model, "target": self.target, "precision": self.precision, "batch": self.batch,
+                "device": self.device, "machine": self.machine, "runner": self.runner, "load_ms": self.load_ms,
+                "first_ms": self.first_ms, "latency": self.latency.as_dict(), "times_ms": self.times_ms,
+                "peak_rss_mb": self.peak_rss_mb, "state": self.state, "warnings": self.warnings,
+                "record": self.record}
+
+
+def profile_on(device: Device, bundle: Artifact, timing: TimingOptions = TimingOptions(),
+               public_key: str | Path | None = None) -> DeviceProfile:
+    """Time the bundle at ``bundle`` on ``device`` with its own ``run.py --bench`` (the same timing code as
+    here: device/timing.py ships in it)."""
+    if "bundle" not in bundle.manifest:
+        raise UserError(f"{bundle.path} is an artifact, not a bundle; a device runs bundles: make one with "
+                        "`uninext-deploy bundle`, or profile it here without --device")
+    if timing.seconds is not None:
+        raise UserError("--seconds is not for --device (run.py --bench counts runs); pass --iters")
+    args = ["--bench", "--json", "--iters", str(timing.runs), "--warmup", str(timing.warmup),
+            *(["--threads", str(timing.threads)] if timing.threads else [])]
+    ran = run_bundle(device, bundle.path, args, public_key)
+    try:
+        report = json.loads(ran.stdout) if ran.returncode == 0 else {}
+    except ValueError:
+        report = {}
+    if "bench" not in report:
+        last = (ran.stderr.strip().splitlines() or [f"exit code {ran.returncode}"])[-1][:200].removeprefix("error: ")
+        raise UserError(f"run.py --bench failed{device.where or ' here'}: {last}")
+    bench = report["bench"]
+    return DeviceProfile(report["model"], bundle.manifest["target"], report["precision"], bench["batch"],
+                         device.name, report["machine"], report["runtime"], bench["load_ms"], bench["first_ms"],
+                         summarize(bench["times_ms"], bench["batch"]), bench["times_ms"], bench["peak_rss_mb"],
+                         bench["state"], bench["warnings"], ran.record)

@@ -4,6 +4,7 @@ its venv are put on the device once and reused; every fault is one line."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 
@@ -205,3 +206,41 @@ def test_a_signed_bundle_is_checked_on_the_device_with_the_key_put_beside_it(boa
         api.verify(signed, device="board", public_key=public)
     placed = [p for p in board.device_home.rglob("key.pem") if p.read_bytes() == public.read_bytes()]
     assert len(placed) == 1 and "incoming" not in str(placed[0])
+
+
+def test_profile_on_the_device_times_the_bundle_with_its_own_run_py(board, small_bundle):
+    """Load, first run and steady state apart, every timed run back, peak memory and the device's state."""
+    result = invoke("profile", "--artifact", str(small_bundle.path), "--device", "board", "--iters", "20",
+                    "--warmup", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    latency, times = report["latency"], report["times_ms"]
+    assert report["device"] == "board" and report["machine"] == os.uname().machine and len(times) == 20
+    assert latency["runs"] == 20 and latency["min_ms"] == min(times)
+    assert latency["min_ms"] <= latency["p50_ms"] <= latency["p90_ms"] <= latency["p99_ms"] <= max(times)
+    assert report["load_ms"] > 0 and report["first_ms"] > 0 and 10 < report["peak_rss_mb"] < 1000
+    assert report["runner"]["runtime"] == "onnxruntime" and report["record"]["bundle"].startswith(
+        str(board.device_home))
+    for moment in ("before", "after"):
+        assert report["state"][moment]["cpus"] == os.cpu_count() and report["state"][moment]["load_1m"] >= 0
+    busy = report["state"]["before"]["load_1m"] > 0.5 * os.cpu_count()
+    assert any(w.startswith("busy: ") for w in report["warnings"]) == busy
+    shown = invoke("profile", "-m", "test_convmlp", "--device", "board", "--iters", "5", "--warmup", "1")
+    assert shown.returncode == 0, shown.stderr
+    assert "Latency test_convmlp batch 1 on board" in shown.stdout and "device state: governor" in shown.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--public-key", "key.pem"), "--public-key checks a bundle on a device; add --device DEST"),
+    (("--device", "board", "--per-layer"), "--per-layer times layers here only"),
+    (("--device", "board", "--seconds", "2"), "--seconds is not for --device (run.py --bench counts runs)"),
+])
+def test_profile_on_a_device_refuses_what_it_cannot_do_in_one_line(board, small_bundle, args, message):
+    result = invoke("profile", "--artifact", str(small_bundle.path), *args)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_an_artifact_that_is_not_a_bundle_is_refused_on_a_device_in_one_line(board, tmp_path):
+    artifact = api.export("test_convmlp", "ort", out=tmp_path / "a")
+    result = invoke("profile", "--artifact", str(artifact.path), "--device", "board")
+    assert result.returncode == 2 and "is an artifact, not a bundle; a device runs bundles" in result.stderr

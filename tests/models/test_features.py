@@ -39,7 +39,7 @@ def test_feature_maps_are_the_classifiers_stage_outputs(name):
     assert head_keys and set(features.state_dict()) == set(classifier.state_dict()) - set(head_keys)
     classifier_state = classifier.state_dict()
     assert all(torch.equal(v, classifier_state[k]) for k, v in features.state_dict().items())
-    x = torch.randn(2, 3, 64, 64)
+    x = torch.randn(2, 3, spec.native_size, spec.native_size)
     with torch.no_grad():
         maps = features(x)
         later = create_model(name, batch_size=2, features_only=True, out_indices=(1, -1))(x)
