@@ -93,9 +93,9 @@ def _file_size_limit(limit: int):
 @pytest.mark.parametrize("command", ["export", "bundle", "optimize"])
 def test_a_full_disk_is_one_line_and_leaves_nothing(command, tmp_path):
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "uninext_deploy", command, "-m", "convmlp_s", "--input-size", "64",
+    result = subprocess.run([sys.executable, "-m", "uninext_deploy", command, "-m", "test_convmlp",
                              "--out", str(out)], capture_output=True, text=True, timeout=600, cwd=tmp_path,
-                            preexec_fn=_file_size_limit(1 << 20))  # 1 MB; the ONNX graph is ~35 MB
+                            preexec_fn=_file_size_limit(1 << 16))  # 64 kB; test_convmlp's ONNX graph is ~600 kB
     errors = [line for line in result.stderr.splitlines() if not line.startswith("[")]
     assert result.returncode == 2 and len(errors) == 1, result.stderr
     assert errors[0].startswith("error: cannot write ") and "a file exceeds the file-size limit; nothing was written" \
