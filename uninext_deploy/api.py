@@ -76,19 +76,27 @@ def parity(model: str | ModelOptions = DEFAULT_MODEL, target: str = DEFAULT_TARG
            batches: tuple[int, ...] = (1, 2), input_size=None, weights=None, seed: int = 0,
            inputs: Inputs = Inputs(), out: str | Path | None = None, threads: int | None = None,
            int8: Int8Options | None = None, trt: TrtOptions | None = None,
-           platform: PlatformOptions = PlatformOptions(), artifact: str | Path | None = None) -> "ParityReport":
+           platform: PlatformOptions = PlatformOptions(), artifact: str | Path | None = None,
+           device: str | DeviceOptions | None = None) -> "ParityReport":
     """Compare ``model`` exported at each of ``batches`` with PyTorch on the same inputs, or, with
     ``artifact`` (an artifact or bundle folder or archive), that artifact as it is. With an ARM ``platform``
-    every artifact also runs on the emulated aarch64 CPU."""
+    every artifact also runs on the emulated aarch64 CPU; with ``device``, on that device too (packaged as its
+    bundle, whose run.py runs there), compared with PyTorch and with this machine's run."""
     from . import parity as harness
+    from .bundle import device_parity
+    from .devices import open_device
 
     check_threads(threads)
-    if artifact is not None:
-        with _existing(artifact) as found:
-            return harness.parity_of(found, inputs=inputs, threads=threads, platform=platform)
-    return harness.parity(_model(model, input_size, weights, seed), target, precision=precision,
-                          batches=tuple(batches), inputs=inputs, out=out, threads=threads, int8=int8, trt=trt,
-                          platform=platform)
+    device = _device(device)
+    with open_device(device.device, accept_new_host_key=device.accept_new_host_key, timeout=device.timeout) as place:
+        on_device = device_parity(place) if device.device is not None else None
+        if artifact is not None:
+            with _existing(artifact) as found:
+                return harness.parity_of(found, inputs=inputs, threads=threads, platform=platform,
+                                         on_device=on_device)
+        return harness.parity(_model(model, input_size, weights, seed), target, precision=precision,
+                              batches=tuple(batches), inputs=inputs, out=out, threads=threads, int8=int8, trt=trt,
+                              platform=platform, on_device=on_device)
 
 
 def profile(model: str | ModelOptions = DEFAULT_MODEL, target: str = DEFAULT_TARGET, *, precision: str = "fp32",
@@ -133,17 +141,18 @@ def bundle(model: str | ModelOptions = DEFAULT_MODEL, target: str = DEFAULT_TARG
            platform: PlatformOptions = PlatformOptions(), batch: int = 1, input_size=None, weights=None,
            seed: int = 0, out: str | Path | None = None, threads: int | None = None,
            int8: Int8Options | None = None, trt: TrtOptions | None = None, labels: str | Path | None = None,
-           cpp: bool = False, sign_key: str | Path | None = None) -> "Bundle":
+           cpp: bool = False, sign_key: str | Path | None = None,
+           device: str | DeviceOptions | None = None) -> "Bundle":
     """Export, prove and package ``model`` for the device: ``out``/ and ``out``.tar.gz. ``labels``: a file of
     class names for a fine-tuned classifier (default: ImageNet's for 1000 classes, else numbered); ``cpp``:
     add the C++ runner, built and verified here like run.py; ``sign_key``: sign the manifest with this Ed25519
-    private key (PEM, from :func:`keygen`)."""
+    private key (PEM, from :func:`keygen`); ``device``: also prove it on that device (its run.py --verify)."""
     from .bundle import bundle as run
 
     check_threads(threads)
     return run(_model(model, input_size, weights, seed), target, precision=precision, platform=platform,
                batch=batch, out=out, threads=threads, int8=int8, trt=trt, labels=labels, cpp=cpp,
-               sign_key=sign_key)
+               sign_key=sign_key, device=_device(device))
 
 
 def newest_bundle(folder: str | Path = "bundles") -> Path:

@@ -28,14 +28,16 @@ from .arm.platforms import bundle_platform, emulated, host_platform
 from .artifact import GOLDEN, Artifact, atomic_folder, check_output_path, write_manifest
 from .backends import canonical_target, get_backend, graph_requirement
 from .console import progress
-from .device.compare import TOLERANCES, bounds_text, golden_outputs, write_golden
+from .device.compare import GATED_INPUTS, TOLERANCES, bounds_text, compare, failures, golden_outputs, run_batched, write_golden
 from .device import signature
 from .device.runtimes import spec
 from .device.integrity import read_manifest
 from .errors import ParityFailure, UserError
 from .models.published import lookup
-from .options import DEFAULT_TARGET, Int8Options, ModelOptions, PlatformOptions, TrtOptions, check_batch
-from .parity import ParityRun, parity
+from .devices import Device, open_device, platform_of, run_bundle
+from .options import (DEFAULT_TARGET, DeviceOptions, Int8Options, ModelOptions, PlatformOptions, TrtOptions,
+                      check_batch)
+from .parity import ParityReport, ParityRun, parity, runner_for
 from .pipeline import default_out as artifact_out, model_tag
 from .verify import run_verify
 
@@ -123,13 +125,16 @@ def default_labels(manifest: dict) -> list[str] | None:
 def bundle(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str = "fp32",
            platform: PlatformOptions = PlatformOptions(), batch: int = 1, out: str | Path | None = None,
            threads: int | None = None, int8: Int8Options | None = None, trt: TrtOptions | None = None,
-           labels: str | Path | None = None, cpp: bool = False, sign_key: str | Path | None = None) -> Bundle:
+           labels: str | Path | None = None, cpp: bool = False, sign_key: str | Path | None = None,
+           device: DeviceOptions = DeviceOptions()) -> Bundle:
     """Export, prove and package ``model`` for ``target`` on ``platform``; write ``out`` and ``out``.tar.gz.
 
     ``labels``: a file of class names for a classifier (default: ImageNet's for 1000 classes, else numbered).
     ``cpp``: add the C++ runner (``cpp/``), built and verified here like run.py (see :func:`package`).
     ``sign_key``: an Ed25519 private key (PEM, ``uninext-deploy keygen``) that signs the manifest.
-    A bundle that misses its parity tolerance is not written
+    ``device``: also prove it there, by its own run.py --verify, before it is written (a device of another
+    platform than the bundle's is refused before the export). A bundle that misses its parity tolerance is not
+    written
     (ParityFailure); nothing half-written is left on any error or interruption.
     """
     target = canonical_target(target)
@@ -143,7 +148,15 @@ def bundle(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str 
         runtime_for(backend.name, precision, platform.cpu)  # refuse an impossible combination before exporting
     if cpp and cpp_runner.available(backend.name) is None:
         cpp_runner.Toolchain(log=progress.phase).check_compilers(bundle_platform(platform.platform))
-    with tempfile.TemporaryDirectory(prefix="uninext-bundle-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="uninext-bundle-") as tmp, \
+            open_device(device.device, accept_new_host_key=device.accept_new_host_key, timeout=device.timeout) as place:
+        proof = None
+        if device.device is not None:
+            facts = place.describe()
+            if platform_of(facts["machine"]) != bundle_platform(platform.platform):
+                raise UserError(f"{place.name} is {platform_of(facts['machine'])}, the bundle is for "
+                                f"{bundle_platform(platform.platform)}: bundle for it with --platform {platform_of(facts['machine'])}")
+            proof = (place, facts)
         progress.phase("exporting and checking parity against PyTorch")
         report = parity(model, target, precision=precision, batches=(batch,), out=tmp, threads=threads,
                         int8=int8, trt=trt)
@@ -151,12 +164,13 @@ def bundle(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str 
             raise ParityFailure(f"not bundled: parity failed ({report.summary()}); "
                                 f"{report.runs[0].divergence or ''}".rstrip("; "))
         return package(Artifact.open(Path(tmp) / f"b{batch}"), report.runs[0], platform=platform, out=out,
-                       threads=threads, labels=names, cpp=cpp, sign_key=key)
+                       threads=threads, labels=names, cpp=cpp, sign_key=key, device=proof)
 
 
 def package(artifact: Artifact, run: ParityRun, *, platform: PlatformOptions = PlatformOptions(),
             out: str | Path | None = None, tolerance: dict | None = None, threads: int | None = None,
-            labels: list[str] | None = None, cpp: bool = False, sign_key=None) -> Bundle:
+            labels: list[str] | None = None, cpp: bool = False, sign_key=None,
+            device: tuple[Device, dict] | None = None) -> Bundle:
     """Package ``artifact``, which passed ``run`` against PyTorch, as a bundle.
 
     The golden check uses ``tolerance`` ({metric: (bound, "min"|"max")}; default: the precision's): the
@@ -164,7 +178,9 @@ def package(artifact: Artifact, run: ParityRun, *, platform: PlatformOptions = P
     ``cpp``, also its C++ runner, built here from the bundle's own ``cpp/`` (cross-compiled for aarch64 and
     run on the emulated CPU for linux/arm64). A miss is a ParityFailure and nothing is written; a runtime
     without a C++ runner (TensorRT) gets none, and the bundle's README says why. ``sign_key`` (a loaded
-    Ed25519 private key, :func:`signing_key`) signs the finished manifest (``manifest.json.sig``).
+    Ed25519 private key, :func:`signing_key`) signs the finished manifest (``manifest.json.sig``). ``device``
+    (a device and its probe's facts): run.py --verify there too, recorded under "PLATFORM on NAME" with the
+    device's CPU, architecture and runtime.
     """
     target = bundle_platform(platform.platform)
     backend = get_backend(artifact.backend)
@@ -189,7 +205,16 @@ def package(artifact: Artifact, run: ParityRun, *, platform: PlatformOptions = P
                 checks[target] = run_verify(folder, manifest, threads, platform)
             if toolchain:
                 checks.update(_verify_cpp(folder, manifest, toolchain, target, threads, platform, progress.phase))
+            if device:
+                place, facts = device
+                progress.phase(f"verifying the bundle with its own run.py on {place.name}")
+                checks[f"{target} on {place.name}"] = run_verify(folder, manifest, threads, PlatformOptions(),
+                                                                 device=place)
             manifest["bundle"]["verified"] = {where: check.record() for where, check in checks.items()}
+            if device:
+                manifest["bundle"]["verified"][f"{target} on {device[0].name}"]["device"] = {
+                    "name": device[0].name, "cpu": device[1]["cpu"], "machine": device[1]["machine"],
+                    "python": device[1]["python"]}
             missed = [f"{c.platform} ({c.runner}): {'; '.join(map(str, c.failed))}" for c in checks.values()
                       if not c.passed]
             if missed:
@@ -350,3 +375,46 @@ Exit codes, the same for {runners} and the host's `uninext-deploy verify`:
 2 a problem to fix, named in one line with its fix (a missing, modified or special file, a link leaving the
 folder, a wrong `--public-key`, a missing or too old runtime, a bad image or option).
 """
+
+
+def device_parity(place: Device):
+    """Parity's check on a device: each artifact packaged as its bundle (proven here first, as any bundle), its
+    run.py --infer run there on the photos and seeded inputs, and its outputs compared with PyTorch's with the
+    precision's tolerances and with this machine's run with the cross-machine ones (arm/run.py's)."""
+    from .arm.run import CROSS_TOLERANCES
+
+    def check(report: ParityReport, artifacts: list[Artifact], x_images, x_random, references) -> None:
+        x = np.concatenate([x_images, x_random])
+        for run, artifact in zip(report.runs, artifacts):
+            here = run_batched(runner_for(artifact).run, x, artifact.input_shape[0])
+            with tempfile.TemporaryDirectory(prefix="uninext-device-parity-") as tmp:
+                folder = artifact.path if "bundle" in artifact.manifest else package(
+                    artifact, run, out=Path(tmp) / "bundle").path
+                progress.phase(f"running the bundle's run.py on {place.name} on {len(x)} inputs")
+                there, info = _outputs(run_bundle(place, folder, ["--json"], inputs=x), place)
+            photos, noise = slice(None, len(x_images)), slice(len(x_images), None)
+            run.device = {"runner": f"{info['runtime']} {info['version']} on {place.name} ({info['machine']})",
+                          "images": compare(references[0], {n: y[photos] for n, y in there.items()}),
+                          "random": compare(references[1], {n: y[noise] for n, y in there.items()}),
+                          "vs_host": compare(here, there)}
+            for kind in GATED_INPUTS[report.precision]:
+                run.failed += failures(run.device[kind], report.tolerance, f"device {kind}")
+            run.failed += failures(run.device["vs_host"], CROSS_TOLERANCES[report.precision], "device vs host")
+    return check
+
+
+def _outputs(ran, place: Device) -> tuple[dict, dict]:
+    """The outputs run.py --infer --json printed (raw float32, base64) and the runtime that made them."""
+    import base64
+    import json
+
+    try:
+        report = json.loads(ran.stdout) if ran.returncode == 0 else {}
+    except ValueError:
+        report = {}
+    if "outputs" not in report:
+        last = (ran.stderr.strip().splitlines() or [f"exit code {ran.returncode}"])[-1][:200].removeprefix("error: ")
+        raise UserError(f"run.py --infer failed on {place.name}: {last}")
+    outputs = {name: np.frombuffer(base64.b64decode(entry["base64"]), "<f4").reshape(entry["shape"])
+               for name, entry in report["outputs"].items()}
+    return outputs, {**report["runtime"], "machine": report["machine"]}

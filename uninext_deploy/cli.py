@@ -186,7 +186,7 @@ def export(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 =
 @grouped(renamed={**MIN_COSINE_MOVED, "--random": "use --random-inputs N (the number of seeded random inputs)",
                   "--batch": "parity checks a list of batch sizes: --batches 1,2"},
          model=ModelOptions, int8_options=Int8Options, trt=TrtOptions, platform=PlatformOptions,
-         timing=(TimingOptions, "threads"))
+         timing=(TimingOptions, "threads"), device=DeviceOptions)
 def parity(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 = False,
            batches: Annotated[Optional[list[str]], typer.Option("--batches", help="Batch sizes to export and check, "
                                                                    "comma-separated or repeated (default 1,2).",
@@ -198,14 +198,15 @@ def parity(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 =
            out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Keep the artifacts here.",
                                                            metavar="DIR")] = None,
            artifact: Existing = None, as_json: Json = False, *, model: ModelOptions, int8_options: Int8Options,
-           trt: TrtOptions, platform: PlatformOptions, timing: TimingOptions) -> None:
-    """Check an artifact against PyTorch: max/mean abs error, cosine, SQNR, top-1/top-5 agreement."""
+           trt: TrtOptions, platform: PlatformOptions, timing: TimingOptions, device: DeviceOptions) -> None:
+    """Check an artifact against PyTorch: max/mean abs error, cosine, SQNR, top-1/top-5 agreement; with
+    --device, also run on that device (its bundle's run.py) and compared there."""
     sizes = tuple(_int(b, "--batches") for b in _listed(batches) or ("1", "2"))
     what = artifact or f"{model.model} on {target}"
     with _steps(f"checking {what} against PyTorch"):
         report = api.parity(model, target, precision=_precision(fp16, int8), batches=sizes,
                             inputs=api.Inputs(images, random_inputs), out=out_dir, threads=timing.threads,
-                            int8=int8_options, trt=trt, platform=platform, artifact=artifact)
+                            int8=int8_options, trt=trt, platform=platform, artifact=artifact, device=device)
     if as_json:
         _print_json(report.as_dict())
     else:
@@ -257,12 +258,17 @@ def _print_parity(report) -> None:
                                                  ("arm random", "random", "arm random", "random" in gated),
                                                  ("arm vs x86", "vs_x86", "arm vs x86", True)):
                 _metrics_row(table, str(r.batch), label, r.arm[key], r, inputs, is_gated)
+        if r.device:
+            for label, key, inputs, is_gated in (("device photos", "images", "device images", True),
+                                                 ("device random", "random", "device random", "random" in gated),
+                                                 ("device vs host", "vs_host", "device vs host", True)):
+                _metrics_row(table, str(r.batch), label, r.device[key], r, inputs, is_gated)
     out.print(table)
     if any(key not in gated for key in ("images", "random")):
         out.print(f"report: shown, not held to the tolerance: {report.precision} is judged on the photos, since its "
                   "error on seeded noise says little about real inputs", highlight=False)
-    runners = [r.runner + _precision_ran(r.runtime) for r in report.runs] + [r.arm["runner"] for r in report.runs
-                                                                            if r.arm]
+    runners = [r.runner + _precision_ran(r.runtime) for r in report.runs] + [
+        found["runner"] for r in report.runs for found in (r.arm, r.device) if found]
     for runner in dict.fromkeys(runners):
         out.print(f"runner: {runner}", highlight=False)
     for r in report.runs:
@@ -351,7 +357,7 @@ def _print_device_profile(report) -> None:
 @app.command(cls=_Command)
 @_handle_errors
 @grouped(renamed=MIN_COSINE_MOVED, model=ModelOptions, int8_options=Int8Options, trt=TrtOptions,
-         platform=PlatformOptions, timing=(TimingOptions, "threads"))
+         platform=PlatformOptions, timing=(TimingOptions, "threads"), device=DeviceOptions)
 def bundle(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 = False, batch: Batch = 1,
            out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Bundle folder to write (and "
                                                                                 "FOLDER.tar.gz beside it).",
@@ -364,12 +370,13 @@ def bundle(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 =
                "--sign-key", help="Sign the manifest (which holds every file's sha256) with this Ed25519 private "
                                   "key (PEM, from keygen).", metavar="PEM")] = None,
            as_json: Json = False, *, model: ModelOptions, int8_options: Int8Options, trt: TrtOptions,
-           platform: PlatformOptions, timing: TimingOptions) -> None:
-    """Package a proven artifact for the device: model, manifest, golden I/O and a torch-free run.py."""
+           platform: PlatformOptions, timing: TimingOptions, device: DeviceOptions) -> None:
+    """Package a proven artifact for the device: model, manifest, golden I/O and a torch-free run.py; with
+    --device, proven on that device too (its run.py --verify there) before it is written."""
     with _steps(f"bundling {model.model} for {target}"):
         result = api.bundle(model, target, precision=_precision(fp16, int8), platform=platform, batch=batch,
                             out=out_dir, threads=timing.threads, int8=int8_options, trt=trt, labels=labels,
-                            cpp=cpp, sign_key=sign_key)
+                            cpp=cpp, sign_key=sign_key, device=device)
     m, b = result.manifest, result.manifest["bundle"]
     if as_json:
         return _print_json({"bundle": str(result.path), "archive": str(result.archive),
@@ -392,7 +399,8 @@ def bundle(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 =
         worst = f" (worst output {v['metrics']['output']})" if v["metrics"].get("outputs") else ""
         # the runner names itself (run.py, cpp/build/runner); the key's "(C++)" would say it twice
         verdict = "pass" if v["passed"] else "FAIL"
-        out.print(f"golden check on {v.get('platform', where)} ({v['runner']}): {verdict}, cosine "
+        cpu = f", CPU {v['device']['cpu']}" if "device" in v else ""
+        out.print(f"golden check on {v.get('platform', where)} ({v['runner']}{cpu}): {verdict}, cosine "
                   f"{v['metrics']['cosine']:.6f}, max abs {v['metrics']['max_abs']:.2e}{worst}", highlight=False)
     if b.get("signed_by"):
         out.print(f"signed with key {b['signed_by']}: manifest.json.sig", highlight=False)

@@ -51,6 +51,7 @@ class ParityRun:
     failed: list[Miss]
     divergence: str | None = None
     arm: dict | None = None
+    device: dict | None = None  # the same artifact on a device (--device): runner, metrics, vs this machine
     runtime: dict = field(default_factory=dict)  # what ran it: runtime, version, threads, inference precision  # the same artifact on the emulated aarch64 CPU: runner, metrics, vs x86
 
     @property
@@ -87,8 +88,9 @@ class ParityReport:
                           "passed": r.passed,
                           "failed": [m.as_dict() for m in r.failed],
                           "divergence": r.divergence, "images": r.images.as_dict(), "random": r.random.as_dict(),
-                          "arm": None if r.arm is None else {k: v if isinstance(v, str) else v.as_dict()
-                                                             for k, v in r.arm.items()}}
+                          **{where: None if found is None else {k: v if isinstance(v, str) else v.as_dict()
+                                                                for k, v in found.items()}
+                             for where, found in (("arm", r.arm), ("device", r.device))}}
                          for r in self.runs]}
 
 
@@ -158,8 +160,9 @@ def check_artifact(artifact: Artifact, torch_model: torch.nn.Module, x_images: n
 def parity(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str = "fp32", batches=(1, 2),
            inputs: Inputs = Inputs(), out: str | Path | None = None, threads: int | None = None,
            int8: Int8Options | None = None, trt: TrtOptions | None = None,
-           platform: PlatformOptions = PlatformOptions()) -> ParityReport:
-    """Export ``model`` at each batch size and compare each artifact with PyTorch on the same inputs."""
+           platform: PlatformOptions = PlatformOptions(), on_device=None) -> ParityReport:
+    """Export ``model`` at each batch size and compare each artifact with PyTorch on the same inputs;
+    ``on_device``: also run them on a device (``bundle.device_parity``) and compare there."""
     from .arm.run import runtime_for
     from .backends import canonical_target
 
@@ -187,11 +190,13 @@ def parity(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str 
             artifacts.append(artifact)
         if platform.arm:
             _arm_parity(report, artifacts, x_images, x_random, references, platform)
+        if on_device:
+            on_device(report, artifacts, x_images, x_random, references)
     return report
 
 
 def parity_of(artifact: Artifact, *, inputs: Inputs = Inputs(), threads: int | None = None,
-              platform: PlatformOptions = PlatformOptions()) -> ParityReport:
+              platform: PlatformOptions = PlatformOptions(), on_device=None) -> ParityReport:
     """Compare an artifact (or bundle) that already exists with the PyTorch model it was exported from."""
     from .arm.run import runtime_for
 
@@ -206,6 +211,8 @@ def parity_of(artifact: Artifact, *, inputs: Inputs = Inputs(), threads: int | N
                                       references=references))
     if platform.arm:
         _arm_parity(report, [artifact], x_images, x_random, references, platform)
+    if on_device:
+        on_device(report, [artifact], x_images, x_random, references)
     return report
 
 

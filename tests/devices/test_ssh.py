@@ -165,7 +165,10 @@ def test_ctrl_c_ends_the_remote_process(board, client_home):
     import sys
 
     marker = "sleep 16.1803"
-    code = ("from uninext_deploy.devices.base import parse_destination\n"
+    # Python's own Ctrl-C handler, as in a terminal: a job started in the background of a non-interactive shell
+    # (CI's) inherits SIGINT ignored, and Python then installs none (the step ran its 16 s to the end there)
+    code = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            "from uninext_deploy.devices.base import parse_destination\n"
             "from uninext_deploy.devices.ssh import SshDevice\n"
             "with SshDevice(parse_destination('board'), timeout=60) as device:\n"
             f"    device.step('the long step', {marker!r})\n")
@@ -244,3 +247,44 @@ def test_an_artifact_that_is_not_a_bundle_is_refused_on_a_device_in_one_line(boa
     artifact = api.export("test_convmlp", "ort", out=tmp_path / "a")
     result = invoke("profile", "--artifact", str(artifact.path), "--device", "board")
     assert result.returncode == 2 and "is an artifact, not a bundle; a device runs bundles" in result.stderr
+
+
+def test_bundle_on_the_device_is_proven_there_before_it_is_written(board, tmp_path):
+    result = invoke("bundle", "-m", "test_convmlp", "--device", "board", "--out", str(tmp_path / "b"), "--json")
+    assert result.returncode == 0, result.stderr
+    verified = json.loads(result.stdout)["manifest"]["bundle"]["verified"]
+    here, there = verified["linux/x86_64"], verified["linux/x86_64 on board"]
+    facts = LocalDevice().describe()  # the board's commands run on this machine
+    assert there["passed"] and there["runner"].startswith("run.py: onnxruntime ") and there["runner"].endswith(" on board")
+    assert there["device"] == {"name": "board", "cpu": facts["cpu"], "machine": facts["machine"],
+                               "python": there["device"]["python"]} and there["device"]["python"]
+    assert there["metrics"]["cosine"] == pytest.approx(here["metrics"]["cosine"], abs=1e-6)
+    refused = invoke("bundle", "-m", "test_convmlp", "--device", "board", "--platform", "linux/arm64",
+                     "--out", str(tmp_path / "arm"))
+    assert refused.returncode == 2 and not (tmp_path / "arm").exists()
+    assert "board is linux/x86_64, the bundle is for linux/arm64: bundle for it with --platform linux/x86_64" \
+        in refused.stderr
+
+
+def test_parity_on_the_device_compares_its_outputs_with_pytorch_and_this_machine(board):
+    """The artifact, packaged as its bundle, runs there on the photos and seeded inputs; its outputs come back
+    as raw float32 and are held to the precision's tolerances and to this machine's run."""
+    result = invoke("parity", "-m", "test_convmlp", "--batches", "1", "--random-inputs", "2", "--device", "board",
+                    "--json")
+    assert result.returncode == 0, result.stderr
+    run = json.loads(result.stdout)["runs"][0]
+    device, here = run["device"], run
+    assert device["runner"].startswith("onnxruntime ") and device["runner"].endswith(f" on board ({os.uname().machine})")
+    assert device["images"]["samples"] == here["images"]["samples"] and device["random"]["samples"] == 2
+    assert device["images"]["cosine"] == pytest.approx(here["images"]["cosine"], abs=1e-9)
+    assert device["vs_host"]["max_abs"] == 0.0  # the same runtime, build and CPU: the same numbers
+    shown = invoke("parity", "-m", "test_convmlp", "--batches", "1", "--random-inputs", "1", "--device", "board")
+    assert shown.returncode == 0 and "device vs host" in shown.stdout and " on board (" in shown.stdout
+
+
+def test_parity_of_an_existing_bundle_runs_that_bundle_on_the_device(board, small_bundle):
+    result = invoke("parity", "--artifact", str(small_bundle.archive), "--device", "board", "--random-inputs", "1",
+                    "--json")
+    assert result.returncode == 0, result.stderr
+    run = json.loads(result.stdout)["runs"][0]
+    assert run["passed"] and run["device"]["vs_host"]["max_abs"] == 0.0 and " on board (" in run["device"]["runner"]

@@ -8,6 +8,9 @@ manifest.json (see requirements.txt); no torch, no uninext-deploy.
     python3 run.py --bench             latency percentiles and throughput
     python3 run.py --verify --graph    the shipped ONNX graph on the runtime that checks it where the
                                        bundle's own cannot run (e.g. TensorRT bundles without a GPU)
+    python3 run.py --infer X.bin --json   the outputs of preprocessed inputs (raw little-endian float32,
+                                       samples x the input's shape) as raw float32, base64 in the JSON
+                                       (what the host's `parity --device` sends and compares)
 
 Every file's checksum is checked before anything is loaded, and with --public-key the manifest's signature
 before that. Exit codes: 0 done, 1 verification failed, 2 a problem to fix (one line on stderr).
@@ -175,6 +178,25 @@ def bench(manifest: dict, run, warmup: int, iters: int, load_ms: float) -> dict:
             "warnings": state.warnings(before, after)}
 
 
+def infer_raw(manifest: dict, run, path: str) -> dict:
+    """The outputs of the raw float32 inputs in ``path``: {name: {"shape", "base64"}}, raw little-endian
+    float32 (data only: the host reads it with numpy's frombuffer, never a pickle)."""
+    import base64
+
+    sample = manifest["input"]["shape"][1:]
+    try:
+        data = np.fromfile(path, dtype="<f4")
+    except OSError as exc:
+        raise Problem(f"cannot read --infer {path}: {exc.strerror}") from None
+    size = int(np.prod(sample))
+    if data.size == 0 or data.size % size:
+        raise Problem(f"--infer {path} holds {data.size} float32 values, not a whole number of inputs of shape "
+                      f"{'x'.join(map(str, sample))}")
+    outputs = compare.run_batched(run, data.reshape(-1, *sample), manifest["input"]["shape"][0])
+    return {name: {"shape": list(y.shape), "base64": base64.b64encode(np.ascontiguousarray(y, "<f4").tobytes()).decode()}
+            for name, y in outputs.items()}
+
+
 def positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -197,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
                                                       "DIR/IMAGE.OUTPUT.npy")
     parser.add_argument("--verify", action="store_true", help="check the golden inputs against PyTorch's outputs")
     parser.add_argument("--bench", action="store_true", help="time the model on one static-shape batch")
+    parser.add_argument("--infer", metavar="RAW", help="run preprocessed inputs (raw little-endian float32, "
+                                                       "samples x the input shape) and print their outputs")
     parser.add_argument("--threads", type=positive, default=None, help="CPU threads (default: the runtime's)")
     parser.add_argument("--iters", type=positive, default=100, help="--bench: timed runs")
     parser.add_argument("--warmup", type=count, default=10, help="--bench: untimed runs first")
@@ -207,8 +231,8 @@ def main(argv: list[str] | None = None) -> int:
                                                             "this Ed25519 public key (checked before anything else)")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args(argv)
-    if not (args.images or args.verify or args.bench):
-        parser.error("pass image files, --verify or --bench")
+    if not (args.images or args.verify or args.bench or args.infer):
+        parser.error("pass image files, --verify, --bench or --infer")
     try:
         signer = signature.check(HERE, args.public_key) if args.public_key else None
         manifest = integrity.read_manifest(HERE)
@@ -244,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
                 report["verify"]["remedy"] = f"{runtimes.SATURATION}: re-export with --int8-weight-bits 7"
         if args.bench:
             report["bench"] = bench(manifest, run, args.warmup, args.iters, load_ms)
+        if args.infer:
+            report["outputs"] = infer_raw(manifest, run, args.infer)
     except (Problem, integrity.IntegrityError, runtimes.RuntimeProblem) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

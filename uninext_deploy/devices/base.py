@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+
 from ..device.integrity import sha256
 from ..errors import UserError
 
@@ -101,15 +103,21 @@ def platform_of(machine: str) -> str:
     return MACHINE_PLATFORMS.get(machine.lower(), f"linux/{machine}")
 
 
-def run_bundle(device: Device, folder: Path, args: list[str], public_key: str | Path | None = None) -> Ran:
+def run_bundle(device: Device, folder: Path, args: list[str], public_key: str | Path | None = None,
+               inputs: np.ndarray | None = None) -> Ran:
     """The bundle in ``folder`` run as ``run.py ARGS`` on ``device``: put there, its runtime prepared, run; with
-    ``public_key``, the key is put there too and run.py checks the signature with it before anything runs."""
+    ``public_key``, the key is put there too and run.py checks the signature with it before anything runs; with
+    ``inputs`` (preprocessed, float32), they are put there as raw float32 and run with ``--infer``."""
     seconds, start = {}, time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="uninext-key-") as keys:
+    with tempfile.TemporaryDirectory(prefix="uninext-key-") as keys, \
+            tempfile.TemporaryDirectory(prefix="uninext-inputs-") as staged:
         bundle = device.put(folder)
         if public_key is not None:
             shutil.copyfile(public_key, Path(keys, "key.pem"))
             args = [*args, "--public-key", f"{device.put(Path(keys)).path}/key.pem"]
+        if inputs is not None:
+            np.ascontiguousarray(inputs, "<f4").tofile(Path(staged, "inputs.bin"))
+            args = [*args, "--infer", f"{device.put(Path(staged)).path}/inputs.bin"]
         seconds["put"], start = round(time.monotonic() - start, 3), time.monotonic()
         runtime = device.prepare(bundle)
         seconds["prepare"], start = round(time.monotonic() - start, 3), time.monotonic()
