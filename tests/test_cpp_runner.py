@@ -14,7 +14,6 @@ import pytest
 
 from conftest import edited, invoke, on_x86_without_vnni
 from uninext_deploy import api, cpp_runner
-from uninext_deploy.device import runtimes
 from uninext_deploy.device.compare import TOLERANCES, compare_arrays
 from uninext_deploy.errors import UserError
 from uninext_deploy.images import find_images

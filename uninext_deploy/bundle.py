@@ -34,7 +34,7 @@ from .device.runtimes import spec
 from .device.integrity import read_manifest
 from .errors import ParityFailure, UserError
 from .models.published import lookup
-from .devices import Device, open_device, platform_of, run_bundle
+from .devices import Device, open_device, platform_of, report_of, run_bundle
 from .options import (DEFAULT_TARGET, DeviceOptions, Int8Options, ModelOptions, PlatformOptions, TrtOptions,
                       check_batch)
 from .parity import ParityReport, ParityRun, parity, runner_for
@@ -406,15 +406,8 @@ def device_parity(place: Device):
 def _outputs(ran, place: Device) -> tuple[dict, dict]:
     """The outputs run.py --infer --json printed (raw float32, base64) and the runtime that made them."""
     import base64
-    import json
 
-    try:
-        report = json.loads(ran.stdout) if ran.returncode == 0 else {}
-    except ValueError:
-        report = {}
-    if "outputs" not in report:
-        last = (ran.stderr.strip().splitlines() or [f"exit code {ran.returncode}"])[-1][:200].removeprefix("error: ")
-        raise UserError(f"run.py --infer failed on {place.name}: {last}")
+    report = report_of(ran, "outputs", "run.py --infer", f" on {place.name}")
     outputs = {name: np.frombuffer(base64.b64decode(entry["base64"]), "<f4").reshape(entry["shape"])
                for name, entry in report["outputs"].items()}
     return outputs, {**report["runtime"], "machine": report["machine"]}

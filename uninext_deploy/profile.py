@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from contextlib import nullcontext
@@ -17,7 +16,7 @@ from .device.timing import Latency, measure, summarize
 from .options import DEFAULT_TARGET, Int8Options, ModelOptions, TimingOptions, TrtOptions
 from .backends import get_backend
 from .console import progress
-from .devices import Device, run_bundle
+from .devices import Device, report_of, run_bundle
 from .errors import UserError
 from .kernel_mix import KernelMix, kernel_mix
 from .memory import footprint
@@ -146,13 +145,7 @@ def profile_on(device: Device, bundle: Artifact, timing: TimingOptions = TimingO
     args = ["--bench", "--json", "--iters", str(timing.runs), "--warmup", str(timing.warmup),
             *(["--threads", str(timing.threads)] if timing.threads else [])]
     ran = run_bundle(device, bundle.path, args, public_key)
-    try:
-        report = json.loads(ran.stdout) if ran.returncode == 0 else {}
-    except ValueError:
-        report = {}
-    if "bench" not in report:
-        last = (ran.stderr.strip().splitlines() or [f"exit code {ran.returncode}"])[-1][:200].removeprefix("error: ")
-        raise UserError(f"run.py --bench failed{device.where or ' here'}: {last}")
+    report = report_of(ran, "bench", "run.py --bench", device.where or " here")
     bench = report["bench"]
     return DeviceProfile(report["model"], bundle.manifest["target"], report["precision"], bench["batch"],
                          device.name, report["machine"], report["runtime"], bench["load_ms"], bench["first_ms"],

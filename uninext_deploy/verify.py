@@ -4,7 +4,6 @@ are the same shipped code."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ from .backends import get_backend
 from .device import signature
 from .device.compare import Metrics, Miss
 from .device.integrity import IntegrityError, check_files, check_tree, read_manifest
-from .devices import Device, LocalDevice, open_device, platform_of, run_bundle
+from .devices import Device, LocalDevice, open_device, platform_of, report_of, run_bundle
 from .errors import UserError
 from .options import DeviceOptions, PlatformOptions
 
@@ -116,13 +115,8 @@ def run_verify(folder: Path, manifest: dict, threads: int | None, platform: Plat
         result = subprocess.run(program + args + key, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     else:
         result = ran = run_bundle(device, folder, args, public_key)
-    try:  # 1 with its report is a failed check; anything else (a crash's 1 or 139 too) is a problem to fix: 2
-        report = json.loads(result.stdout) if result.returncode in (0, 1) else {}
-    except ValueError:
-        report = {}
-    if "verify" not in report:
-        last = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1][:200].removeprefix("error: ")
-        raise UserError(f"{runner} --verify failed{where.format(machine='aarch64') or ' here'}: {last}")
+    # 1 with its report is a failed check; anything else (a crash's 1 or 139 too) is a problem to fix: 2
+    report = report_of(result, "verify", f"{runner} --verify", where.format(machine="aarch64") or " here", (0, 1))
     info, checked = report["runtime"], report["verify"]
     label = f"{runner}: {info['runtime']} {info['version']}{where.format(machine=report['machine'])}"
     if reason:

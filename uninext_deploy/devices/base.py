@@ -5,6 +5,7 @@ with JSON back), the bundle run through them (:func:`run_bundle`), and DEST as t
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 import tempfile
@@ -126,3 +127,16 @@ def run_bundle(device: Device, folder: Path, args: list[str], public_key: str | 
     ran.record = {"device": device.name, "bundle": bundle.path, "uploaded": bundle.uploaded,
                   "python": runtime.python, "runtime_created": runtime.created, "seconds": seconds}
     return ran
+
+
+def report_of(result, key: str, what: str, where: str = " here", codes: tuple[int, ...] = (0,)) -> dict:
+    """The JSON report a runner printed (``result``: a Ran or CompletedProcess), which must hold ``key``; else one
+    UserError: ``what`` failed ``where``, with the runner's last line (a crash's exit code too: never a report)."""
+    try:
+        report = json.loads(result.stdout) if result.returncode in codes else {}
+    except ValueError:
+        report = {}
+    if key not in report:
+        last = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1][:200]
+        raise UserError(f"{what} failed{where}: {last.removeprefix('error: ')}")
+    return report
