@@ -16,6 +16,7 @@ from ssh_server import start_board
 from uninext_deploy import api
 from uninext_deploy.devices import LocalDevice
 from uninext_deploy.devices.ssh import SshDevice
+from uninext_deploy.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -288,3 +289,30 @@ def test_parity_of_an_existing_bundle_runs_that_bundle_on_the_device(board, smal
     assert result.returncode == 0, result.stderr
     run = json.loads(result.stdout)["runs"][0]
     assert run["passed"] and run["device"]["vs_host"]["max_abs"] == 0.0 and " on board (" in run["device"]["runner"]
+
+
+def test_a_second_run_on_a_busy_device_waits_for_the_lease_then_fails_in_one_line(board, small_bundle):
+    """Another run holding the device's lease (flock on its cache root's lease file, as a run of ours holds it):
+    the second waits half its time-out, then says so; once the lease is free it runs."""
+    import shutil
+    import signal
+
+    if shutil.which("flock") is None:
+        pytest.skip("the lease is flock(1)'s (util-linux); this machine has none")
+    root = board.device_home / ".cache" / "uninext-deploy" / "device"
+    root.mkdir(parents=True, exist_ok=True)
+    api.verify(small_bundle.path, device="board")  # upload and venv first, so that the runs below are quick
+    holder = subprocess.Popen(["flock", str(root / "lease"), "sleep", "30"], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while subprocess.run(["flock", "-n", str(root / "lease"), "true"]).returncode == 0:
+            assert time.monotonic() < deadline, "the holder never took the lease"
+            time.sleep(0.05)
+        start = time.monotonic()
+        with pytest.raises(UserError, match=r"another run held board for 2 s \(its lease: one run at a time"):
+            api.verify(small_bundle.path, device=api.DeviceOptions("board", timeout=4))
+        assert 2 <= time.monotonic() - start < 8
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)  # flock and its sleep, which holds the lease too
+        holder.wait()
+    assert api.verify(small_bundle.path, device=api.DeviceOptions("board", timeout=4)).passed

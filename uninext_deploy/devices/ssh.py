@@ -49,7 +49,13 @@ VENV = ROOT + NEEDS_PYTHON + (
     '"$tmp/bin/python" -m pip install --disable-pip-version-check -q -r "$2" >&2; '
     'mv -T "$tmp" "$venv" 2>/dev/null || [ -x "$venv/bin/python" ]; echo "created $venv/bin/python"')
 PROBE_STEP = NEEDS_PYTHON + 'exec python3 - "$@"'
-RUN = 'python=$1; shift; exec "$python" "$@"'
+# A lease: one run at a time on a device (two timing at once would slow both), held with flock(1) on a file in
+# the cache root for the run's length; the second waits up to $2 seconds, then exits LEASED. flock is
+# util-linux's (and busybox's); a device without it runs unleased.
+LEASED = 75
+RUN = ROOT + ('python=$1; wait=$2; shift 2; mkdir -p "$root"; '
+              'if command -v flock >/dev/null; then exec flock -E 75 -w "$wait" "$root/lease" "$python" "$@"; fi; '
+              'exec "$python" "$@"')
 END_GROUP = ('kill -s TERM -- -"$1" 2>/dev/null; i=0; while kill -s 0 -- -"$1" 2>/dev/null && [ $i -lt 20 ]; '
              'do sleep 0.25; i=$((i+1)); done; kill -s KILL -- -"$1" 2>/dev/null; true')
 
@@ -117,7 +123,11 @@ class SshDevice:
 
     def run(self, runtime: Runtime, bundle: Placed, args: list[str]) -> Ran:
         with progress.step(f"running run.py {' '.join(args[:1])} on {self.name}"):
-            status, out, err = self.step("run.py", RUN, runtime.python, f"{bundle.path}/run.py", *args)
+            wait = self.timeout / 2  # the other half is the run's own
+            status, out, err = self.step("run.py", RUN, runtime.python, f"{wait:g}", f"{bundle.path}/run.py", *args)
+        if status == LEASED:
+            raise UserError(f"another run held {self.name} for {wait:g} s (its lease: one run at a time, so that "
+                            "timings are not shared); run again when it ends, or raise --device-timeout to wait longer")
         return Ran(status, out, err)
 
     def cannot_run(self, backend) -> str | None:
