@@ -55,7 +55,7 @@ def main() -> None:
                 through = api.profile(artifact=bundle.path, device="board", timing=timing).latency.p50_ms
                 here = json.loads(subprocess.run(direct, capture_output=True, text=True, check=True).stdout)
                 rows.append((through, here["bench"]["p50_ms"]))
-            print(f"\n| round | p50 via --device ms | p50 run.py --bench ms | ratio |\n|---|---|---|---|")
+            print("\n| round | p50 via --device ms | p50 run.py --bench ms | ratio |\n|---|---|---|---|")
             for i, (through, here) in enumerate(rows, 1):
                 print(f"| {i} | {through:.3f} | {here:.3f} | {through / here:.4f} |")
             ratio = statistics.median(t / h for t, h in rows)

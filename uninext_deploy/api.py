@@ -204,16 +204,24 @@ def optimize(model: str | ModelOptions = DEFAULT_MODEL, *, input_size=None, weig
              images: str | Path | None = None, out: str | Path | None = None, make_bundle: bool = True,
              int8: Int8Options = Int8Options(), trt: TrtOptions = TrtOptions(),
              timing: TimingOptions = TimingOptions(), platform: PlatformOptions = PlatformOptions(),
-             labels: str | Path | None = None) -> tuple["OptimizeResult", Path]:
+             labels: str | Path | None = None,
+             device: str | DeviceOptions | None = None) -> tuple["OptimizeResult", Path]:
     """The fastest artifact within a budget (cosine or top-1 drop vs PyTorch on the photos): search, race,
-    report and bundle. Returns the result and its folder."""
+    report and bundle. With ``device``, every candidate is timed there too and the fastest there wins.
+    Returns the result and its folder."""
+    from .arm.platforms import bundle_platform
+    from .devices import of_platform, open_device
     from .optimize import optimize as run
 
-    return run(_model(model, input_size, weights, seed), min_cosine=min_cosine, max_top1_drop=max_top1_drop,
-               targets=tuple(targets or default_targets()),
-               precisions=tuple(precisions) if precisions is not None else None,
-               calib_methods=tuple(calib_methods), batch=batch, images=images, out=out, make_bundle=make_bundle,
-               int8=int8, trt=trt, timing=timing, platform=platform, labels=labels)
+    device = _device(device)
+    with open_device(device.device, accept_new_host_key=device.accept_new_host_key, timeout=device.timeout) as place:
+        probed = (place, of_platform(place, bundle_platform(platform.platform))) if device.device else None
+        return run(_model(model, input_size, weights, seed), min_cosine=min_cosine, max_top1_drop=max_top1_drop,
+                   targets=tuple(targets or default_targets()),
+                   precisions=tuple(precisions) if precisions is not None else None,
+                   calib_methods=tuple(calib_methods), batch=batch, images=images, out=out,
+                   make_bundle=make_bundle, int8=int8, trt=trt, timing=timing, platform=platform, labels=labels,
+                   device=probed)
 
 
 def report(results: str | Path | None = None, out: str | Path | None = None) -> tuple["OptimizeResult", Path]:
@@ -279,12 +287,12 @@ def bounds_text(tolerance: dict) -> str:
 
 def candidate_table(result: "OptimizeResult") -> tuple[list[str], list[dict]]:
     """The column titles and rows ({"cells", "verdict", "why", ...}) both reports and the CLI show."""
-    from .report import COLUMNS, cell, rows
+    from .report import cell, columns, rows
 
     table = rows(result)
     for row in table:
-        row["cells"] = [cell(row, key, spec) for _, key, spec in COLUMNS]
-    return [title for title, _, _ in COLUMNS], table
+        row["cells"] = [cell(row, key, spec) for _, key, spec in columns(result)]
+    return [title for title, _, _ in columns(result)], table
 
 
 def describe(artifact: "Artifact") -> list[str]:

@@ -34,7 +34,7 @@ from .device.runtimes import spec
 from .device.integrity import read_manifest
 from .errors import ParityFailure, UserError
 from .models.published import lookup
-from .devices import Device, open_device, platform_of, report_of, run_bundle
+from .devices import Device, of_platform, open_device, report_of, run_bundle
 from .options import (DEFAULT_TARGET, DeviceOptions, Int8Options, ModelOptions, PlatformOptions, TrtOptions,
                       check_batch)
 from .parity import ParityReport, ParityRun, parity, runner_for
@@ -150,13 +150,7 @@ def bundle(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str 
         cpp_runner.Toolchain(log=progress.phase).check_compilers(bundle_platform(platform.platform))
     with tempfile.TemporaryDirectory(prefix="uninext-bundle-") as tmp, \
             open_device(device.device, accept_new_host_key=device.accept_new_host_key, timeout=device.timeout) as place:
-        proof = None
-        if device.device is not None:
-            facts = place.describe()
-            if platform_of(facts["machine"]) != bundle_platform(platform.platform):
-                raise UserError(f"{place.name} is {platform_of(facts['machine'])}, the bundle is for "
-                                f"{bundle_platform(platform.platform)}: bundle for it with --platform {platform_of(facts['machine'])}")
-            proof = (place, facts)
+        proof = (place, of_platform(place, bundle_platform(platform.platform))) if device.device else None
         progress.phase("exporting and checking parity against PyTorch")
         report = parity(model, target, precision=precision, batches=(batch,), out=tmp, threads=threads,
                         int8=int8, trt=trt)

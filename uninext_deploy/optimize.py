@@ -24,7 +24,8 @@ from .arm.platforms import bundle_platform
 from .backends import BACKENDS, canonical_target, get_backend, options_for
 from .console import progress
 from .device.compare import failures
-from .device.timing import race
+from .device.timing import TURN_WARMUP, race, summarize
+from .devices import report_of, run_bundle
 from .errors import ParityFailure, UserError
 from .export.precision import LossyInt8Warning
 from .memory import footprint
@@ -68,11 +69,13 @@ def optimize(model: ModelOptions, *, min_cosine: float | None = None, max_top1_d
              images: str | Path | None = None, out: str | Path | None = None, make_bundle: bool = True,
              int8: Int8Options = Int8Options(), trt: TrtOptions = TrtOptions(),
              timing: TimingOptions = TimingOptions(), platform: PlatformOptions = PlatformOptions(),
-             labels: str | Path | None = None) -> tuple[OptimizeResult, Path]:
+             labels: str | Path | None = None, device=None) -> tuple[OptimizeResult, Path]:
     """Search, pick and package; write ``out``/results.json, report.md, report.html (+ the bundle).
 
     A feature model (``model.features``) is judged on its worst output: the budget must be a cosine.
-    ``labels``: the class names the bundle carries (see bundle.read_labels).
+    ``labels``: the class names the bundle carries (see bundle.read_labels). ``device`` (a device and its
+    probe's facts): every candidate is also timed there, packaged as its bundle, by its run.py --bench in turns,
+    and the fastest there within the budget wins.
 
     ``int8.min_cosine`` (the INT8 fallback target, cosine to the float graph) defaults to the budget's
     cosine (0.999 under a top-1 budget). The output folder is written atomically. Returns the result and
@@ -113,6 +116,9 @@ def optimize(model: ModelOptions, *, min_cosine: float | None = None, max_top1_d
         progress.phase("latency of every candidate and PyTorch eager, in turns", done=done, total=steps)
         _race(result, {i: runner for i, (_, _, runner) in evaluated.items()}, torch_model, shape, threads,
               timing.warmup, timing.runs)
+        if device is not None:
+            progress.phase(f"latency of every candidate on {device[0].name}, in turns", done=done, total=steps)
+            _race_on_device(result, evaluated, device, budget, Path(tmp), timing, platform)
         progress.phase("per-layer profile of the winner", done=done + 1, total=steps)
         _pick_and_package(result, evaluated, budget, folder if make_bundle else None, threads, platform, names,
                           lambda text: progress.phase(text, done=done + 2, total=steps))
@@ -194,6 +200,32 @@ def _race(result: OptimizeResult, runners: dict, torch_model, shape, threads: in
         result.candidates[index].latency = latency
 
 
+def _race_on_device(result: OptimizeResult, evaluated: dict, device, budget: dict, tmp: Path, timing: TimingOptions,
+                    platform: PlatformOptions, rounds: int = 5) -> None:
+    """Each evaluated candidate packaged as its bundle and timed on the device by its run.py --bench, in
+    ``rounds`` turns (each after TURN_WARMUP runs, as the host's race), so that the device's drift (heat, other
+    load) hits every candidate alike; fill in their device latencies and the device's record."""
+    from .bundle import package
+
+    place, facts = device
+    bundles = {index: package(artifact, run, platform=platform, tolerance=budget, out=tmp / f"device-{index}").path
+               for index, (artifact, run, _) in evaluated.items()}
+    times: dict = {index: [] for index in bundles}
+    args = ["--bench", "--json", "--iters", str(max(1, timing.runs // rounds)), "--warmup", str(TURN_WARMUP),
+            *(["--threads", str(timing.threads)] if timing.threads else [])]
+    states, warned = [], []
+    for _ in range(rounds):
+        for index, folder in bundles.items():
+            bench = report_of(run_bundle(place, folder, args), "bench", "run.py --bench", place.where)["bench"]
+            times[index] += bench["times_ms"]
+            states.append(bench["state"])
+            warned += [w for w in bench["warnings"] if w not in warned]
+    for index, samples in times.items():
+        result.candidates[index].device_latency = summarize(samples, result.input_shape[0])
+    result.device = {"name": place.name, "cpu": facts["cpu"], "machine": facts["machine"],
+                     "state": states[-1]["after"] if states else None, "warnings": warned}
+
+
 def _pick_and_package(result: OptimizeResult, evaluated: dict, budget: dict, folder: Path | None, threads: int,
                       platform: PlatformOptions, labels: list[str] | None, tell) -> None:
     """Rank the passing candidates by p50; the fastest whose bundle (in ``folder``, None: no bundle) passes its
@@ -207,7 +239,7 @@ def _pick_and_package(result: OptimizeResult, evaluated: dict, budget: dict, fol
             candidate.roofline_gflops = roofline(candidate.target, candidate.precision, threads,
                                                  at_least=candidate.gflops)["gflops"]
     ranked = sorted((i for i, c in enumerate(result.candidates) if c.passed),
-                    key=lambda i: result.candidates[i].latency.p50_ms)
+                    key=lambda i: result.candidates[i].ranked_latency.p50_ms)
     if not ranked:
         result.note = "no candidate met the budget; loosen it or add precisions/targets"
     for index in ranked:

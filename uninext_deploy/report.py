@@ -50,6 +50,11 @@ def _context(result: OptimizeResult) -> str:
     if result.platform != host_platform():
         text += (f" Target platform {result.platform}: the winner's bundle is verified there under emulation "
                  "(parity only: emulated latency means nothing).")
+    if result.device:
+        d = result.device
+        text += (f" Timed on the device too, {d['name']} ({d['machine']}, {d['cpu']}): every candidate's bundle by "
+                 "its run.py --bench, in turns; the device's p50 picks the winner."
+                 + "".join(f" Warning: {w}." for w in d["warnings"]))
     return text
 
 
@@ -57,12 +62,13 @@ def rows(result: OptimizeResult) -> list[dict]:
     """One row per candidate: the numbers both reports show."""
     table = []
     for i, c in enumerate(result.candidates):
-        lat = c.latency
+        lat, there = c.latency, c.device_latency
         verdict = ("skipped" if c.skipped else "error" if c.error else "WINNER" if i == result.winner else
                    "pass" if c.passed else "fail")
         table.append({
             "candidate": c.name, "p50": lat.p50_ms if lat else None, "p90": lat.p90_ms if lat else None,
-            "p99": lat.p99_ms if lat else None, "speedup": result.eager.p50_ms / lat.p50_ms if lat else None,
+            "p99": lat.p99_ms if lat else None, "device_p50": there.p50_ms if there else None,
+            "device_p90": there.p90_ms if there else None, "speedup": result.eager.p50_ms / lat.p50_ms if lat else None,
             "roofline": c.roofline_pct, "peak_rss": c.peak_rss_mb, "size": c.artifact_mb, "cosine": c.photos.cosine if c.photos else None,
             "max_abs": c.photos.max_abs if c.photos else None, "top1": c.photos.top1 if c.photos else None,
             "top5": c.photos.top5 if c.photos else None, "verdict": verdict,
@@ -86,6 +92,12 @@ COLUMNS = [("candidate", "candidate", "s"), ("p50 ms", "p50", ".2f"), ("p90 ms",
            ("peak RSS MB", "peak_rss", ".0f"), ("size MB", "size", ".1f"),
            ("cosine", "cosine", ".6f"), ("max abs", "max_abs", ".2e"), ("top-1", "top1", ".2f"),
            ("top-5", "top5", ".2f"), ("verdict", "verdict", "s")]
+DEVICE_COLUMNS = [("device p50 ms", "device_p50", ".2f"), ("device p90 ms", "device_p90", ".2f")]
+
+
+def columns(result: OptimizeResult) -> list[tuple[str, str, str]]:
+    """The table's columns: the device's latency beside this machine's where candidates were timed there."""
+    return [*COLUMNS[:4], *DEVICE_COLUMNS, *COLUMNS[4:]] if result.device else COLUMNS
 
 
 def markdown(result: OptimizeResult) -> str:
@@ -93,12 +105,14 @@ def markdown(result: OptimizeResult) -> str:
     lines = [f"# {result.model}: fastest artifact within {_budget_text(result)}", "",
              _context(result),
              "", f"**Winner: {best.name}**, p50 {best.latency.p50_ms:.2f} ms "
-             f"({result.eager.p50_ms / best.latency.p50_ms:.2f}x eager), cosine {best.photos.cosine:.6f}"
+             f"({result.eager.p50_ms / best.latency.p50_ms:.2f}x eager)"
+             + (f", on {result.device['name']} {best.device_latency.p50_ms:.2f} ms" if best.device_latency else "")
+             + f", cosine {best.photos.cosine:.6f}"
              + (f"; bundle `{result.bundle}`" if result.bundle else "") if best else f"**No winner**: {result.note}",
              *(["", f"**Note:** {result.class_change}"] if result.class_change else []),
-             "", "| " + " | ".join(c[0] for c in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+             "", "| " + " | ".join(c[0] for c in columns(result)) + " |", "|" + "---|" * len(columns(result))]
     for row in table:
-        cells = [cell(row, key, spec) for _, key, spec in COLUMNS]
+        cells = [cell(row, key, spec) for _, key, spec in columns(result)]
         lines.append("| " + " | ".join(cells) + " |")
     notes = [f"- {r['candidate']}: {text}" for r in table for text in (r["why"], r["detail"]) if text]
     if notes:
@@ -230,11 +244,11 @@ document.body.dataset.ready = 'yes';"""
 
 def page(result: OptimizeResult) -> str:
     best, table = result.best, rows(result)
-    head = "".join(f"<th>{html.escape(title)}</th>" for title, _, _ in COLUMNS)
+    head = "".join(f"<th>{html.escape(title)}</th>" for title, _, _ in columns(result))
     body = []
     for row in table:
         cells = []
-        for _, key, spec in COLUMNS:
+        for _, key, spec in columns(result):
             value, shown = row[key], cell(row, key, spec)
             data = f' data-v="{value}"' if isinstance(value, float) else ""
             title = f' title="{html.escape(row["why"])}"' if key == "verdict" and row["why"] else ""

@@ -21,7 +21,8 @@ class Candidate:
     precision: str
     calib: str | None = None
     fallback: bool = False
-    latency: Latency | None = None
+    latency: Latency | None = None  # on this machine, in turns with the others
+    device_latency: Latency | None = None  # on the --device, in turns there (it ranks the candidates then)
     photos: Metrics | None = None
     random: Metrics | None = None
     failed: list[Miss] = field(default_factory=list)  # budget misses; empty and no error: it meets the budget
@@ -47,6 +48,11 @@ class Candidate:
                 and self.latency is not None)
 
     @property
+    def ranked_latency(self) -> Latency | None:
+        """What ranks it: its latency on the device where it was timed there, else here."""
+        return self.device_latency or self.latency
+
+    @property
     def roofline_pct(self) -> float | None:
         return 100 * self.gflops / self.roofline_gflops if self.gflops and self.roofline_gflops else None
 
@@ -58,7 +64,8 @@ class Candidate:
     @classmethod
     def from_dict(cls, data: dict) -> "Candidate":
         fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        fields["latency"] = Latency(**fields["latency"]) if fields.get("latency") else None
+        for key in ("latency", "device_latency"):
+            fields[key] = Latency(**fields[key]) if fields.get(key) else None
         for key in ("photos", "random"):
             fields[key] = Metrics.from_dict(fields[key]) if fields.get(key) else None
         fields["failed"] = [Miss.from_dict(miss) for miss in fields.get("failed", [])]
@@ -80,6 +87,7 @@ class OptimizeResult:
     bundle: str | None = None
     machine: str = ""
     note: str = ""
+    device: dict | None = None  # --device: its name, CPU, architecture, state and warnings while timed
 
     def as_dict(self) -> dict:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}

@@ -316,3 +316,19 @@ def test_a_second_run_on_a_busy_device_waits_for_the_lease_then_fails_in_one_lin
         os.killpg(holder.pid, signal.SIGKILL)  # flock and its sleep, which holds the lease too
         holder.wait()
     assert api.verify(small_bundle.path, device=api.DeviceOptions("board", timeout=4)).passed
+
+
+def test_optimize_on_the_device_times_every_candidate_there_and_picks_the_fastest_there(board, tmp_path):
+    from uninext_deploy.results import OptimizeResult
+
+    out = tmp_path / "optimized"
+    result = invoke("optimize", "-m", "test_convmlp", "--targets", "ort", "--precisions", "fp32", "--precisions",
+                    "fp16", "--min-cosine", "0.99", "--iters", "10", "--device", "board", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    found = OptimizeResult.load(out / "results.json")
+    timed = [c for c in found.candidates if c.passed]
+    assert found.device["name"] == "board" and found.device["machine"] == os.uname().machine and len(timed) == 2
+    assert all(c.device_latency.runs == 10 and c.latency.runs == 10 for c in timed)  # 5 turns of 2 there
+    assert found.best is min(timed, key=lambda c: c.device_latency.p50_ms)
+    assert "device p50 ms" in result.stdout and "device p50 ms" in (out / "report.md").read_text()
+    assert f"on board {found.best.device_latency.p50_ms:.2f} ms" in (out / "report.md").read_text()

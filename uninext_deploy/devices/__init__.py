@@ -3,10 +3,10 @@ with the verbs of base.Device. Only this package knows which kind a device is.""
 
 from __future__ import annotations
 
-from .base import Device, parse_destination, platform_of, report_of, run_bundle
+from .base import Device, of_platform, parse_destination, platform_of, report_of, run_bundle
 from .local import LocalDevice
 
-__all__ = ["Device", "LocalDevice", "open_device", "parse_destination", "platform_of", "report_of", "run_bundle"]
+__all__ = ["Device", "LocalDevice", "of_platform", "open_device", "parse_destination", "platform_of", "report_of", "run_bundle"]
 
 
 def open_device(destination: str | None, *, timeout: float, accept_new_host_key: bool = False) -> Device:

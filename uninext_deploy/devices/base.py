@@ -140,3 +140,12 @@ def report_of(result, key: str, what: str, where: str = " here", codes: tuple[in
         last = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1][:200]
         raise UserError(f"{what} failed{where}: {last.removeprefix('error: ')}")
     return report
+
+
+def of_platform(device: Device, platform: str) -> dict:
+    """The device's facts (its probe's), refused in one line when it is not a ``platform`` machine."""
+    facts = device.describe()
+    if platform_of(facts["machine"]) != platform:
+        raise UserError(f"{device.name} is {platform_of(facts['machine'])}, the bundle is for {platform}: bundle "
+                        f"for it with --platform {platform_of(facts['machine'])}")
+    return facts
