@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import edited, on_x86_without_vnni, run_cli, without_vnni
+from conftest import edited, invoke, on_x86_without_vnni, run_cli, without_vnni
 from uninext_deploy import api
 from uninext_deploy.archive import extract
 from uninext_deploy.device import runtimes
@@ -447,13 +447,13 @@ def test_openvino_bundle_runs_without_torch(tmp_path, torch_free_python):
 
 
 def test_bad_bundle_requests_fail_before_any_export(tmp_path):
-    result = run_cli("bundle", "--target", "trt", "--platform", "linux/arm64", "--cpu", "cortex-a72", "--int8",
-                     "--out", str(tmp_path / "x"), "--model", "nope")
+    result = invoke("bundle", "--target", "trt", "--platform", "linux/arm64", "--cpu", "cortex-a72", "--int8",
+                    "--out", str(tmp_path / "x"), "--model", "nope")
     assert result.returncode == 2 and "unknown model" in result.stderr.lower()
-    result = run_cli("bundle", "--platform", "windows", "--out", str(tmp_path / "x"))
+    result = invoke("bundle", "--platform", "windows", "--out", str(tmp_path / "x"))
     assert result.returncode == 2 and "unknown --platform 'windows'" in result.stderr
-    result = run_cli("bundle", "-t", "openvino", "--int8", "--platform", "linux/arm64", "--cpu", "cortex-a72",
-                     "--out", str(tmp_path / "x"))
+    result = invoke("bundle", "-t", "openvino", "--int8", "--platform", "linux/arm64", "--cpu", "cortex-a72",
+                    "--out", str(tmp_path / "x"))
     assert result.returncode == 2 and "cortex-a72" in result.stderr
     assert not (tmp_path / "x").exists()
 
