@@ -14,7 +14,7 @@ from .backends import get_backend
 from .device import signature
 from .device.compare import Metrics, Miss
 from .device.integrity import IntegrityError, check_files, check_tree, read_manifest
-from .devices import Device, LocalDevice, open_device, platform_of, report_of, run_bundle
+from .devices import Device, LocalDevice, emulated_device, open_device, platform_of, report_of, run_bundle
 from .errors import UserError
 from .options import DeviceOptions, PlatformOptions
 
@@ -86,8 +86,8 @@ def run_verify(folder: Path, manifest: dict, threads: int | None, platform: Plat
                cpp: Path | None = None, public_key: str | Path | None = None,
                device: Device = LocalDevice()) -> VerifyReport:
     """``run.py --verify --json`` of the bundle in ``folder`` (or, given ``cpp``, that build of its C++ runner
-    here): on ``device`` (this machine's Python by default), or under the emulated aarch64 CPU for an ARM
-    platform. Where the bundle's runtime cannot run there, ``--graph`` checks its ONNX on the stand-in
+    here): on ``device`` (this machine's Python by default), or, for an ARM platform, on the emulated aarch64
+    CPU as a device (devices/emulated.py; the C++ runner under qemu directly). Where the bundle's runtime cannot run there, ``--graph`` checks its ONNX on the stand-in
     runtime, and the runner says so."""
     target = bundle_platform(platform.platform)
     threads = 1 if emulated(target) else threads  # under emulation threads do not help (arm/run.py)
@@ -99,26 +99,26 @@ def run_verify(folder: Path, manifest: dict, threads: int | None, platform: Plat
         args.append("--graph")
     program = [str(cpp), "--bundle", str(folder)] if cpp else None
     runner = "C++ runner" if cpp else "run.py"
+    if emulated(target) and not program:
+        device = emulated_device(platform.cpu, platform.arm_cache)  # the emulated CPU: one kind of device
     where, ran = device.where, None
-    if emulated(target):
+    if emulated(target) and program:
         from .arm.environment import ArmEnvironment
         from .arm.run import runtime_for
 
-        runtime = runtime_for(manifest["backend"], manifest["precision"], platform.cpu)
         env = ArmEnvironment(platform.arm_cache)
-        env.ensure(runtime, platform.cpu)
-        command, environ = (env.program(platform.cpu, *program, *args, *key) if program else
-                            env.command(runtime, platform.cpu, folder / "run.py", *args, *key))
-        where = f" on emulated {{machine}} {platform.cpu} (qemu)"
+        env.ensure(runtime_for(manifest["backend"], manifest["precision"], platform.cpu), platform.cpu)
+        command, environ = env.program(platform.cpu, *program, *args, *key)
+        where = f" on emulated aarch64 {platform.cpu} (qemu)"
         result = subprocess.run(command, env=environ, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     elif program:
         result = subprocess.run(program + args + key, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     else:
         result = ran = run_bundle(device, folder, args, public_key)
     # 1 with its report is a failed check; anything else (a crash's 1 or 139 too) is a problem to fix: 2
-    report = report_of(result, "verify", f"{runner} --verify", where.format(machine="aarch64") or " here", (0, 1))
+    report = report_of(result, "verify", f"{runner} --verify", where or " here", (0, 1))
     info, checked = report["runtime"], report["verify"]
-    label = f"{runner}: {info['runtime']} {info['version']}{where.format(machine=report['machine'])}"
+    label = f"{runner}: {info['runtime']} {info['version']}{where}"
     if reason:
         label += f", on the {backend.name} input graph ({reason}: engine parity runs where it can)"
     return VerifyReport(str(folder), platform_of(report["machine"]), label, report["files_checked"],

@@ -1,0 +1,63 @@
+"""The emulated aarch64 CPU as a device: the verbs as qemu user-mode runs of the ARM environment's Python
+(arm/environment.py: Debian's arm64 sysroot and the runtimes' aarch64 wheels, set up once). A bundle runs in
+place; its runtime is the ARM environment's, for the CPU model asked (cortex-a76 by default). For correctness
+only: emulated time means nothing, so nothing times on it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from ..cpu import CPU_FLAGS
+from ..device.integrity import read_manifest
+from ..errors import UserError
+from .base import Placed, Ran, Runtime
+from .local import PROBE
+
+
+class EmulatedDevice:
+    def __init__(self, cpu: str, arm_cache=None):
+        from ..arm.environment import ArmEnvironment
+
+        self.cpu, self.env = cpu, ArmEnvironment(arm_cache)
+        self.name = f"emulated aarch64 {cpu} (qemu)"
+        self.where = f" on {self.name}"
+
+    def __enter__(self) -> EmulatedDevice:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def describe(self) -> dict:
+        self.env.ensure("ort", self.cpu)
+        command, environ = self.env.command("ort", self.cpu, Path("-"), *CPU_FLAGS)
+        probe = subprocess.run(command, input=PROBE.read_text(), capture_output=True, text=True, env=environ,
+                               timeout=600)
+        if probe.returncode != 0:
+            raise UserError(f"the device probe failed{self.where}: {(probe.stderr.strip().splitlines() or ['?'])[-1]}")
+        return json.loads(probe.stdout)
+
+    def put(self, folder: Path) -> Placed:
+        return Placed(str(folder.resolve()), uploaded=False)
+
+    def prepare(self, bundle: Placed) -> Runtime:
+        """The ARM environment's runtime for the bundle's, set up once (the runtime's declaration refuses one
+        that cannot run on this CPU model, in one line)."""
+        self.env.ensure(self._runtime(bundle), self.cpu)
+        return Runtime(str(self.env.cpu_root(self.cpu) / "usr/bin/python3.11"), created=False)
+
+    def run(self, runtime: Runtime, bundle: Placed, args: list[str]) -> Ran:
+        command, environ = self.env.command(self._runtime(bundle), self.cpu, Path(bundle.path, "run.py"), *args)
+        result = subprocess.run(command, env=environ, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        return Ran(result.returncode, result.stdout, result.stderr)
+
+    def _runtime(self, bundle: Placed) -> str:
+        from ..arm.run import runtime_for
+
+        manifest = read_manifest(Path(bundle.path))
+        return runtime_for(manifest["backend"], manifest["precision"], self.cpu)
+
+    def cannot_run(self, backend) -> str | None:
+        return None  # its run.py says why where the runtime cannot run there (runtime_for refuses first)
