@@ -25,6 +25,7 @@ class DeviceServer:
     def __init__(self, host_key: asyncssh.SSHKey, authorized: Path, env: dict[str, str]):
         self.host_key, self.authorized, self.env = host_key, authorized, env
         self.connections: list[asyncssh.SSHServerConnection] = []
+        self.file_limit_kb: int | None = None  # a disk that fills: every command under `ulimit -f` of this size
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
@@ -47,7 +48,8 @@ class DeviceServer:
 
     async def _session(self, process: asyncssh.SSHServerProcess) -> None:
         local = await asyncio.create_subprocess_exec(
-            "bash", "-c", process.command or "exit 0", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            "bash", "-c", (f"ulimit -f {self.file_limit_kb}; " if self.file_limit_kb else "") + (process.command or "exit 0"),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, env=self.env, cwd=self.env["HOME"], start_new_session=True)
         # pumped by hand: with process.redirect() the exit status could overtake the last output
         feeding = asyncio.ensure_future(pump(process.stdin, local.stdin))

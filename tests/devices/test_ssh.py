@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import time
+from pathlib import Path
 
 import asyncssh
 import pytest
@@ -15,6 +16,7 @@ from ssh_server import start_board
 
 from uninext_deploy import api
 from uninext_deploy.devices import LocalDevice
+from uninext_deploy.devices.base import parse_destination, tree_digest
 from uninext_deploy.devices.ssh import SshDevice
 from uninext_deploy.errors import UserError
 
@@ -332,3 +334,52 @@ def test_optimize_on_the_device_times_every_candidate_there_and_picks_the_fastes
     assert found.best is min(timed, key=lambda c: c.device_latency.p50_ms)
     assert "device p50 ms" in result.stdout and "device p50 ms" in (out / "report.md").read_text()
     assert f"on board {found.best.device_latency.p50_ms:.2f} ms" in (out / "report.md").read_text()
+
+
+def big_folder(where, megabytes: int):
+    """A folder of ``megabytes`` of random data (incompressible) to upload."""
+    import numpy as np
+
+    where.mkdir()
+    (where / "data.bin").write_bytes(np.random.default_rng(0).bytes(megabytes << 20))
+    return where
+
+
+def nothing_of(folder, board) -> bool:
+    """Whether the device holds neither ``folder``'s bundle nor a half-made one of it."""
+    bundles = board.device_home / ".cache" / "uninext-deploy" / "device" / "bundles"
+    digest = tree_digest(folder)
+    return not bundles.exists() or not any(p.name.startswith(digest) for p in bundles.iterdir())
+
+
+def test_a_full_disk_on_the_device_is_one_line_and_leaves_nothing(board, tmp_path):
+    folder = big_folder(tmp_path / "big", 8)
+    board.server.file_limit_kb = 1024  # 1 MB files at most there
+    try:
+        with SshDevice(parse_destination("board"), timeout=60) as device:
+            with pytest.raises(UserError, match=r"the upload to board failed: its disk is full or a file-size limit "
+                                                r"stopped it \(8\.4 MB to write\); free space there"):
+                device.put(folder)
+    finally:
+        board.server.file_limit_kb = None
+    assert nothing_of(folder, board)
+    with SshDevice(parse_destination("board"), timeout=60) as device:  # with room again it lands whole
+        placed = device.put(folder)
+    assert placed.uploaded and Path(placed.path, "data.bin").stat().st_size == 8 << 20
+
+
+def test_a_connection_dropped_mid_upload_leaves_no_half_bundle(board, tmp_path):
+    import threading
+
+    folder = big_folder(tmp_path / "big", 64)
+    with SshDevice(parse_destination("board"), timeout=60) as device:
+        threading.Timer(0.3, board.server.drop).start()
+        with pytest.raises(UserError, match="the connection to board dropped during the upload"):
+            device.put(folder)
+    deadline = time.monotonic() + 10
+    while not nothing_of(folder, board) and time.monotonic() < deadline:  # the device's trap cleans up
+        time.sleep(0.1)
+    assert nothing_of(folder, board)
+    with SshDevice(parse_destination("board"), timeout=60) as device:
+        placed = device.put(folder)
+    assert placed.uploaded and Path(placed.path, "data.bin").stat().st_size == 64 << 20

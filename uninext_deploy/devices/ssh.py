@@ -34,10 +34,13 @@ WRAPPER = ('seconds=$1; step=$2; shift 2; exec 3<&0; '
            'setsid timeout -k 5 "$seconds" sh -c "$step" sh "$@" <&3 3<&- & pid=$!; '
            'echo "pgid $pid" >&2; wait "$pid"')
 TIMED_OUT = 124  # timeout(1)'s exit status
+FILE_TOO_LARGE = 128 + 25  # a process killed by SIGXFSZ (past RLIMIT_FSIZE)
 ROOT = 'root="${XDG_CACHE_HOME:-$HOME/.cache}/uninext-deploy/device"; '
 FOUND = ROOT + 'if [ -d "$root/$1" ]; then echo "$root/$1"; fi'
+# A step that fails (tar cut short by a dropped connection or a full disk, pip without its index) exits before the
+# rename: only a complete folder ever gets its final name, and the trap removes the rest.
 UNPACK = ROOT + ('final="$root/$1"; mkdir -p "$(dirname "$final")"; '
-                 'tmp=$(mktemp -d "$final.incoming.XXXXXX"); trap \'rm -rf "$tmp"\' EXIT; tar -xf - -C "$tmp"; '
+                 'tmp=$(mktemp -d "$final.incoming.XXXXXX"); trap \'rm -rf "$tmp"\' EXIT; tar -xf - -C "$tmp" || exit; '
                  'mv -T "$tmp" "$final" 2>/dev/null || [ -d "$final" ]; echo "$final"')
 NEEDS_PYTHON = ('command -v python3 >/dev/null || { echo "python3 is not installed on the device; install it '
                 '(apt install python3 python3-venv)" >&2; exit 2; }; ')
@@ -46,7 +49,7 @@ VENV = ROOT + NEEDS_PYTHON + (
     'venv="$root/venvs/$1-py$version"; '
     'if [ -x "$venv/bin/python" ]; then echo "reused $venv/bin/python"; exit 0; fi; mkdir -p "$root/venvs"; '
     'tmp=$(mktemp -d "$venv.incoming.XXXXXX"); trap \'rm -rf "$tmp"\' EXIT; python3 -m venv "$tmp" >&2; '
-    '"$tmp/bin/python" -m pip install --disable-pip-version-check -q -r "$2" >&2; '
+    '"$tmp/bin/python" -m pip install --disable-pip-version-check -q -r "$2" >&2 || exit; '
     'mv -T "$tmp" "$venv" 2>/dev/null || [ -x "$venv/bin/python" ]; echo "created $venv/bin/python"')
 PROBE_STEP = NEEDS_PYTHON + 'exec python3 - "$@"'
 # A lease: one run at a time on a device (two timing at once would slow both), held with flock(1) on a file in
@@ -106,6 +109,10 @@ class SshDevice:
             with progress.step(f"uploading {megabytes:.1f} MB to {self.name}"):
                 status, out, err = self.step("the upload", UNPACK, where, stdin=archive)
         if status != 0:
+            if status == FILE_TOO_LARGE or any(s in err for s in ("No space left", "File too large", "Disk quota")):
+                raise UserError(f"the upload to {self.name} failed: its disk is full or a file-size limit stopped it "
+                                f"({megabytes:.1f} MB to write); free space there (old bundles and venvs are under "
+                                "~/.cache/uninext-deploy/device) and run again: nothing half-copied was kept")
             self.failed("the upload", status, err)
         return Placed(out.strip(), uploaded=True, requirements=requirements)
 
@@ -188,10 +195,15 @@ class SshDevice:
 
 
 async def send(process, path: Path | None) -> None:
-    """``path`` streamed to the remote step's stdin (nothing: an empty stdin), then end of file."""
-    if path is not None:
-        with open(path, "rb") as source:
-            for chunk in iter(lambda: source.read(CHUNK), b""):
-                process.stdin.write(chunk)
-                await process.stdin.drain()
-    process.stdin.write_eof()
+    """``path`` streamed to the remote step's stdin (nothing: an empty stdin), then end of file. A step that
+    stops reading (tar killed by a full disk) ends the sending: its exit status says what happened, and a
+    connection that is gone brings none (the caller says it dropped)."""
+    try:
+        if path is not None:
+            with open(path, "rb") as source:
+                for chunk in iter(lambda: source.read(CHUNK), b""):
+                    process.stdin.write(chunk)
+                    await process.stdin.drain()
+        process.stdin.write_eof()
+    except (asyncssh.Error, OSError):
+        pass
