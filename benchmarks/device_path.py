@@ -49,17 +49,23 @@ def main() -> None:
                 print(f"| {label} | {time.perf_counter() - start:.2f} | {report.device['uploaded']} | "
                       f"{report.device['runtime_created']} |")
             timing = api.TimingOptions(iters=args.iters, warmup=10)
-            direct = [sys.executable, str(bundle.path / "run.py"), "--bench", "--json", "--iters", str(args.iters)]
-            rows = []
+            # directly: the same run.py with the device's own venv (the runtime its requirements.txt resolved
+            # to there, which may be newer than this environment's pinned one), so only the path differs
+            direct = [report.device["python"], str(bundle.path / "run.py"), "--bench", "--json", "--iters",
+                      str(args.iters)]
+            rows, runtimes = [], set()
             for _ in range(args.rounds):  # interleaved: the machine's drift hits both paths alike
-                through = api.profile(artifact=bundle.path, device="board", timing=timing).latency.p50_ms
+                profiled = api.profile(artifact=bundle.path, device="board", timing=timing)
                 here = json.loads(subprocess.run(direct, capture_output=True, text=True, check=True).stdout)
-                rows.append((through, here["bench"]["p50_ms"]))
+                rows.append((profiled.latency.p50_ms, here["bench"]["p50_ms"]))
+                runtimes |= {f"device venv: {profiled.runner['runtime']} {profiled.runner['version']}",
+                             f"this environment: {here['runtime']['runtime']} {here['runtime']['version']}"}
             print("\n| round | p50 via --device ms | p50 run.py --bench ms | ratio |\n|---|---|---|---|")
             for i, (through, here) in enumerate(rows, 1):
                 print(f"| {i} | {through:.3f} | {here:.3f} | {through / here:.4f} |")
             ratio = statistics.median(t / h for t, h in rows)
-            print(f"\nmedian ratio {ratio:.4f} ({100 * (ratio - 1):+.2f} %), {args.rounds} rounds of {args.iters} runs")
+            print(f"\nmedian ratio {ratio:.4f} ({100 * (ratio - 1):+.2f} %), {args.rounds} rounds of {args.iters} runs; "
+                  + "; ".join(sorted(runtimes)))
         finally:
             board.server.stop()
 
