@@ -168,9 +168,11 @@ def test_ctrl_c_ends_the_remote_process(board, client_home):
     import sys
 
     marker = "sleep 16.1803"
-    # Python's own Ctrl-C handler, as in a terminal: a job started in the background of a non-interactive shell
-    # (CI's) inherits SIGINT ignored, and Python then installs none (the step ran its 16 s to the end there)
-    code = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    # Ctrl-C delivered and handled as in a terminal: a job started in the background of a non-interactive shell
+    # inherits SIGINT ignored, and a runner may start us with it blocked; either way the interrupt never came and
+    # the step ran its 16 s to the end (twice in fresh-clone runs here)
+    code = ("import signal; signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); "
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
             "from uninext_deploy.devices.base import parse_destination\n"
             "from uninext_deploy.devices.ssh import SshDevice\n"
             "with SshDevice(parse_destination('board'), timeout=60) as device:\n"
