@@ -5,15 +5,14 @@ only: emulated time means nothing, so nothing times on it."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
 from ..cpu import CPU_FLAGS
 from ..device.integrity import read_manifest
-from ..errors import UserError
+from ..device.runtimes import GRAPH_RUNTIME
 from .base import Placed, Ran, Runtime
-from .local import PROBE
+from .local import run_probe
 
 
 class EmulatedDevice:
@@ -31,13 +30,10 @@ class EmulatedDevice:
         pass
 
     def describe(self) -> dict:
-        self.env.ensure("ort", self.cpu)
-        command, environ = self.env.command("ort", self.cpu, Path("-"), *CPU_FLAGS)
-        probe = subprocess.run(command, input=PROBE.read_text(), capture_output=True, text=True, env=environ,
-                               timeout=600)
-        if probe.returncode != 0:
-            raise UserError(f"the device probe failed{self.where}: {(probe.stderr.strip().splitlines() or ['?'])[-1]}")
-        return json.loads(probe.stdout)
+        # the probe needs only the standard library; any runtime's site will do: the one that checks graphs
+        self.env.ensure(GRAPH_RUNTIME, self.cpu)
+        command, environ = self.env.command(GRAPH_RUNTIME, self.cpu, Path("-"), *CPU_FLAGS)
+        return run_probe(command, self.where, timeout=600, env=environ)
 
     def put(self, folder: Path) -> Placed:
         return Placed(str(folder.resolve()), uploaded=False)

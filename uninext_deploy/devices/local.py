@@ -26,11 +26,7 @@ class LocalDevice:
         pass
 
     def describe(self) -> dict:
-        probe = subprocess.run([sys.executable, "-", *CPU_FLAGS], input=PROBE.read_text(), capture_output=True,
-                               text=True, timeout=60)
-        if probe.returncode != 0:
-            raise UserError(f"the device probe failed here: {(probe.stderr.strip().splitlines() or ['?'])[-1]}")
-        return json.loads(probe.stdout)
+        return run_probe([sys.executable, "-", *CPU_FLAGS], " here", timeout=60)
 
     def put(self, folder: Path) -> Placed:
         return Placed(str(folder.resolve()), uploaded=False)
@@ -45,3 +41,11 @@ class LocalDevice:
 
     def cannot_run(self, backend) -> str | None:
         return backend.cannot_run()
+
+
+def run_probe(command: list[str], where: str, timeout: float, env: dict | None = None) -> dict:
+    """The device probe (probe.py on ``command``'s stdin) run here: its facts, or one UserError naming ``where``."""
+    probe = subprocess.run(command, input=PROBE.read_text(), capture_output=True, text=True, timeout=timeout, env=env)
+    if probe.returncode != 0:
+        raise UserError(f"the device probe failed{where}: {(probe.stderr.strip().splitlines() or ['?'])[-1]}")
+    return json.loads(probe.stdout)
