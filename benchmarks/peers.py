@@ -89,7 +89,7 @@ def main() -> None:
         model = build_model(api.ModelOptions(name))
         pre = model.spec.preprocessing(*model.input_shape[2:])
         photos = images_tensor(pre, None)
-        samples, _ = calibration_set(pre, None, args.calib_size)
+        samples = calibration_set(pre, None, args.calib_size).array()
         with tempfile.TemporaryDirectory() as tmp:
             contestants = {**peers(model, samples, args.threads), **ours(name, Path(tmp), args.threads,
                                                                         args.calib_size)}

@@ -99,16 +99,17 @@ def main() -> None:
                 seconds[key] = time.perf_counter() - start
 
             quantizer = Int8Quantizer(float_model, request.samples, 1, request.options)
+            samples = request.samples.array()  # the other quantizers take every sample at once
             timed("ours (ORT quantize_static + placement)", lambda: quantizer.quantize(excluded))
             timed("ORT quantize_static as written", lambda: quantizer.quantize(excluded, place=False))
             quantizer.close()
-            timed("NNCF ONNX", lambda: nncf_onnx(float_model, request.samples, excluded))
-            timed("NNCF ONNX, SmoothQuant off", lambda: nncf_onnx(float_model, request.samples, excluded,
+            timed("NNCF ONNX", lambda: nncf_onnx(float_model, samples, excluded))
+            timed("NNCF ONNX, SmoothQuant off", lambda: nncf_onnx(float_model, samples, excluded,
                                                                    smooth_quant=False))
-            timed("NNCF ONNX, full bias correction", lambda: nncf_onnx(float_model, request.samples, excluded,
+            timed("NNCF ONNX, full bias correction", lambda: nncf_onnx(float_model, samples, excluded,
                                                                         fast_bias_correction=False))
             if args.modelopt_python:
-                timed("ModelOpt ONNX", lambda: modelopt(args.modelopt_python, float_path, request.samples,
+                timed("ModelOpt ONNX", lambda: modelopt(args.modelopt_python, float_path, samples,
                                                         excluded, tmp / "modelopt.onnx"))
             _table(name, graphs, seconds, request, tmp, args)
 

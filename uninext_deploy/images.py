@@ -38,9 +38,18 @@ def load_images(paths: list[Path]) -> tuple[list, list[Path]]:
             images.append(load_rgb(path))
             used.append(path)
         except Exception as exc:  # Pillow raises several types for truncated or foreign files
-            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
-            bad.append(f"{path.name} ({why})")
+            bad.append(unreadable(path, exc))
+    warn_skipped(bad)
+    return images, used
+
+
+def unreadable(path: Path, exc: Exception) -> str:
+    """"name (why)" of a file that did not decode, for :func:`warn_skipped`."""
+    return f"{path.name} ({(str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]})"
+
+
+def warn_skipped(bad: list[str]) -> None:
+    """One warning naming the skipped files (the first five) and why, if any; attributed to the caller's caller."""
     if bad:
         warnings.warn(f"skipped {len(bad)} unreadable image(s): {'; '.join(bad[:5])}"
-                      + (" ..." if len(bad) > 5 else ""), stacklevel=2)
-    return images, used
+                      + (" ..." if len(bad) > 5 else ""), stacklevel=3)

@@ -114,8 +114,7 @@ def int8_request(torch_model: torch.nn.Module, options: Int8Options | None,
     spec, options = torch_model.spec, options or Int8Options()
     batch, _, h, w = torch_model.input_shape
     pre = spec.preprocessing(h, w)
-    samples, distinct = calibration_set(pre, options.calib, options.calib_size, seed=options.seed)
-    return Int8Request(samples=samples, distinct_images=distinct,
+    return Int8Request(samples=calibration_set(pre, options.calib, options.calib_size, seed=options.seed),
                        batch=batch, options=options, check_inputs=images_tensor(pre, None),
                        classifier=spec.classifier, float_scope_patterns=spec.int8_float_scopes,
                        block_depth=spec.block_depth, attention=spec.int8_attention,

@@ -14,7 +14,7 @@ from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibra
 from uninext_deploy import api
 from uninext_deploy.export.onnx import export_onnx
 from uninext_deploy.export.placement import QUANTIZED_OPS
-from uninext_deploy.export.ranges import PERCENTILE, batches, calibrate
+from uninext_deploy.export.ranges import PERCENTILE, calibrate
 from uninext_deploy.options import CALIB_METHODS, Int8Options
 from uninext_deploy.pipeline import build_model, int8_request
 
@@ -35,7 +35,7 @@ class _AllAtOnce:
     """ORT's reader protocol over every sample: its calibrators then keep all of them for one histogram."""
 
     def __init__(self, samples):
-        self._inputs = iter({"input": x} for x in batches(samples, 1))
+        self._inputs = iter({"input": x} for x in samples.batches(1))
 
     def get_next(self):
         return next(self._inputs, None)
@@ -61,19 +61,20 @@ def test_ranges_are_the_one_pass_calibrations(float_graph, tmp_path, method):
 PEAK_OF_CALIBRATION = """
 import sys, tempfile
 from pathlib import Path
-import numpy as np, onnx
+import onnx
 from uninext_deploy import api
 from uninext_deploy.export.onnx import export_onnx
 from uninext_deploy.export.peak_memory import peak_mb, restart_peak
 from uninext_deploy.export.placement import QUANTIZED_OPS
+from uninext_deploy.export.calibration import calibration_set
 from uninext_deploy.export.ranges import calibrate
 from uninext_deploy.pipeline import build_model
 
 count, method = int(sys.argv[1]), sys.argv[2]
 folder = Path(tempfile.mkdtemp())
-model = export_onnx(build_model(api.ModelOptions("test_uninext", input_size=160), 1)).model
-onnx.save(onnx.shape_inference.infer_shapes(model), str(folder / "float.onnx"))
-samples = np.random.default_rng(0).standard_normal((count, 3, 160, 160), dtype=np.float32)
+torch_model = build_model(api.ModelOptions("test_uninext", input_size=160), 1)
+onnx.save(onnx.shape_inference.infer_shapes(export_onnx(torch_model).model), str(folder / "float.onnx"))
+samples = calibration_set(torch_model.spec.preprocessing(160, 160), None, count)
 restart_peak()
 before = peak_mb()
 calibrate(folder / "float.onnx", samples, 1, method, folder / "cache.json", QUANTIZED_OPS)

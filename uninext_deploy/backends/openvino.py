@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..console import progress
-from ..device.compare import batched, compare, compare_arrays, run_batched
+from ..device.compare import compare, compare_arrays, run_batched
 from ..device.runtimes import inference_precision
 from ..errors import MissingDependency
 from ..export.scopes import module_path
@@ -136,7 +136,7 @@ def _quantize(model, request):
     hinted = [op.get_friendly_name() for op in model.get_ops()
               if any(fnmatch.fnmatchcase(module_path(op.get_friendly_name() + "/_") or "", p)
                      for p in request.float_patterns)]
-    batches = batched(request.samples, request.batch)
+    batches = request.samples.batches(request.batch)
 
     model_type = nncf.ModelType.TRANSFORMER if request.attention else None
     # NNCF's remedy for int16 saturation on x86 without VNNI: 7-bit weights in every layer (its default, kept for
@@ -176,7 +176,7 @@ def _quantize(model, request):
     achieved = score(compiled)
     report = {"quantizer": f"nncf {nncf.__version__}", "model_type": "transformer" if request.attention else "cnn",
               "weight_bits": request.options.resolved_weight_bits,
-              "calib_size": len(request.samples), "calib_images": request.distinct_images,
+              "calib_size": len(request.samples), "calib_images": request.samples.distinct,
               "calib": str(request.options.calib or "shipped"), "kept_float": hinted, "float_in_plugin": plugin_float,
               "preset": "symmetric", "cosine_vs_float": achieved, "fallback": [], "sensitivity": []}
     target = request.options.min_cosine

@@ -31,6 +31,7 @@ from ..console import progress
 from ..device import runtimes
 from ..device.compare import compare, run_batched
 from ..options import Int8Options
+from .calibration import CalibrationSet
 from .placement import QUANTIZED_OPS, dedicate_dequantize
 from .quiet import quiet
 from .ranges import calibrate
@@ -118,8 +119,7 @@ def calibrated_on(report: dict) -> str:
 class Int8Request:
     """Everything a backend needs to quantize one model: data, options and the model's INT8 hints."""
 
-    samples: np.ndarray  # calibration samples, (N, 3, H, W)
-    distinct_images: int  # how many distinct images the samples come from (the rest: augmented views)
+    samples: CalibrationSet  # read a batch at a time
     batch: int
     options: Int8Options
     check_inputs: np.ndarray  # held-out photos for accuracy checks
@@ -178,7 +178,7 @@ def block_of(node_name: str, depth: int) -> str:
 class Int8Quantizer:
     """Calibrates once, then quantizes the float graph with any set of excluded nodes (cheaply)."""
 
-    def __init__(self, float_model: onnx.ModelProto, samples: np.ndarray, batch: int, options: Int8Options):
+    def __init__(self, float_model: onnx.ModelProto, samples: CalibrationSet, batch: int, options: Int8Options):
         self.samples = samples
         self.batch = batch
         self.options = options
@@ -232,7 +232,7 @@ def quantize_int8(float_model: onnx.ModelProto, request: Int8Request) -> Int8Res
         qdq = quantizer.quantize(excluded)
         achieved = cosine(qdq)
         report = {"method": options.method, "calib_size": len(request.samples),
-                  "calib_images": request.distinct_images, "calib": str(options.calib or "shipped"),
+                  "calib_images": request.samples.distinct, "calib": str(options.calib or "shipped"),
                   "weight_bits": options.resolved_weight_bits, "kept_float": excluded, "cosine_vs_float": achieved,
                   "fallback": [], "sensitivity": []}
         if options.min_cosine is None or achieved >= options.min_cosine:

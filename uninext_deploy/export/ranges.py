@@ -33,20 +33,13 @@ from pathlib import Path
 import numpy as np
 
 from ..console import progress
+from .calibration import CalibrationSet
 from .quiet import quiet
 
 PERCENTILE = 99.999  # of |x|, the default method's clip point (ORT's default too)
 
 
-def batches(samples: np.ndarray, batch: int) -> Iterator[np.ndarray]:
-    """``samples`` in runs of ``batch``, the last one padded with the first samples (static batch graphs)."""
-    pad = (-len(samples)) % batch
-    if pad:
-        samples = np.concatenate([samples, samples[:pad]])
-    return (samples[i:i + batch] for i in range(0, len(samples), batch))
-
-
-def calibrate(float_path: Path, samples: np.ndarray, batch: int, method: str, cache: Path,
+def calibrate(float_path: Path, samples: CalibrationSet, batch: int, method: str, cache: Path,
               op_types: tuple[str, ...]) -> None:
     """Compute the activation ranges of the graph at ``float_path`` by ``method`` (minmax, entropy, percentile)
     on ``samples`` and write them to ``cache``, ORT's calibration cache (``quantize_static``'s
@@ -70,7 +63,7 @@ def calibrate(float_path: Path, samples: np.ndarray, batch: int, method: str, ca
                        + ("" if passes == 1 else ", in two passes (extremes, then histograms)"),
                        total=passes * len(samples)) as calibrating:
         def fed() -> Iterator[dict]:
-            for x in batches(samples, batch):
+            for x in samples.batches(batch):
                 yield {name: x}
                 calibrating.advance(len(x))
 
