@@ -6,11 +6,43 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy
-import pytest
 
-from uninext_deploy import api
-from uninext_deploy.results import OptimizeResult
+def _pin_this_worker() -> None:
+    """Pin an xdist worker to its share of the CPUs (gw0: 0, 2, ...; gw1: 1, 3, ...) before torch and the
+    runtimes start their thread pools; the processes it starts inherit it."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if worker and count and 1 < int(count) <= len(cpus):
+        os.sched_setaffinity(0, set(cpus[int(worker.removeprefix("gw"))::int(count)]))
+
+
+_pin_this_worker()
+
+import numpy  # noqa: E402  (after the pinning: numpy's BLAS and torch size their thread pools when loaded)
+import pytest  # noqa: E402
+
+from uninext_deploy import api  # noqa: E402
+from uninext_deploy.device.runtimes import usable_cpus  # noqa: E402
+from uninext_deploy.results import OptimizeResult  # noqa: E402
+
+# The suite runs on pytest-xdist workers (pyproject's -n auto), each pinned to its share of this machine's CPUs.
+# One process with every runtime on both cores kept 2 cores 128 % busy (Python, subprocesses, qemu and the
+# compilers are one thread); two workers of one core each keep both busy. Two at most: a worker peaks at 1.1 GB
+# and builds its own session fixtures, and the suite's budget is 4 GB.
+WORKERS = 2
+# Session fixtures made on one worker for every test that takes them (the rest are grouped by module, so a
+# module's fixtures are made once too)
+SHARED_FIXTURES = ("optimized", "eight_bit_int8_bundle")
+
+
+def pytest_xdist_auto_num_workers(config):
+    return min(WORKERS, usable_cpus())
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        shared = [name for name in SHARED_FIXTURES if name in getattr(item, "fixturenames", ())]
+        item.add_marker(pytest.mark.xdist_group(shared[0] if shared else item.module.__name__))
 
 
 def run_cli(*args: str, cwd=None, timeout: int = 900) -> subprocess.CompletedProcess:

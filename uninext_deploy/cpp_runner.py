@@ -207,7 +207,7 @@ def _compile(cpp: Path, platform: str, root: Path, work: Path, toolchain: Toolch
         toolchain_file.write_text(f"set(CMAKE_SYSTEM_NAME Linux)\nset(CMAKE_SYSTEM_PROCESSOR {ARCHES[platform][1].split('-')[0]})"
                                   f"\nset(CMAKE_CXX_COMPILER {compiler(platform)})\n")
         configure.append(f"-DCMAKE_TOOLCHAIN_FILE={toolchain_file}")
-    for command, what in ((configure, "configure"), (["cmake", "--build", str(work), "-j", str(os.cpu_count() or 2)],
+    for command, what in ((configure, "configure"), (["cmake", "--build", str(work), "-j", str(runtimes.usable_cpus())],
                                                      "compile")):
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:

@@ -11,7 +11,6 @@ per-block float fallback (most sensitive block first), on the QDQ graph and on O
 
 from __future__ import annotations
 
-import os
 import tempfile
 import warnings
 from dataclasses import replace
@@ -23,6 +22,7 @@ from .artifact import DiskFull, atomic_folder
 from .arm.platforms import bundle_platform
 from .backends import BACKENDS, canonical_target, get_backend, options_for
 from .console import progress
+from .device import runtimes
 from .device.compare import failures
 from .device.timing import TURN_WARMUP, race, summarize
 from .devices import report_of, run_bundle
@@ -94,7 +94,7 @@ def optimize(model: ModelOptions, *, min_cosine: float | None = None, max_top1_d
     if timing.seconds is not None:
         raise UserError("optimize times every candidate in turns for --iters runs; drop --seconds")
     target_platform = bundle_platform(platform.platform)
-    threads = timing.threads or os.cpu_count() or 1
+    threads = timing.threads or runtimes.usable_cpus()
     candidates = plan(targets, precisions, calib_methods)
     torch_model = build_model(model, batch)
     reference_model = torch_model if batch == 1 else build_model(model)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ import numpy as np
 import torch
 
 from .artifact import Artifact
+from .device import runtimes
 from .device.timing import Latency, measure, summarize
 from .options import DEFAULT_TARGET, Int8Options, ModelOptions, TimingOptions, TrtOptions
 from .backends import get_backend
@@ -70,7 +70,7 @@ def profile(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str
 def profile_of(artifact: Artifact, *, timing: TimingOptions = TimingOptions(), per_layer: bool = False,
                eager: bool = True) -> ProfileReport:
     """Time an artifact (or bundle) as it is, next to the PyTorch model it was exported from."""
-    threads = timing.threads or os.cpu_count() or 1
+    threads = timing.threads or runtimes.usable_cpus()
     runner = runner_for(artifact, threads, timing=True)
     batch = artifact.input_shape[0]
     x = np.random.default_rng(0).standard_normal(artifact.input_shape, dtype=np.float32)

@@ -13,7 +13,6 @@ decision is not a near-tie (parity.Metrics.top1_decisive), with cosine >= 0.99 (
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import tempfile
 import threading
@@ -65,7 +64,7 @@ def run_jobs(jobs: list[ArmJob], cpu: str, host_ms: float, env: ArmEnvironment) 
         raise UserError("one ARM run takes artifacts of one runtime")
     runtime = names.pop()
     env.ensure(runtime, cpu)
-    workers = max(1, min(len(jobs), os.cpu_count() or 1))
+    workers = max(1, min(len(jobs), runtimes.usable_cpus()))
     with tempfile.TemporaryDirectory(prefix="uninext-arm-") as tmp:
         groups: list[list[dict]] = [[] for _ in range(workers)]
         for i, job in enumerate(jobs):

@@ -5,6 +5,8 @@
 // and a link out of the bundle folder fails the bundle's integrity check. Reinstalling onnxruntime there needs
 // no rebuild.
 #include <dlfcn.h>
+#include <sched.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -59,12 +61,22 @@ std::string load_onnxruntime() {
     return version;
 }
 
+// How many CPUs this process may run on when fewer than the machine has (taskset, a container's cpuset), else 0:
+// ONNX Runtime's default pool takes every core and pins its threads there (runtimes.py's allowed_cpus).
+int allowed_cpus() {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) return 0;
+    int allowed = CPU_COUNT(&set);
+    return allowed < sysconf(_SC_NPROCESSORS_ONLN) ? allowed : 0;
+}
+
 class OrtModel : public Model {
 public:
     OrtModel(const std::string& path, int threads, const std::string& version)
         : env_(ORT_LOGGING_LEVEL_WARNING, "runner"), session_(nullptr) {
         Ort::SessionOptions options;
         options.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
+        if (threads <= 0) threads = allowed_cpus();
         if (threads > 0) {
             options.SetIntraOpNumThreads(threads);
             options.SetInterOpNumThreads(1);  // sequential execution never uses the inter-op pool

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..console import progress
+from ..device import runtimes
 from .calibration import CalibrationSet
 from .quiet import quiet
 
@@ -57,6 +58,7 @@ def calibrate(float_path: Path, samples: CalibrationSet, batch: int, method: str
     with quiet():
         calibrator = create_calibrator(float_path, list(op_types), str(cache.with_suffix(".augmented.onnx")),
                                        calibrate_method=ort_method, extra_options={"percentile": PERCENTILE})
+    _keep_to_allowed_cpus(calibrator)
     name = calibrator.infer_session.get_inputs()[0].name
     passes = 1 if method == "minmax" else 2
     with progress.step(f"calibrating INT8 ranges ({method}) on {len(samples)} samples"
@@ -92,6 +94,20 @@ def calibrate(float_path: Path, samples: CalibrationSet, batch: int, method: str
                 ranges = TensorsData(ort_method, collector.compute_collection_result())
     save_tensors_data(ranges, cache)
     Path(calibrator.augmented_model_path).unlink()
+
+
+def _keep_to_allowed_cpus(calibrator) -> None:
+    """Remake the calibrator's session (ORT's own options: no graph optimization) on the CPUs this process may
+    use, where they are fewer than the machine's (:func:`runtimes.allowed_cpus`)."""
+    import onnxruntime as ort
+
+    threads = runtimes.allowed_cpus()
+    if threads:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        calibrator.infer_session = ort.InferenceSession(calibrator.augmented_model_path, options,
+                                                        providers=calibrator.execution_providers)
 
 
 class _Reader:
