@@ -30,12 +30,13 @@ def one_pass(float_path, samples, batch, method, cache, op_types) -> None:
     """ORT's calibration as it was before the stream: every batch's activations kept, then one histogram."""
     from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, save_tensors_data
 
-    from uninext_deploy.export.ranges import PERCENTILE
+    from uninext_deploy.export.ranges import PERCENTILE, keep_to_allowed_cpus
 
     ort_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                   "percentile": CalibrationMethod.Percentile}[method]
     calibrator = create_calibrator(float_path, list(op_types), str(cache.with_suffix(".augmented.onnx")),
                                    calibrate_method=ort_method, extra_options={"percentile": PERCENTILE})
+    keep_to_allowed_cpus(calibrator)
     name = calibrator.infer_session.get_inputs()[0].name
     inputs = iter({name: x} for x in samples.batches(batch))
 

@@ -58,7 +58,7 @@ def calibrate(float_path: Path, samples: CalibrationSet, batch: int, method: str
     with quiet():
         calibrator = create_calibrator(float_path, list(op_types), str(cache.with_suffix(".augmented.onnx")),
                                        calibrate_method=ort_method, extra_options={"percentile": PERCENTILE})
-    _keep_to_allowed_cpus(calibrator)
+    keep_to_allowed_cpus(calibrator)
     name = calibrator.infer_session.get_inputs()[0].name
     passes = 1 if method == "minmax" else 2
     with progress.step(f"calibrating INT8 ranges ({method}) on {len(samples)} samples"
@@ -96,7 +96,7 @@ def calibrate(float_path: Path, samples: CalibrationSet, batch: int, method: str
     Path(calibrator.augmented_model_path).unlink()
 
 
-def _keep_to_allowed_cpus(calibrator) -> None:
+def keep_to_allowed_cpus(calibrator) -> None:
     """Remake the calibrator's session (ORT's own options: no graph optimization) on the CPUs this process may
     use, where they are fewer than the machine's (:func:`runtimes.allowed_cpus`)."""
     import onnxruntime as ort
