@@ -39,6 +39,7 @@ def pytest_xdist_auto_num_workers(config):
     return min(WORKERS, usable_cpus())
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the groups into the test ids
 def pytest_collection_modifyitems(config, items):
     for item in items:
         shared = [name for name in SHARED_FIXTURES if name in getattr(item, "fixturenames", ())]
