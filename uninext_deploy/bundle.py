@@ -30,7 +30,7 @@ from .backends import canonical_target, get_backend, graph_requirement
 from .console import progress
 from .device.compare import GATED_INPUTS, TOLERANCES, bounds_text, compare, failures, golden_outputs, run_batched, write_golden
 from .device import signature
-from .device.runtimes import spec
+from .device.runtimes import RUNNER_PACKAGES, spec
 from .device.integrity import read_manifest
 from .errors import ParityFailure, UserError
 from .models.published import lookup
@@ -299,7 +299,7 @@ def _assemble(folder: Path, artifact: Artifact, backend, platform: str, run: Par
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "signed_by": signer,  # the fingerprint of the key that signs this manifest (manifest.json.sig), or None
     }
-    requirements = ["numpy", "pillow", *backend.runtime.device_packages(installs),
+    requirements = [*RUNNER_PACKAGES, *backend.runtime.device_packages(installs),
                     *(["cryptography  # run.py --public-key: the bundle's signature"] if signer else [])]
     (folder / "requirements.txt").write_text("\n".join(requirements) + "\n")
     roles["requirements.txt"] = "requirements"

@@ -443,7 +443,8 @@ def verify(path: Annotated[Optional[Path], typer.Argument(help="Bundle folder or
         if device.device and report.device:
             d = report.device
             out.print(f"device: {d['device']}: bundle {'uploaded' if d['uploaded'] else 'already there'} "
-                      f"({d['bundle']}), runtime {'created' if d['runtime_created'] else 'reused'} ({d['python']}); "
+                      f"({d['bundle']}), runtime {'created from ' + d['wheels'] if d['runtime_created'] else 'reused'} "
+                      f"({d['python']}); "
                       + ", ".join(f"{step} {seconds:.1f} s" for step, seconds in d["seconds"].items()),
                       highlight=False, soft_wrap=True)
     if not report.passed:

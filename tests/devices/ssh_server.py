@@ -99,9 +99,10 @@ class Board:
         self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {' '.join(line)}\n")
 
 
-def start_board(root: Path) -> Board:
+def start_board(root: Path, device_env: dict[str, str | None] | None = None) -> Board:
     """The server with a trusted host key, reached as DEST 'board' (a Host alias of the client's ~/.ssh/config,
-    user tester) or tester@127.0.0.1:PORT; the client and device homes under ``root``."""
+    user tester) or tester@127.0.0.1:PORT; the client and device homes under ``root``; ``device_env``: variables
+    set (None: removed) in the device's commands."""
     client_home, device_home = root / "client", root / "device"
     (client_home / ".ssh").mkdir(parents=True)
     device_home.mkdir()
@@ -114,6 +115,8 @@ def start_board(root: Path) -> Board:
     env = {key: value for key, value in os.environ.items() if key not in ("XDG_CACHE_HOME", "SSH_AUTH_SOCK")}
     # the device is this machine: pip's cache is shared, so that its venv installs without the network's time
     env.update(HOME=str(device_home), PIP_CACHE_DIR=pip_cache or str(Path.home() / ".cache" / "pip"))
+    for key, value in (device_env or {}).items():
+        env.pop(key, None) if value is None else env.__setitem__(key, value)
     server = DeviceServer(host_key, root / "authorized_keys", env)
     port = server.start()
     (client_home / ".ssh" / "config").write_text(f"Host board\n  HostName 127.0.0.1\n  Port {port}\n  User tester\n")

@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 
 PLATFORMS = ("linux/x86_64", "linux/arm64")
+RUNNER_PACKAGES = ("numpy", "pillow")  # what run.py itself imports, beside its runtime
 GRAPH_RUNTIME = "ort"  # runs plain ONNX graphs wherever the host needs a reference: simplifier, quantizer
 # and divergence checks, and the graph of a runtime that cannot run here
 

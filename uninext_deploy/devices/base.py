@@ -16,6 +16,8 @@ from typing import Protocol
 
 import numpy as np
 
+from ..cpu import CPU_FLAGS
+from ..device import runtimes
 from ..device.integrity import sha256
 from ..errors import UserError
 
@@ -48,19 +50,23 @@ def parse_destination(text: str) -> Destination:
 @dataclass(frozen=True)
 class Placed:
     """A bundle (or key) folder on the device at ``path``; ``uploaded``: copied this time, not found there;
-    ``requirements``: the sha256 of its requirements.txt (None: it has none)."""
+    ``requirements``: the sha256 of its requirements.txt (None: it has none); ``local``: the folder here it came
+    from (what the host reads of it, never what the device says it holds)."""
 
     path: str
     uploaded: bool
     requirements: str | None = None
+    local: Path | None = None
 
 
 @dataclass(frozen=True)
 class Runtime:
-    """The Python that runs bundles there; ``created``: its venv was made this time, not reused."""
+    """The Python that runs bundles there; ``created``: its venv was made this time, not reused; ``wheels``:
+    where a venv made this time got its packages ("the device's index", "wheels from this machine")."""
 
     python: str
     created: bool
+    wheels: str | None = None
 
 
 @dataclass
@@ -100,6 +106,13 @@ def requirements_digest(folder: Path) -> str | None:
     return sha256(folder / REQUIREMENTS) if (folder / REQUIREMENTS).is_file() else None
 
 
+def probe_arguments() -> list[str]:
+    """The probe's arguments (probe.py runs on the device and names nothing itself): the packages worth a version
+    (run.py's own, every declared runtime's, pip) and the CPU features worth naming."""
+    packages = [*runtimes.RUNNER_PACKAGES, *(runtime.package for runtime in runtimes.RUNTIMES.values()), "pip"]
+    return ["--packages", ",".join(packages), "--flags", *CPU_FLAGS]
+
+
 def platform_of(machine: str) -> str:
     return MACHINE_PLATFORMS.get(machine.lower(), f"linux/{machine}")
 
@@ -125,7 +138,8 @@ def run_bundle(device: Device, folder: Path, args: list[str], public_key: str | 
         ran = device.run(runtime, bundle, args)
         seconds["run"] = round(time.monotonic() - start, 3)
     ran.record = {"device": device.name, "bundle": bundle.path, "uploaded": bundle.uploaded,
-                  "python": runtime.python, "runtime_created": runtime.created, "seconds": seconds}
+                  "python": runtime.python, "runtime_created": runtime.created, "wheels": runtime.wheels,
+                  "seconds": seconds}
     return ran
 
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from ..cpu import CPU_FLAGS
 from ..device.integrity import read_manifest
 from ..device.runtimes import GRAPH_RUNTIME
-from .base import Placed, Ran, Runtime
+from .base import Placed, Ran, Runtime, probe_arguments
 from .local import run_probe
 
 
@@ -32,7 +31,7 @@ class EmulatedDevice:
     def describe(self) -> dict:
         # the probe needs only the standard library; any runtime's site will do: the one that checks graphs
         self.env.ensure(GRAPH_RUNTIME, self.cpu)
-        command, environ = self.env.command(GRAPH_RUNTIME, self.cpu, Path("-"), *CPU_FLAGS)
+        command, environ = self.env.command(GRAPH_RUNTIME, self.cpu, Path("-"), *probe_arguments())
         return run_probe(command, self.where, timeout=600, env=environ)
 
     def put(self, folder: Path) -> Placed:

@@ -8,9 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..cpu import CPU_FLAGS
 from ..errors import UserError
-from .base import Placed, Ran, Runtime
+from .base import Placed, Ran, Runtime, probe_arguments
 
 PROBE = Path(__file__).with_name("probe.py")
 
@@ -26,7 +25,7 @@ class LocalDevice:
         pass
 
     def describe(self) -> dict:
-        return run_probe([sys.executable, "-", *CPU_FLAGS], " here", timeout=60)
+        return run_probe([sys.executable, "-", *probe_arguments()], " here", timeout=60)
 
     def put(self, folder: Path) -> Placed:
         return Placed(str(folder.resolve()), uploaded=False)

@@ -1,7 +1,9 @@
 """What a device has, as its own python3 sees it: sent on stdin (``python3 - FLAG...``), standard library only
-(no torch, nothing of ours installed there), one JSON object on stdout. The arguments are the CPU features
-worth naming (cpu.CPU_FLAGS on the host, one list for both)."""
+(no torch, nothing of ours installed there), one JSON object on stdout. Its arguments come from the host's
+declarations, so nothing here names a runtime: ``--packages`` the distributions worth a version (the runner's and
+every runtime's, devices.base.probe_arguments) and ``--flags`` the CPU features worth naming (cpu.CPU_FLAGS)."""
 
+import argparse
 import glob
 import importlib.metadata
 import json
@@ -10,9 +12,6 @@ import platform
 import shutil
 import subprocess
 import sys
-
-PACKAGES = ("numpy", "pillow", "onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt", "pip")
-
 
 def version(package):
     try:
@@ -69,13 +68,18 @@ def tensorrt():
 
 
 def main():
-    model, flags = cpu(sys.argv[1:])
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--packages", default="")
+    parser.add_argument("--flags", nargs="*", default=[])
+    args = parser.parse_args()
+    model, flags = cpu(args.flags)
     total, available = memory_mb()
     home = os.path.expanduser("~")
     print(json.dumps({
         "machine": platform.machine(),
         "system": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
+        "libc": " ".join(platform.libc_ver()).strip() or None,  # "glibc 2.36": the manylinux wheels it takes
         "python_path": sys.executable,
         "cpu": model,
         "cores": os.cpu_count(),
@@ -84,7 +88,7 @@ def main():
         "memory_available_mb": available,
         "home": home,
         "disk_free_mb": shutil.disk_usage(home).free // 2**20,
-        "packages": {package: version(package) for package in PACKAGES},
+        "packages": {package: version(package) for package in args.packages.split(",") if package},
         "gpus": sorted(glob.glob("/dev/nvidia[0-9]*")) + nvidia_gpus(),
         # "NVIDIA Jetson Orin Nano Developer Kit", "Raspberry Pi 5 Model B Rev 1.0"
         "board": read("/proc/device-tree/model").strip("\0\n ") or None,

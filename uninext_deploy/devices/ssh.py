@@ -16,10 +16,11 @@ from typing import NoReturn
 import asyncssh
 
 from ..console import progress
-from ..cpu import CPU_FLAGS
 from ..errors import UserError
-from .base import REQUIREMENTS, Destination, Placed, Ran, Runtime, requirements_digest, tree_digest
+from .base import (REQUIREMENTS, Destination, Placed, Ran, Runtime, probe_arguments, requirements_digest,
+                   tree_digest)
 from .local import PROBE
+from . import wheels
 from .ssh_connection import connect
 
 GRACE_SECONDS = 15  # the host's own timer fires this long after the device's `timeout` should have
@@ -44,13 +45,16 @@ UNPACK = ROOT + ('final="$root/$1"; mkdir -p "$(dirname "$final")"; '
                  'mv -T "$tmp" "$final" 2>/dev/null || [ -d "$final" ]; echo "$final"')
 NEEDS_PYTHON = ('command -v python3 >/dev/null || { echo "python3 is not installed on the device; install it '
                 '(apt install python3 python3-venv)" >&2; exit 2; }; ')
+# $1 the venv's key, $2 requirements.txt, then pip's own arguments (the host's wheels: --no-index --find-links DIR)
+PIP_FAILED = 3
 VENV = ROOT + NEEDS_PYTHON + (
+    'key=$1; requirements=$2; shift 2; '
     'version=$(python3 -c \'import sys; print("%d.%d.%d" % sys.version_info[:3])\'); '
-    'venv="$root/venvs/$1-py$version"; '
+    'venv="$root/venvs/$key-py$version"; '
     'if [ -x "$venv/bin/python" ]; then echo "reused $venv/bin/python"; exit 0; fi; mkdir -p "$root/venvs"; '
-    'tmp=$(mktemp -d "$venv.incoming.XXXXXX"); trap \'rm -rf "$tmp"\' EXIT; python3 -m venv "$tmp" >&2; '
-    '"$tmp/bin/python" -m pip install --disable-pip-version-check -q -r "$2" >&2 || exit; '
-    'mv -T "$tmp" "$venv" 2>/dev/null || [ -x "$venv/bin/python" ]; echo "created $venv/bin/python"')
+    'tmp=$(mktemp -d "$venv.incoming.XXXXXX"); trap \'rm -rf "$tmp"\' EXIT; python3 -m venv "$tmp" >&2 || exit; '
+    '"$tmp/bin/python" -m pip install --disable-pip-version-check --retries 2 -q -r "$requirements" "$@" >&2 '
+    '|| exit 3; mv -T "$tmp" "$venv" 2>/dev/null || [ -x "$venv/bin/python" ]; echo "created $venv/bin/python"')
 PROBE_STEP = NEEDS_PYTHON + 'exec python3 - "$@"'
 # A lease: one run at a time on a device (two timing at once would slow both), held with flock(1) on a file in
 # the cache root for the run's length; the second waits up to $2 seconds, then exits LEASED. flock is
@@ -89,7 +93,7 @@ class SshDevice:
             self._loop.close()
 
     def describe(self) -> dict:
-        status, out, err = self.step("the device probe", PROBE_STEP, *CPU_FLAGS, stdin=PROBE)
+        status, out, err = self.step("the device probe", PROBE_STEP, *probe_arguments(), stdin=PROBE)
         try:
             return json.loads(out) if status == 0 else self.failed("the device probe", status, err)
         except ValueError:
@@ -99,7 +103,7 @@ class SshDevice:
         where, requirements = f"bundles/{tree_digest(folder)}", requirements_digest(folder)
         status, out, err = self.step("looking for the bundle", FOUND, where)
         if status == 0 and out.strip():
-            return Placed(out.strip(), uploaded=False, requirements=requirements)
+            return Placed(out.strip(), uploaded=False, requirements=requirements, local=folder)
         with tempfile.TemporaryDirectory(prefix="uninext-upload-") as staging:
             archive = Path(staging, "bundle.tar")
             with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT) as tar:
@@ -114,19 +118,33 @@ class SshDevice:
                                 f"({megabytes:.1f} MB to write); free space there (old bundles and venvs are under "
                                 "~/.cache/uninext-deploy/device) and run again: nothing half-copied was kept")
             self.failed("the upload", status, err)
-        return Placed(out.strip(), uploaded=True, requirements=requirements)
+        return Placed(out.strip(), uploaded=True, requirements=requirements, local=folder)
 
     def prepare(self, bundle: Placed) -> Runtime:
+        """The bundle's venv there, made once: pip installs requirements.txt from the device's own index, and
+        where it cannot (no index, no network), from wheels this machine downloads for the device."""
         if bundle.requirements is None:
             raise UserError(f"the bundle has no {REQUIREMENTS} to set its runtime up from; rebuild it with "
                             "`uninext-deploy bundle`")
+        requirements, source = f"{bundle.path}/{REQUIREMENTS}", "the device's index"
         with progress.step(f"the runtime on {self.name} (its venv, made once from {REQUIREMENTS})"):
-            status, out, err = self.step("setting up the runtime", VENV, bundle.requirements[:16],
-                                         f"{bundle.path}/{REQUIREMENTS}")
+            status, out, err = self.step("setting up the runtime", VENV, bundle.requirements[:16], requirements)
+        if status == PIP_FAILED:
+            with progress.step(f"pip on {self.name} found no package index: its wheels downloaded here"):
+                wheels = self._host_wheels(bundle)
+            source = "wheels from this machine"
+            status, out, err = self.step("setting up the runtime", VENV, bundle.requirements[:16], requirements,
+                                         "--no-index", "--find-links", wheels)
         if status != 0:
             self.failed("setting up the runtime (python3 -m venv, pip install -r requirements.txt)", status, err)
         state, python = out.strip().splitlines()[-1].split(" ", 1)
-        return Runtime(python, created=state == "created")
+        return Runtime(python, created=state == "created", wheels=source if state == "created" else None)
+
+    def _host_wheels(self, bundle: Placed) -> str:
+        """The wheels of the bundle's requirements for this device, downloaded here and put there: their path."""
+        with tempfile.TemporaryDirectory(prefix="uninext-wheels-") as staging:
+            wheels.download(bundle.local / REQUIREMENTS, self.describe(), Path(staging, "wheels"), self.timeout)
+            return self.put(Path(staging, "wheels")).path
 
     def run(self, runtime: Runtime, bundle: Placed, args: list[str]) -> Ran:
         with progress.step(f"running run.py {' '.join(args[:1])} on {self.name}"):
