@@ -7,7 +7,7 @@ import pytest
 
 from uninext_deploy import api
 from uninext_deploy.console import progress
-from uninext_deploy.arm.environment import ArmEnvironment
+from uninext_deploy.arm.environment import SYSROOT_MARK, ArmEnvironment
 from uninext_deploy.arm.platforms import normalise_platform
 from uninext_deploy.errors import UserError
 
@@ -77,8 +77,9 @@ def test_a_failing_setup_step_is_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.setattr("uninext_deploy.arm.environment.PLATFORM_TAGS", ["no_such_platform_tag"])
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / "qemu-aarch64-static").write_text("")
-    (tmp_path / "cache" / "sysroot" / "usr" / "bin").mkdir(parents=True)
-    (tmp_path / "cache" / "sysroot" / "usr" / "bin" / "python3.11").write_text("")
+    mark = tmp_path / "cache" / "sysroot" / SYSROOT_MARK  # a sysroot there: only the wheels are set up
+    mark.parent.mkdir(parents=True)
+    mark.write_text("")
     with pytest.raises(UserError, match=r"ARM set-up step 'aarch64 wheels of onnxruntime' failed: .*; check the network"):
         env.ensure("ort", "cortex-a76")
     assert not (tmp_path / "cache" / "site-ort").exists()  # nothing half-installed left in place

@@ -207,8 +207,8 @@ def package(artifact: Artifact, run: ParityRun, *, platform: PlatformOptions = P
             manifest["bundle"]["verified"] = {where: check.record() for where, check in checks.items()}
             if device:
                 manifest["bundle"]["verified"][f"{target} on {device[0].name}"]["device"] = {
-                    "name": device[0].name, "cpu": device[1]["cpu"], "machine": device[1]["machine"],
-                    "python": device[1]["python"]}
+                    "name": device[0].name, "board": device[1]["board"], "cpu": device[1]["cpu"],
+                    "machine": device[1]["machine"], "python": device[1]["python"]}
             missed = [f"{c.platform} ({c.runner}): {'; '.join(map(str, c.failed))}" for c in checks.values()
                       if not c.passed]
             if missed:

@@ -123,3 +123,21 @@ def start_board(root: Path, device_env: dict[str, str | None] | None = None) -> 
     board = Board(server, port, client_home, device_home, host_key)
     board.trust()
     return board
+
+
+def emulated_aarch64(folder: Path, cpu: str = "cortex-a76") -> dict[str, str]:
+    """The device variables that make a board's python3 the emulated aarch64 CPU's (the ARM environment's, set
+    up here once): a ``python3`` in ``folder`` first on PATH that runs under qemu, named as itself (qemu's -0),
+    so the venvs it makes run emulated too. The shell and its tools stay this machine's; Python, and all that
+    runs in it, sees an aarch64 board."""
+    from uninext_deploy.arm.environment import ArmEnvironment
+    from uninext_deploy.device.runtimes import GRAPH_RUNTIME
+
+    env = ArmEnvironment()
+    env.ensure(GRAPH_RUNTIME, cpu)
+    root = env.cpu_root(cpu)
+    folder.mkdir(parents=True)
+    (folder / "python3").write_text(f'#!/bin/sh\nexec "{env.qemu}" -cpu {cpu} -0 "$0" -L "{root}" '
+                                    f'"{root}/usr/bin/python3.11" "$@"\n')
+    (folder / "python3").chmod(0o755)
+    return {"PATH": f"{folder}:{os.environ['PATH']}"}

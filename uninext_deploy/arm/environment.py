@@ -23,7 +23,10 @@ from ..errors import UserError
 from .platforms import check_cpu
 
 PLATFORM_TAGS = ["manylinux2014_aarch64"] + [f"manylinux_2_{v}_aarch64" for v in (17, 27, 28, 31, 34, 35, 36)]
-SYSROOT_PACKAGES = ["python3.11-minimal", "libpython3.11-stdlib", "libstdc++6", "libgcc-s1"]
+# python3.11-venv (ensurepip and the pip wheel): its Python makes venvs as a board's does (an emulated board
+# over SSH sets its runtime up from requirements.txt)
+SYSROOT_PACKAGES = ["python3.11-minimal", "libpython3.11-stdlib", "python3.11-venv", "libstdc++6", "libgcc-s1"]
+SYSROOT_MARK = "usr/lib/python3.11/ensurepip/__init__.py"  # a sysroot set up before it had venv lacks this
 SKIPPED_PACKAGES = ("dpkg", "tar", "install-info", "perl", "libperl", "mailcap", "mime-support", "media-types",
                     "readline-common", "libtirpc-common", "libgdbm")
 NEEDED_FREE_BYTES = 1 << 30
@@ -62,7 +65,10 @@ class ArmEnvironment:
                             "some space or point --arm-cache elsewhere")
         if not self.qemu.exists() and shutil.which("qemu-aarch64-static"):
             shutil.copy2(shutil.which("qemu-aarch64-static"), self.qemu)
-        need_sysroot = not (self.root / "sysroot" / "usr" / "bin" / "python3.11").exists()
+        need_sysroot = not (self.root / "sysroot" / SYSROOT_MARK).exists()
+        if need_sysroot and (self.root / "sysroot").exists():  # an older one: made anew, with its CPU copies
+            for old in (self.root / "sysroot", *self.root.glob("sysroot-*")):
+                shutil.rmtree(old)
         if not self.qemu.exists() or need_sysroot:
             self._install_from_debian(not self.qemu.exists(), need_sysroot)
         if not (self.site(runtime) / runtimes.get(runtime).module).is_dir():
@@ -72,7 +78,7 @@ class ArmEnvironment:
             self._make_cpu_root(cpu)
 
     def _complete(self, runtime: str, cpu: str) -> bool:
-        return self.qemu.exists() and (self.site(runtime) / runtimes.get(runtime).module).is_dir() and \
+        return self.qemu.exists() and (self.root / "sysroot" / SYSROOT_MARK).exists() and (self.site(runtime) / runtimes.get(runtime).module).is_dir() and \
             (self.cpu_root(cpu) / "proc" / "cpuinfo").exists()
 
     def command(self, runtime: str, cpu: str, script: Path, *args: str) -> tuple[list[str], dict]:
