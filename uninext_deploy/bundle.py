@@ -204,11 +204,18 @@ def package(artifact: Artifact, run: ParityRun, *, platform: PlatformOptions = P
                 progress.phase(f"verifying the bundle with its own run.py on {place.name}")
                 checks[f"{target} on {place.name}"] = run_verify(folder, manifest, threads, PlatformOptions(),
                                                                  device=place)
+                if toolchain:
+                    progress.phase(f"building the C++ runner on {place.name} with the bundle's CMake, and verifying")
+                    check = run_verify(folder, manifest, threads, PlatformOptions(), device=place, cpp_there=True)
+                    check.runner = manifest["bundle"]["cpp"]["runner"] + check.runner.removeprefix("C++ runner")
+                    checks[f"{target} on {place.name} (C++)"] = check
             manifest["bundle"]["verified"] = {where: check.record() for where, check in checks.items()}
             if device:
-                manifest["bundle"]["verified"][f"{target} on {device[0].name}"]["device"] = {
-                    "name": device[0].name, "board": device[1]["board"], "cpu": device[1]["cpu"],
-                    "machine": device[1]["machine"], "python": device[1]["python"]}
+                for where in (f"{target} on {device[0].name}", f"{target} on {device[0].name} (C++)"):
+                    if where in checks:
+                        manifest["bundle"]["verified"][where]["device"] = {
+                            "name": device[0].name, "board": device[1]["board"], "cpu": device[1]["cpu"],
+                            "machine": device[1]["machine"], "python": device[1]["python"]}
             missed = [f"{c.platform} ({c.runner}): {'; '.join(map(str, c.failed))}" for c in checks.values()
                       if not c.passed]
             if missed:

@@ -84,11 +84,11 @@ def verify(path: str | Path, *, platform: PlatformOptions = PlatformOptions(), t
 
 def run_verify(folder: Path, manifest: dict, threads: int | None, platform: PlatformOptions,
                cpp: Path | None = None, public_key: str | Path | None = None,
-               device: Device = LocalDevice()) -> VerifyReport:
+               device: Device = LocalDevice(), cpp_there: bool = False) -> VerifyReport:
     """``run.py --verify --json`` of the bundle in ``folder`` (or, given ``cpp``, that build of its C++ runner
     here): on ``device`` (this machine's Python by default), or, for an ARM platform, on the emulated aarch64
     CPU as a device (devices/emulated.py; the C++ runner under qemu directly). Where the bundle's runtime cannot run there, ``--graph`` checks its ONNX on the stand-in
-    runtime, and the runner says so."""
+    runtime, and the runner says so. ``cpp_there``: the bundle's C++ runner on ``device``, built there by its CMake."""
     target = bundle_platform(platform.platform)
     threads = 1 if emulated(target) else threads  # under emulation threads do not help (arm/run.py)
     args = ["--verify", "--json", *(["--threads", str(threads)] if threads else [])]
@@ -98,7 +98,7 @@ def run_verify(folder: Path, manifest: dict, threads: int | None, platform: Plat
     if reason:
         args.append("--graph")
     program = [str(cpp), "--bundle", str(folder)] if cpp else None
-    runner = "C++ runner" if cpp else "run.py"
+    runner = "C++ runner" if cpp or cpp_there else "run.py"
     if emulated(target) and not program:
         device = emulated_device(platform.cpu, platform.arm_cache)  # the emulated CPU: one kind of device
     where, ran = device.where, None
@@ -114,7 +114,7 @@ def run_verify(folder: Path, manifest: dict, threads: int | None, platform: Plat
     elif program:
         result = subprocess.run(program + args + key, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     else:
-        result = ran = run_bundle(device, folder, args, public_key)
+        result = ran = run_bundle(device, folder, args, public_key, cpp=cpp_there)
     # 1 with its report is a failed check; anything else (a crash's 1 or 139 too) is a problem to fix: 2
     report = report_of(result, "verify", f"{runner} --verify", where or " here", (0, 1))
     info, checked = report["runtime"], report["verify"]

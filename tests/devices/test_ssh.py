@@ -14,7 +14,7 @@ import pytest
 from conftest import edited, invoke
 from ssh_server import start_board
 
-from uninext_deploy import api
+from uninext_deploy import api, cpp_runner
 from uninext_deploy.devices import LocalDevice
 from uninext_deploy.devices.base import parse_destination, tree_digest
 from uninext_deploy.devices.ssh import SshDevice
@@ -385,3 +385,22 @@ def test_a_connection_dropped_mid_upload_leaves_no_half_bundle(board, tmp_path):
     with SshDevice(parse_destination("board"), timeout=60) as device:
         placed = device.put(folder)
     assert placed.uploaded and Path(placed.path, "data.bin").stat().st_size == 64 << 20
+
+
+def test_bundle_cpp_builds_its_cpp_runner_on_the_device_with_its_cmake_and_verifies_there(board, tmp_path, monkeypatch):
+    """The device is this machine, which has no libwebp-dev: its cmake stops in one line naming the package, and
+    nothing is written; given the libraries `apt-get install ... libwebp-dev` would (CMAKE_PREFIX_PATH), the
+    runner builds there and its --verify is the bundle's proof on the device beside run.py's."""
+    with pytest.raises(UserError, match=r"building the C\+\+ runner \(cmake -S cpp -B build\) failed on board: "
+                                        r"libwebp not found: apt-get install libwebp-dev"):
+        api.bundle("test_convmlp", "ort", cpp=True, device="board", out=tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+    monkeypatch.setitem(board.server.env, "CMAKE_PREFIX_PATH", str(cpp_runner.Toolchain().prefix("linux/x86_64")))
+    made = api.bundle("test_convmlp", "ort", cpp=True, device="board", out=tmp_path / "b")
+    proof = made.manifest["bundle"]["verified"]["linux/x86_64 on board (C++)"]
+    assert proof["passed"] and proof["runner"].startswith("cpp/build/runner: onnxruntime ") and \
+        proof["runner"].endswith(" on board"), proof
+    assert proof["device"]["name"] == "board"
+    builds = board.device_home / ".cache" / "uninext-deploy" / "device" / "builds"
+    assert [p.name for p in builds.iterdir() if "incoming" in p.name] == []
+    assert made.manifest["bundle"]["verified"]["linux/x86_64 on board"]["passed"]

@@ -89,7 +89,8 @@ class Device(Protocol):
 
     def prepare(self, bundle: Placed) -> Runtime: ...
 
-    def run(self, runtime: Runtime, bundle: Placed, args: list[str]) -> Ran: ...
+    def run(self, runtime: Runtime, bundle: Placed, args: list[str], cpp: bool = False) -> Ran: ...  # cpp: the
+    # bundle's C++ runner, built there by its CMake, instead of run.py
 
     def cannot_run(self, backend) -> str | None: ...  # why the bundle's runtime cannot run there, if known
 
@@ -118,10 +119,11 @@ def platform_of(machine: str) -> str:
 
 
 def run_bundle(device: Device, folder: Path, args: list[str], public_key: str | Path | None = None,
-               inputs: np.ndarray | None = None) -> Ran:
+               inputs: np.ndarray | None = None, cpp: bool = False) -> Ran:
     """The bundle in ``folder`` run as ``run.py ARGS`` on ``device``: put there, its runtime prepared, run; with
     ``public_key``, the key is put there too and run.py checks the signature with it before anything runs; with
-    ``inputs`` (preprocessed, float32), they are put there as raw float32 and run with ``--infer``."""
+    ``inputs`` (preprocessed, float32), they are put there as raw float32 and run with ``--infer``; ``cpp``: its
+    C++ runner instead, built there with its own CMake."""
     seconds, start = {}, time.monotonic()
     with tempfile.TemporaryDirectory(prefix="uninext-key-") as keys, \
             tempfile.TemporaryDirectory(prefix="uninext-inputs-") as staged:
@@ -135,7 +137,7 @@ def run_bundle(device: Device, folder: Path, args: list[str], public_key: str | 
         seconds["put"], start = round(time.monotonic() - start, 3), time.monotonic()
         runtime = device.prepare(bundle)
         seconds["prepare"], start = round(time.monotonic() - start, 3), time.monotonic()
-        ran = device.run(runtime, bundle, args)
+        ran = device.run(runtime, bundle, args, cpp)
         seconds["run"] = round(time.monotonic() - start, 3)
     ran.record = {"device": device.name, "bundle": bundle.path, "uploaded": bundle.uploaded,
                   "python": runtime.python, "runtime_created": runtime.created, "wheels": runtime.wheels,

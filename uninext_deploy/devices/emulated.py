@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..device.integrity import read_manifest
 from ..device.runtimes import GRAPH_RUNTIME
+from ..errors import UserError
 from .base import Placed, Ran, Runtime, probe_arguments
 from .local import run_probe
 
@@ -43,7 +44,10 @@ class EmulatedDevice:
         self.env.ensure(self._runtime(bundle), self.cpu)
         return Runtime(str(self.env.cpu_root(self.cpu) / "usr/bin/python3.11"), created=False)
 
-    def run(self, runtime: Runtime, bundle: Placed, args: list[str]) -> Ran:
+    def run(self, runtime: Runtime, bundle: Placed, args: list[str], cpp: bool = False) -> Ran:
+        if cpp:
+            raise UserError("the emulated CPU's C++ runner is cross-compiled and verified by bundle --cpp itself; "
+                            "--device names a board to build it on")
         command, environ = self.env.command(self._runtime(bundle), self.cpu, Path(bundle.path, "run.py"), *args)
         result = subprocess.run(command, env=environ, capture_output=True, text=True, stdin=subprocess.DEVNULL)
         return Ran(result.returncode, result.stdout, result.stderr)

@@ -33,7 +33,10 @@ class LocalDevice:
     def prepare(self, bundle: Placed) -> Runtime:
         return Runtime(sys.executable, created=False)
 
-    def run(self, runtime: Runtime, bundle: Placed, args: list[str]) -> Ran:
+    def run(self, runtime: Runtime, bundle: Placed, args: list[str], cpp: bool = False) -> Ran:
+        if cpp:
+            raise UserError("this machine's C++ runner is built and verified by bundle --cpp itself; --device names "
+                            "a board to build it on")
         result = subprocess.run([runtime.python, str(Path(bundle.path, "run.py")), *args], capture_output=True,
                                 text=True, stdin=subprocess.DEVNULL)
         return Ran(result.returncode, result.stdout, result.stderr)

@@ -55,6 +55,18 @@ VENV = ROOT + NEEDS_PYTHON + (
     'tmp=$(mktemp -d "$venv.incoming.XXXXXX"); trap \'rm -rf "$tmp"\' EXIT; python3 -m venv "$tmp" >&2 || exit; '
     '"$tmp/bin/python" -m pip install --disable-pip-version-check --retries 2 -q -r "$requirements" "$@" >&2 '
     '|| exit 3; mv -T "$tmp" "$venv" 2>/dev/null || [ -x "$venv/bin/python" ]; echo "created $venv/bin/python"')
+# The bundle's C++ runner built there by its own CMakeLists.txt, as its README says (against the venv's runtime:
+# -DPYTHON), once per bundle and venv, into a folder beside the bundles (the bundle stays as it was put there).
+CPP_TOOLS = "apt install cmake g++ libjpeg-dev libssl-dev libwebp-dev"
+CPP_BUILD = ROOT + (
+    'python=$1; bundle=$2; build="$root/builds/$3"; '
+    'if [ -x "$build/runner" ]; then echo "$build/runner"; exit 0; fi; '
+    'for tool in cmake c++; do command -v $tool >/dev/null || { echo "$tool is not installed on the device; install '
+    f'the C++ runner\'s tools there ({CPP_TOOLS})" >&2; exit 2; }}; done; '
+    'mkdir -p "$root/builds"; tmp=$(mktemp -d "$build.incoming.XXXXXX"); trap \'rm -rf "$tmp"\' EXIT; '
+    '{ cmake -S "$bundle/cpp" -B "$tmp" -DCMAKE_BUILD_TYPE=Release -DPYTHON="$python" && '
+    'cmake --build "$tmp" -j; } >&2 || exit; mv -T "$tmp" "$build" 2>/dev/null || [ -x "$build/runner" ]; '
+    'echo "$build/runner"')
 PROBE_STEP = NEEDS_PYTHON + 'exec python3 - "$@"'
 # A lease: one run at a time on a device (two timing at once would slow both), held with flock(1) on a file in
 # the cache root for the run's length; the second waits up to $2 seconds, then exits LEASED. flock is
@@ -146,14 +158,26 @@ class SshDevice:
             wheels.download(bundle.local / REQUIREMENTS, self.describe(), Path(staging, "wheels"), self.timeout)
             return self.put(Path(staging, "wheels")).path
 
-    def run(self, runtime: Runtime, bundle: Placed, args: list[str]) -> Ran:
-        with progress.step(f"running run.py {' '.join(args[:1])} on {self.name}"):
+    def run(self, runtime: Runtime, bundle: Placed, args: list[str], cpp: bool = False) -> Ran:
+        program = [self._build_cpp(runtime, bundle), "--bundle", bundle.path] if cpp else [runtime.python,
+                                                                                          f"{bundle.path}/run.py"]
+        name = "the C++ runner" if cpp else "run.py"
+        with progress.step(f"running {name} {' '.join(args[:1])} on {self.name}"):
             wait = self.timeout / 2  # the other half is the run's own
-            status, out, err = self.step("run.py", RUN, runtime.python, f"{wait:g}", f"{bundle.path}/run.py", *args)
+            status, out, err = self.step(name, RUN, program[0], f"{wait:g}", *program[1:], *args)
         if status == LEASED:
             raise UserError(f"another run held {self.name} for {wait:g} s (its lease: one run at a time, so that "
                             "timings are not shared); run again when it ends, or raise --device-timeout to wait longer")
         return Ran(status, out, err)
+
+    def _build_cpp(self, runtime: Runtime, bundle: Placed) -> str:
+        """The bundle's C++ runner built there (once for this bundle and venv): its path there."""
+        key = f"{Path(bundle.path).name[:16]}-{Path(runtime.python).parent.parent.name}"
+        with progress.step(f"the C++ runner on {self.name} (built once with the bundle's CMake)"):
+            status, out, err = self.step("building the C++ runner", CPP_BUILD, runtime.python, bundle.path, key)
+        if status != 0:
+            self.failed("building the C++ runner (cmake -S cpp -B build)", status, cmake_error(err))
+        return out.strip().splitlines()[-1]
 
     def cannot_run(self, backend) -> str | None:
         return None  # the device runs the bundle's own runtime; where it cannot, its run.py says why
@@ -210,6 +234,17 @@ class SshDevice:
     def _dropped(self, what: str, reason) -> str:
         return (f"the connection to {self.name} dropped during {what} ({reason}); run again: a finished upload "
                 "or runtime is reused, a half-made one is never used")
+
+
+def cmake_error(err: str) -> str:
+    """What CMake said went wrong: the message under its first "CMake Error" (its last line says only that
+    configuring was incomplete), else the whole output as it came."""
+    lines = err.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("CMake Error"):
+            following = [rest.strip() for rest in lines[i + 1:i + 4] if rest.strip()]
+            return following[0] if following else line
+    return err
 
 
 async def send(process, path: Path | None) -> None:
