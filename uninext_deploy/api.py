@@ -142,17 +142,18 @@ def bundle(model: str | ModelOptions = DEFAULT_MODEL, target: str = DEFAULT_TARG
            seed: int = 0, out: str | Path | None = None, threads: int | None = None,
            int8: Int8Options | None = None, trt: TrtOptions | None = None, labels: str | Path | None = None,
            cpp: bool = False, sign_key: str | Path | None = None,
-           device: str | DeviceOptions | None = None) -> "Bundle":
+           device: str | DeviceOptions | None = None, fetch_engine: bool = False) -> "Bundle":
     """Export, prove and package ``model`` for the device: ``out``/ and ``out``.tar.gz. ``labels``: a file of
     class names for a fine-tuned classifier (default: ImageNet's for 1000 classes, else numbered); ``cpp``:
     add the C++ runner, built and verified here like run.py; ``sign_key``: sign the manifest with this Ed25519
-    private key (PEM, from :func:`keygen`); ``device``: also prove it on that device (its run.py --verify)."""
+    private key (PEM, from :func:`keygen`); ``device``: also prove it on that device (its run.py --verify);
+    ``fetch_engine``: bring the engine that device built (TensorRT) back into the bundle."""
     from .bundle import bundle as run
 
     check_threads(threads)
     return run(_model(model, input_size, weights, seed), target, precision=precision, platform=platform,
                batch=batch, out=out, threads=threads, int8=int8, trt=trt, labels=labels, cpp=cpp,
-               sign_key=sign_key, device=_device(device))
+               sign_key=sign_key, device=_device(device), fetch_engine=fetch_engine)
 
 
 def newest_bundle(folder: str | Path = "bundles") -> Path:

@@ -126,14 +126,16 @@ def bundle(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str 
            platform: PlatformOptions = PlatformOptions(), batch: int = 1, out: str | Path | None = None,
            threads: int | None = None, int8: Int8Options | None = None, trt: TrtOptions | None = None,
            labels: str | Path | None = None, cpp: bool = False, sign_key: str | Path | None = None,
-           device: DeviceOptions = DeviceOptions()) -> Bundle:
+           device: DeviceOptions = DeviceOptions(), fetch_engine: bool = False) -> Bundle:
     """Export, prove and package ``model`` for ``target`` on ``platform``; write ``out`` and ``out``.tar.gz.
 
     ``labels``: a file of class names for a classifier (default: ImageNet's for 1000 classes, else numbered).
     ``cpp``: add the C++ runner (``cpp/``), built and verified here like run.py (see :func:`package`).
     ``sign_key``: an Ed25519 private key (PEM, ``uninext-deploy keygen``) that signs the manifest.
     ``device``: also prove it there, by its own run.py --verify, before it is written (a device of another
-    platform than the bundle's is refused before the export). A bundle that misses its parity tolerance is not
+    platform than the bundle's is refused before the export). ``fetch_engine``: bring the file the device built
+    on first use (a TensorRT engine) back into the bundle, recorded with what it is valid for (GPU, TensorRT
+    version). A bundle that misses its parity tolerance is not
     written
     (ParityFailure); nothing half-written is left on any error or interruption.
     """
@@ -148,6 +150,11 @@ def bundle(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str 
         runtime_for(backend.name, precision, platform.cpu)  # refuse an impossible combination before exporting
     if cpp and cpp_runner.available(backend.name) is None:
         cpp_runner.Toolchain(log=progress.phase).check_compilers(bundle_platform(platform.platform))
+    if fetch_engine and backend.device_built is None:
+        raise UserError(f"--fetch-engine brings back what a device builds, and {backend.runtime.title} builds nothing "
+                        "there (its bundle is complete as made); use it with --target trt")
+    if fetch_engine and device.device is None:
+        raise UserError("--fetch-engine brings back the engine a device builds: name it with --device DEST")
     with tempfile.TemporaryDirectory(prefix="uninext-bundle-") as tmp, \
             open_device(device.device, accept_new_host_key=device.accept_new_host_key, timeout=device.timeout) as place:
         proof = (place, of_platform(place, bundle_platform(platform.platform))) if device.device else None
@@ -158,13 +165,14 @@ def bundle(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str 
             raise ParityFailure(f"not bundled: parity failed ({report.summary()}); "
                                 f"{report.runs[0].divergence or ''}".rstrip("; "))
         return package(Artifact.open(Path(tmp) / f"b{batch}"), report.runs[0], platform=platform, out=out,
-                       threads=threads, labels=names, cpp=cpp, sign_key=key, device=proof)
+                       threads=threads, labels=names, cpp=cpp, sign_key=key, device=proof,
+                       fetch_engine=fetch_engine)
 
 
 def package(artifact: Artifact, run: ParityRun, *, platform: PlatformOptions = PlatformOptions(),
             out: str | Path | None = None, tolerance: dict | None = None, threads: int | None = None,
             labels: list[str] | None = None, cpp: bool = False, sign_key=None,
-            device: tuple[Device, dict] | None = None) -> Bundle:
+            device: tuple[Device, dict] | None = None, fetch_engine: bool = False) -> Bundle:
     """Package ``artifact``, which passed ``run`` against PyTorch, as a bundle.
 
     The golden check uses ``tolerance`` ({metric: (bound, "min"|"max")}; default: the precision's): the
@@ -174,7 +182,8 @@ def package(artifact: Artifact, run: ParityRun, *, platform: PlatformOptions = P
     without a C++ runner (TensorRT) gets none, and the bundle's README says why. ``sign_key`` (a loaded
     Ed25519 private key, :func:`signing_key`) signs the finished manifest (``manifest.json.sig``). ``device``
     (a device and its probe's facts): run.py --verify there too, recorded under "PLATFORM on NAME" with the
-    device's CPU, architecture and runtime.
+    device's CPU, architecture and runtime; with ``fetch_engine``, the file run.py built there on first use
+    (``backend.device_built``) comes back into the bundle, recorded under "engine".
     """
     target = bundle_platform(platform.platform)
     backend = get_backend(artifact.backend)
@@ -220,7 +229,12 @@ def package(artifact: Artifact, run: ParityRun, *, platform: PlatformOptions = P
                       if not c.passed]
             if missed:
                 raise ParityFailure(f"not bundled: the golden check failed on {', '.join(missed)}")
-            write_manifest(folder, manifest, {name: e["role"] for name, e in manifest["files"].items()})
+            roles = {name: e["role"] for name, e in manifest["files"].items()}
+            if fetch_engine:
+                roles[backend.device_built] = "engine"
+                manifest["bundle"]["engine"] = _fetched(device[0], checks[f"{target} on {device[0].name}"], backend,
+                                                        folder)
+            write_manifest(folder, manifest, roles)
             if sign_key:
                 progress.phase(f"signing the manifest (key {signer})")
                 signature.sign(folder, sign_key)
@@ -231,6 +245,17 @@ def package(artifact: Artifact, run: ParityRun, *, platform: PlatformOptions = P
         if staged_archive is not None and staged_archive.exists():
             staged_archive.unlink()
     return Bundle(out, archive, read_manifest(out))
+
+
+def _fetched(place: Device, check, backend, folder: Path) -> dict:
+    """The file the device built on first use (its run.py --verify just ran there), brought into ``folder``:
+    what it is valid for, and where it was built."""
+    name = backend.device_built
+    progress.phase(f"fetching {name} from {place.name}")
+    if not place.fetch(f"{check.device['bundle']}/{name}", folder / name):
+        raise UserError(f"{place.name} built no {name} during its check; run `verify --device {place.name}` to see "
+                        "why, or bundle without --fetch-engine")
+    return {"file": name, "built_on": place.name, **backend.device_built_record(folder / name)}
 
 
 def signing_key(path: str | Path | None):

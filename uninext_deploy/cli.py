@@ -369,6 +369,10 @@ def bundle(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 =
            sign_key: Annotated[Optional[Path], typer.Option(
                "--sign-key", help="Sign the manifest (which holds every file's sha256) with this Ed25519 private "
                                   "key (PEM, from keygen).", metavar="PEM")] = None,
+           fetch_engine: Annotated[bool, typer.Option(
+               "--fetch-engine", help="With --device and --target trt: bring the engine the device built during "
+                                      "its check back into the bundle, recorded with the GPU and TensorRT version "
+                                      "it is valid for.", metavar="")] = False,
            as_json: Json = False, *, model: ModelOptions, int8_options: Int8Options, trt: TrtOptions,
            platform: PlatformOptions, timing: TimingOptions, device: DeviceOptions) -> None:
     """Package a proven artifact for the device: model, manifest, golden I/O and a torch-free run.py; with
@@ -376,7 +380,7 @@ def bundle(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 =
     with _steps(f"bundling {model.model} for {target}"):
         result = api.bundle(model, target, precision=_precision(fp16, int8), platform=platform, batch=batch,
                             out=out_dir, threads=timing.threads, int8=int8_options, trt=trt, labels=labels,
-                            cpp=cpp, sign_key=sign_key, device=device)
+                            cpp=cpp, sign_key=sign_key, device=device, fetch_engine=fetch_engine)
     m, b = result.manifest, result.manifest["bundle"]
     if as_json:
         return _print_json({"bundle": str(result.path), "archive": str(result.archive),
@@ -402,6 +406,10 @@ def bundle(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 =
         cpu = f", CPU {v['device']['cpu']}" if "device" in v else ""
         out.print(f"golden check on {v.get('platform', where)} ({v['runner']}{cpu}): {verdict}, cosine "
                   f"{v['metrics']['cosine']:.6f}, max abs {v['metrics']['max_abs']:.2e}{worst}", highlight=False)
+    if b.get("engine"):
+        e = b["engine"]
+        out.print(f"engine {e['file']} built on {e['built_on']}: valid for TensorRT {e['tensorrt']} on {e['gpu']} "
+                  f"(compute capability {e['compute_capability']})", highlight=False)
     if b.get("signed_by"):
         out.print(f"signed with key {b['signed_by']}: manifest.json.sig", highlight=False)
     if "missing" in b.get("cpp", {}):

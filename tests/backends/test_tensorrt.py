@@ -134,6 +134,29 @@ def test_engine_header_round_trip_and_mismatch_messages(tmp_path):
         trt_build.read_engine(tmp_path / "raw.engine")
 
 
+def test_a_fetched_engine_is_recorded_with_what_it_is_valid_for(tmp_path):
+    """bundle --fetch-engine's record of an engine build_engine.py wrote (the header format, not TensorRT)."""
+    from uninext_deploy.backends import get_backend
+
+    backend = get_backend("trt")
+    header = {"tensorrt": "10.3.0", "gpu": "Orin", "compute_capability": "8.7", "precision": "fp16", "dla_core": None,
+              "build_seconds": 41.5, "model": "uninext_t"}
+    trt_build.write_engine(tmp_path / "model.engine", header, b"PLAN")
+    assert backend.device_built == "model.engine"
+    assert backend.device_built_record(tmp_path / "model.engine") == {k: v for k, v in header.items() if k != "model"}
+    (tmp_path / "model.plan").write_bytes(b"a bare trtexec plan")
+    with pytest.raises(UserError, match=r"the engine fetched from the device is not usable: .*\(no header\)"):
+        backend.device_built_record(tmp_path / "model.plan")
+
+
+def test_fetch_engine_needs_a_device_and_a_runtime_that_builds_there_in_one_line(tmp_path):
+    with pytest.raises(UserError, match=r"--fetch-engine brings back the engine a device builds: name it with --device"):
+        api.bundle("test_convmlp", "trt", fetch_engine=True, out=tmp_path / "b")
+    with pytest.raises(UserError, match=r"ONNX Runtime builds nothing there .*; use it with --target trt"):
+        api.bundle("test_convmlp", "ort", fetch_engine=True, device="pi@board", out=tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+
+
 def test_parity_checks_the_tensorrt_input_graph_with_onnxruntime_here(tmp_path):
     report = api.parity("convmlp_s", "trt", precision="fp16", batches=(1,), input_size=96, inputs=api.Inputs(random=1),
                         out=tmp_path)

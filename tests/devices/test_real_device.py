@@ -32,3 +32,16 @@ def test_a_bundle_for_the_board_verifies_and_times_there(board_platform, tmp_pat
 def test_parity_on_the_board(board_platform):
     report = api.parity("test_convmlp", "ort", batches=(1,), inputs=api.Inputs(random=1), device=DEST)
     assert report.passed and report.runs[0].device is not None, report.summary()
+
+
+def test_a_tensorrt_bundle_builds_its_engine_there_and_brings_it_back(board_platform, tmp_path):
+    with open_device(DEST, timeout=600) as place:
+        facts = place.describe()
+    if not facts["tensorrt"]:
+        pytest.skip(f"{DEST} has no TensorRT (doctor --device {DEST}): the engine is built on a device that has it")
+    made = api.bundle("test_convmlp", "trt", precision="fp16", platform=api.PlatformOptions(board_platform),
+                      out=tmp_path / "b", device=DEST, fetch_engine=True)
+    engine = made.manifest["bundle"]["engine"]
+    assert engine["built_on"] == DEST and engine["tensorrt"] == facts["tensorrt"] and (made.path / engine["file"]).is_file()
+    again = api.verify(made.path, device=DEST)  # the fetched engine is the one it runs: nothing built again
+    assert again.passed, again

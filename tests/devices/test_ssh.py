@@ -404,3 +404,15 @@ def test_bundle_cpp_builds_its_cpp_runner_on_the_device_with_its_cmake_and_verif
     builds = board.device_home / ".cache" / "uninext-deploy" / "device" / "builds"
     assert [p.name for p in builds.iterdir() if "incoming" in p.name] == []
     assert made.manifest["bundle"]["verified"]["linux/x86_64 on board"]["passed"]
+
+
+def test_fetch_brings_a_file_back_byte_for_byte_and_says_when_there_is_none(board, tmp_path):
+    folder = tmp_path / "built"
+    folder.mkdir()
+    (folder / "model.engine").write_bytes(bytes(range(256)) * 4096 + b"\r\n\x00")  # every byte value, 1 MB
+    with SshDevice(parse_destination("board"), timeout=60) as device:
+        placed = device.put(folder)
+        assert device.fetch(f"{placed.path}/model.engine", tmp_path / "back.engine")
+        assert not device.fetch(f"{placed.path}/model.plan", tmp_path / "none")
+    assert (tmp_path / "back.engine").read_bytes() == (folder / "model.engine").read_bytes()
+    assert not (tmp_path / "none").exists()

@@ -87,6 +87,7 @@ class Backend(ABC):
     device_note: str = ""  # what a device user must know before the first run (bundle README)
     host_packages: tuple[str, ...] = ()  # host-only packages the backend needs beside its runtime
     stand_in: str | None = "ort"
+    device_built: str | None = None  # a file run.py builds on the device on first use (bundle --fetch-engine)
 
     @property
     def runtime(self) -> runtimes.Runtime:
@@ -95,6 +96,10 @@ class Backend(ABC):
     def cannot_run(self) -> str | None:
         """Why this machine cannot run this backend's artifacts, or None."""
         return None
+
+    def device_built_record(self, path: Path) -> dict:
+        """What ``device_built``, fetched from a device into ``path``, is valid for (the manifest records it)."""
+        return {}
 
     def cannot_win(self, precision: str) -> str | None:
         """Why an artifact of ``precision`` cannot be this backend's fastest on this machine (optimize skips it

@@ -16,6 +16,7 @@ from ..artifact import Artifact
 from ..console import progress
 from ..errors import UserError
 from ..device import build_engine as trt_build
+from ..device import runtimes
 from .base import Backend, Compiled, Runner
 
 DEFAULT_TRT_VERSION = "10.3"  # JetPack 6, the oldest TensorRT with LayerNormalization in wide use
@@ -98,6 +99,7 @@ class TensorRtBackend(Backend):
     runner_class = TensorRtRunner
     default_opset = TRT_OPSET
     device_roles = ("onnx", "build-script", "check")  # the engine is built on the device
+    device_built = runtimes.ENGINE_FILES[0]  # build_engine.py's, with its header
     device_note = ("The TensorRT engine is built on the device itself, as an engine is tied to one GPU and TensorRT "
                    "version: `python3 run.py --verify` builds model.engine on first use (build_engine.py), "
                    "`./build_engine.sh` builds model.plan with trtexec; run.py runs whichever exists.")
@@ -114,6 +116,15 @@ class TensorRtBackend(Backend):
 
     def cannot_run(self) -> str | None:
         return tensorrt_unavailable()
+
+    def device_built_record(self, path: Path) -> dict:
+        """The engine's header (build_engine.py's): the TensorRT version and GPU it is valid for."""
+        try:
+            header, _ = trt_build.read_engine(path)
+        except (ValueError, OSError) as exc:
+            raise UserError(f"the engine fetched from the device is not usable: {exc}") from None
+        return {key: header.get(key) for key in ("tensorrt", "gpu", "compute_capability", "precision", "dla_core",
+                                                 "build_seconds")}
 
     def compile(self, onnx_path: Path, folder: Path, precision: str, int8) -> Compiled:
         import onnx

@@ -92,6 +92,8 @@ class Device(Protocol):
     def run(self, runtime: Runtime, bundle: Placed, args: list[str], cpp: bool = False) -> Ran: ...  # cpp: the
     # bundle's C++ runner, built there by its CMake, instead of run.py
 
+    def fetch(self, path: str, into: Path) -> bool: ...  # a file there (raw bytes) into ``into``; False: none
+
     def cannot_run(self, backend) -> str | None: ...  # why the bundle's runtime cannot run there, if known
 
 

@@ -5,6 +5,7 @@ only: emulated time means nothing, so nothing times on it."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -57,6 +58,12 @@ class EmulatedDevice:
 
         manifest = read_manifest(Path(bundle.path))
         return runtime_for(manifest["backend"], manifest["precision"], self.cpu)
+
+    def fetch(self, path: str, into: Path) -> bool:
+        if not Path(path).is_file():
+            return False
+        shutil.copyfile(path, into)  # the bundle ran in place
+        return True
 
     def cannot_run(self, backend) -> str | None:
         return None  # its run.py says why where the runtime cannot run there (runtime_for refuses first)

@@ -67,6 +67,9 @@ CPP_BUILD = ROOT + (
     '{ cmake -S "$bundle/cpp" -B "$tmp" -DCMAKE_BUILD_TYPE=Release -DPYTHON="$python" && '
     'cmake --build "$tmp" -j; } >&2 || exit; mv -T "$tmp" "$build" 2>/dev/null || [ -x "$build/runner" ]; '
     'echo "$build/runner"')
+# A file of a bundle there, as raw bytes (an engine the device built); MISSING: it has none
+MISSING = 3
+FETCH = 'if [ -f "$1" ]; then exec cat -- "$1"; fi; exit 3'
 PROBE_STEP = NEEDS_PYTHON + 'exec python3 - "$@"'
 # A lease: one run at a time on a device (two timing at once would slow both), held with flock(1) on a file in
 # the cache root for the run's length; the second waits up to $2 seconds, then exits LEASED. flock is
@@ -179,6 +182,15 @@ class SshDevice:
             self.failed("building the C++ runner (cmake -S cpp -B build)", status, cmake_error(err))
         return out.strip().splitlines()[-1]
 
+    def fetch(self, path: str, into: Path) -> bool:
+        status, out, err = self.step(f"fetching {Path(path).name}", FETCH, path, raw=True)
+        if status == MISSING:
+            return False
+        if status != 0:
+            self.failed(f"fetching {path}", status, err)
+        into.write_bytes(out)
+        return True
+
     def cannot_run(self, backend) -> str | None:
         return None  # the device runs the bundle's own runtime; where it cannot, its run.py says why
 
@@ -186,11 +198,12 @@ class SshDevice:
         last = (err.strip().splitlines() or [f"exit code {status}"])[-1][:200].removeprefix("error: ")
         raise UserError(f"{what} failed on {self.name}: {last}")
 
-    def step(self, what: str, script: str, *args: str, stdin: Path | None = None) -> tuple[int, str, str]:
-        """``sh -c SCRIPT sh ARGS`` on the device (the arguments quoted): exit status, stdout, stderr."""
-        return self._loop.run(self._step(what, script, [str(a) for a in args], stdin))
+    def step(self, what: str, script: str, *args: str, stdin: Path | None = None, raw: bool = False):
+        """``sh -c SCRIPT sh ARGS`` on the device (the arguments quoted): exit status, stdout (bytes if ``raw``),
+        stderr."""
+        return self._loop.run(self._step(what, script, [str(a) for a in args], stdin, raw))
 
-    async def _step(self, what: str, script: str, args: list[str], stdin: Path | None) -> tuple[int, str, str]:
+    async def _step(self, what: str, script: str, args: list[str], stdin: Path | None, raw: bool = False):
         command = " ".join(shlex.quote(part) for part in ("sh", "-c", WRAPPER, "sh", f"{self.timeout:g}", script,
                                                           *args))
         group = None
@@ -213,8 +226,8 @@ class SshDevice:
             raise UserError(self._dropped(what, "no exit status came back"))
         if process.exit_status == TIMED_OUT:
             raise UserError(self._timed_out(what))
-        return process.exit_status if process.exit_status is not None else 128, out.decode(errors="replace"), \
-            err.decode(errors="replace")
+        return process.exit_status if process.exit_status is not None else 128, \
+            out if raw else out.decode(errors="replace"), err.decode(errors="replace")
 
     async def _end(self, group: str | None) -> None:
         """End the remote process group ``group`` (best effort: the connection may be gone, and the device's
