@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .parity import ParityReport
     from .profile import DeviceProfile, ProfileReport
     from .results import OptimizeResult
-    from .verify import VerifyReport
+    from .verify import FleetVerify, VerifyReport
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_TARGET", "PRECISIONS", "DeviceOptions", "Inputs", "Int8Options", "ModelOptions",
            "PlatformOptions", "TimingOptions", "TrtOptions", "UserError", "ParityFailure", "__version__", "export",
@@ -168,18 +168,23 @@ def _device(device: str | DeviceOptions | None) -> DeviceOptions:
 
 def verify(path: str | Path | None = None, *, platform: PlatformOptions = PlatformOptions(),
            threads: int | None = None, public_key: str | Path | None = None,
-           device: str | DeviceOptions | None = None) -> "VerifyReport":
+           device: str | DeviceOptions | None = None, devices: str | None = None) -> "VerifyReport | FleetVerify":
     """Check a bundle folder or archive (default: the newest in ./bundles): with ``public_key``, its
     signature first (unsigned or otherwise signed bundles are refused); checksums, then its golden outputs,
     here or (``device``: DEST or DeviceOptions) by its run.py on that device over SSH, the bundle and its
-    runtime set up there once and reused."""
-    from .verify import verify as run
+    runtime set up there once and reused. ``devices``: on every device an inventory (``FILE.yml[:GROUP]``) or
+    a list (``DEST,DEST``) names, in parallel (a :class:`FleetVerify`; ``device`` gives its SSH settings)."""
+    from .verify import verify as run, verify_fleet
 
     check_threads(threads)
     device = _device(device)
-    if device.device is not None and platform.platform != "host":
-        raise UserError(f"--device runs the bundle on {device.device} itself; drop --platform (it picks an "
-                        "emulated CPU here)")
+    if (device.device is not None or devices is not None) and platform.platform != "host":
+        raise UserError(f"--device runs the bundle on {device.device or 'the devices'} itself; drop --platform (it "
+                        "picks an emulated CPU here)")
+    if devices is not None:
+        if device.device is not None:
+            raise UserError("give the devices once: --device DEST for one, --devices for several")
+        return verify_fleet(path or newest_bundle(), devices, threads=threads, public_key=public_key, device=device)
     return run(path or newest_bundle(), platform=platform, threads=threads, public_key=public_key, device=device)
 
 

@@ -430,10 +430,21 @@ def verify(path: Annotated[Optional[Path], typer.Argument(help="Bundle folder or
            public_key: Annotated[Optional[Path], typer.Option(
                "--public-key", help="Refuse the bundle unless its manifest is signed by this Ed25519 public key "
                                     "(PEM, from keygen).", metavar="PEM")] = None,
+           devices: Annotated[Optional[str], typer.Option(
+               "--devices", help="Verify on many devices at once: an Ansible-style YAML inventory "
+                                 "(INVENTORY.yml, or INVENTORY.yml:GROUP) or DESTs separated by commas. Exit 0 all "
+                                 "passed, 1 any failed, 2 none reached.", rich_help_panel="Device",
+               metavar="INVENTORY")] = None,
            as_json: Json = False, *, platform: PlatformOptions, device: DeviceOptions, timing: TimingOptions) -> None:
     """Check a bundle: its signature (--public-key), every file's checksum, then its own run.py --verify (golden
-    outputs vs PyTorch's), here or on a device over SSH (--device)."""
+    outputs vs PyTorch's), here or on a device over SSH (--device), or on many (--devices)."""
     path = path or api.newest_bundle()
+    if devices is not None:
+        with _steps(f"verifying {path} on {devices}"):
+            fleet = api.verify(path, threads=timing.threads, public_key=public_key, device=device, devices=devices,
+                               platform=platform)
+        _print_json(fleet.as_dict()) if as_json else _print_fleet(fleet)
+        raise typer.Exit(fleet.exit_code)
     with _steps(f"verifying {path}" + (f" on {device.device}" if device.device else "")):
         report = api.verify(path, platform=platform, threads=timing.threads, public_key=public_key, device=device)
     if as_json:
@@ -458,6 +469,24 @@ def verify(path: Annotated[Optional[Path], typer.Argument(help="Bundle folder or
     if not report.passed:
         remedy = f"; {report.remedy}" if report.remedy else ""
         raise ParityFailure(f"bundle {path} failed its golden check: {'; '.join(map(str, report.failed))}{remedy}")
+
+
+def _print_fleet(fleet) -> None:
+    table = Table(title=f"verify {fleet.bundle}", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("device", "architecture", "runtime", "golden", "cosine", "why not"):
+        table.add_column(col, justify="right" if col == "cosine" else "left")
+    for o in fleet.outcomes:
+        r = o.result
+        if r is None:
+            table.add_row(o.device, "", "", "[red]unreachable[/red]" if not o.reached else "[red]error[/red]", "",
+                          o.error)
+        else:
+            runtime = r.runner.split(": ", 1)[-1].removesuffix(f" on {o.device}")
+            table.add_row(o.device, r.platform, runtime, "[green]PASS[/green]" if r.passed else "[red]FAIL[/red]",
+                          f"{r.metrics.cosine:.6f}", "; ".join(map(str, r.failed)))
+    out.print(table)
+    passed = sum(o.result is not None and o.result.passed for o in fleet.outcomes)
+    out.print(f"{passed} of {len(fleet.outcomes)} devices passed", highlight=False)
 
 
 @app.command(cls=_Command)

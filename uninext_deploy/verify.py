@@ -63,23 +63,69 @@ def verify(path: str | Path, *, platform: PlatformOptions = PlatformOptions(), t
     otherwise signed bundle is refused); links and special files (as an archive's members); every checksum; then its golden outputs on ``platform``, by its
     own run.py (told the key too) on ``device``, reached only once the bundle passed here."""
     with opened(path) as folder:
-        try:
-            signer = signature.check(folder, public_key) if public_key else None
-        except signature.SignatureError as exc:
-            raise UserError(f"signature check failed: {exc}") from None
-        try:
-            manifest = read_manifest(folder)
-            if "bundle" not in manifest:
-                raise IntegrityError(f"{folder} is an artifact, not a bundle; make one with `uninext-deploy bundle`")
-            check_tree(folder)
-            check_files(folder, manifest)
-        except IntegrityError as exc:
-            raise UserError(f"integrity check failed: {exc}") from None
+        manifest, signer = checked_here(folder, public_key)
         with open_device(device.device, accept_new_host_key=device.accept_new_host_key,
                          timeout=device.timeout) as place:
             report = run_verify(folder, manifest, threads, platform, public_key=public_key, device=place)
     report.bundle, report.signed_by = str(path), signer
     return report
+
+
+@dataclass
+class FleetVerify:
+    """A bundle checked on many devices: each device's VerifyReport or one-line error (devices.fleet.Outcome)."""
+
+    bundle: str
+    outcomes: list
+
+    @property
+    def exit_code(self) -> int:
+        """0 every device passed, 2 none could be reached, else 1."""
+        if all(o.result is not None and o.result.passed for o in self.outcomes):
+            return 0
+        return 2 if not any(o.reached for o in self.outcomes) else 1
+
+    def as_dict(self) -> dict:
+        return {"bundle": self.bundle, "passed": self.exit_code == 0, "devices": [
+            {"device": o.device, "reached": o.reached, "error": o.error,
+             "verify": o.result.as_dict() if o.result is not None else None} for o in self.outcomes]}
+
+
+def verify_fleet(path: str | Path, devices: str, *, threads: int | None = None,
+                 public_key: str | Path | None = None, device: DeviceOptions = DeviceOptions()) -> FleetVerify:
+    """The bundle checked here once (signature, checksums), then its run.py --verify on every device ``devices``
+    names (an inventory or DESTs, devices.inventory), in parallel; ``device``: the key and time-out settings."""
+    from .devices import fleet, inventory
+
+    destinations = inventory.destinations(devices)
+    with opened(path) as folder:
+        manifest, _ = checked_here(folder, public_key)
+        outcomes = fleet.across(destinations, lambda place: run_verify(folder, manifest, threads, PlatformOptions(),
+                                                                      public_key=public_key, device=place),
+                                timeout=device.timeout, accept_new_host_key=device.accept_new_host_key,
+                                what="verifying")
+    for outcome in outcomes:
+        if outcome.result is not None:
+            outcome.result.bundle = str(path)
+    return FleetVerify(str(path), outcomes)
+
+
+def checked_here(folder: Path, public_key: str | Path | None) -> tuple[dict, str | None]:
+    """The bundle's manifest once its signature (given ``public_key``), links and checksums passed here, and
+    the signer's fingerprint."""
+    try:
+        signer = signature.check(folder, public_key) if public_key else None
+    except signature.SignatureError as exc:
+        raise UserError(f"signature check failed: {exc}") from None
+    try:
+        manifest = read_manifest(folder)
+        if "bundle" not in manifest:
+            raise IntegrityError(f"{folder} is an artifact, not a bundle; make one with `uninext-deploy bundle`")
+        check_tree(folder)
+        check_files(folder, manifest)
+    except IntegrityError as exc:
+        raise UserError(f"integrity check failed: {exc}") from None
+    return manifest, signer
 
 
 def run_verify(folder: Path, manifest: dict, threads: int | None, platform: PlatformOptions,

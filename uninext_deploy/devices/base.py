@@ -29,12 +29,14 @@ MACHINE_PLATFORMS = {"x86_64": "linux/x86_64", "amd64": "linux/x86_64", "aarch64
 @dataclass(frozen=True)
 class Destination:
     """``user@host[:port]`` (``[v6addr]:port`` too) or a ``Host`` alias of ~/.ssh/config, whose user, port,
-    keys and ProxyJump the SSH client reads there (None: not given here)."""
+    keys and ProxyJump the SSH client reads there (None: not given here); ``identity_file``: the private key to
+    log in with (an inventory's ansible_ssh_private_key_file), else the config's and the default ones."""
 
     text: str
     host: str
     user: str | None = None
     port: int | None = None
+    identity_file: str | None = None
 
 
 def parse_destination(text: str) -> Destination:

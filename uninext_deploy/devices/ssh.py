@@ -6,10 +6,12 @@ place, so a half-copied bundle or half-installed venv is never used and a finish
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shlex
 import tarfile
 import tempfile
+import threading
 from pathlib import Path
 from typing import NoReturn
 
@@ -83,17 +85,20 @@ END_GROUP = ('kill -s TERM -- -"$1" 2>/dev/null; i=0; while kill -s 0 -- -"$1" 2
 
 
 class SshDevice:
-    """DEST over SSH; ``timeout``: the seconds any one remote step (upload, venv, run) may take."""
+    """DEST over SSH; ``timeout``: the seconds any one remote step (upload, venv, run) may take; ``handshakes``:
+    held while connecting (a fleet's bound on handshakes at once)."""
 
-    def __init__(self, destination: Destination, *, timeout: float, accept_new_host_key: bool = False):
+    def __init__(self, destination: Destination, *, timeout: float, accept_new_host_key: bool = False,
+                 handshakes: threading.BoundedSemaphore | None = None):
         self.destination, self.accept_new_host_key, self.timeout = destination, accept_new_host_key, timeout
+        self.handshakes = handshakes or contextlib.nullcontext()
         self.name = destination.text
         self.where = f" on {self.name}"
 
     def __enter__(self) -> SshDevice:
         self._loop = asyncio.Runner()
         try:
-            with progress.step(f"connecting to {self.name}"):
+            with progress.step(f"connecting to {self.name}"), self.handshakes:
                 self._connection = self._loop.run(connect(self.destination, self.accept_new_host_key))
         except BaseException:
             self._loop.close()

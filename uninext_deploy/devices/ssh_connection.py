@@ -77,9 +77,13 @@ async def connect(destination: Destination, accept_new_host_key: bool) -> asyncs
         # config=() reads ~/.ssh/config here (the constructor's own default reads none)
         options = asyncssh.SSHClientConnectionOptions(config=(), host=destination.host, port=destination.port or (),
                                                       username=destination.user or (),
+                                                      client_keys=[destination.identity_file]
+                                                      if destination.identity_file else (),
                                                       connect_timeout=CONNECT_SECONDS)
-    except (ValueError, asyncssh.Error) as exc:
-        raise UserError(f"cannot use the SSH settings for {name}: {exc}; check ~/.ssh/config") from None
+    except (ValueError, OSError, asyncssh.Error) as exc:
+        raise UserError(f"cannot use the SSH settings for {name}: {getattr(exc, 'strerror', None) or exc}"
+                        f"{': ' + exc.filename if getattr(exc, 'filename', None) else ''}; check ~/.ssh/config and "
+                        "the key file it (or the inventory) names") from None
     policy = HostKeyPolicy(known_hosts_files(options) if options.known_hosts is not None else [],
                            accept_new_host_key)
     try:
