@@ -34,7 +34,7 @@ def main() -> None:
                                         input_size=args.size, inputs=api.Inputs(random=1), out=root,
                                         platform=api.PlatformOptions("linux/arm64", args.cpu))
                 run = report.runs[0]
-                cross = run.arm["vs_x86"]
+                cross = run.arm["vs_host"]
                 print(f"{name:<10} {target + ' ' + precision:<15} {run.arm['images'].cosine:9.6f} "
                       f"{run.images.cosine:9.6f} {cross.max_abs:12.2e} {cross.rel_max_abs:8.1e} {cross.cosine:9.6f} "
                       f"{cross.top1:5.2f} {cross.top1_decisive:8.2f} {time.perf_counter() - start:8.1f}  "

@@ -22,7 +22,7 @@ class Counts:
         self.counts = []
 
     def started(self, step):
-        pass
+        self.counts.append((step.text, step.done, step.total))
 
     def advanced(self, step):
         self.counts.append((step.text, step.done, step.total))
@@ -33,9 +33,10 @@ class Counts:
 
 @pytest.mark.parametrize("name, precision", [("test_convmlp", "fp32"), ("convmlp_s", "int8")])
 def test_ort_artifact_on_emulated_cortex_a76_matches_pytorch_and_x86(tmp_path, name, precision):
-    """FP32 on the tiny model (the ISAs must agree to 1e-5 on any graph); INT8 on a real one at 96 px."""
+    """FP32 on the tiny model (the ISAs must agree to 1e-5 on any graph); INT8 on a real one at 96 px. The
+    emulated CPU is a device: each artifact's bundle runs its own run.py --infer there."""
     seen = Counts()
-    batches = (1, 2) if precision == "fp32" else (1,)  # two artifacts: two worker processes side by side
+    batches = (1, 2) if precision == "fp32" else (1,)
     with progress.reporting(seen):
         report = api.parity(name, "ort", precision=precision, batches=batches,
                             input_size=64 if precision == "fp32" else 96, inputs=api.Inputs(random=1),
@@ -43,12 +44,13 @@ def test_ort_artifact_on_emulated_cortex_a76_matches_pytorch_and_x86(tmp_path, n
     run = report.runs[0]
     assert report.passed, report.as_dict()
     assert all(r.arm is not None for r in report.runs)
-    assert run.arm["runner"] == "ort on emulated aarch64 cortex-a76 (qemu)"
-    assert run.arm["images"].samples >= 8 and run.arm["vs_x86"].top1_decisive == 1.0
+    assert run.arm["runner"].startswith("onnxruntime ") and \
+        run.arm["runner"].endswith(" on emulated aarch64 cortex-a76 (qemu) (aarch64)"), run.arm["runner"]
+    assert run.arm["images"].samples >= 8 and run.arm["vs_host"].top1_decisive == 1.0
     if precision == "fp32":
-        assert run.arm["vs_x86"].rel_max_abs <= 1e-5
-    step, done, total = seen.counts[-1]  # the emulated run's batches were counted to the end, with an estimate
-    assert done == total and step.startswith("running ort on the emulated aarch64 cortex-a76: about ")
+        assert run.arm["vs_host"].rel_max_abs <= 1e-5
+    shown = [step for step, _, _ in seen.counts]
+    assert "running run.py --json on emulated aarch64 cortex-a76 (qemu) (slow: emulated)" in shown, shown
 
 
 def test_platform_names():

@@ -11,7 +11,7 @@ them, so ``--help``, ``models`` (cached) and ``doctor`` start at once. Long step
 from __future__ import annotations
 
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -83,20 +83,25 @@ def parity(model: str | ModelOptions = DEFAULT_MODEL, target: str = DEFAULT_TARG
     every artifact also runs on the emulated aarch64 CPU; with ``device``, on that device too (packaged as its
     bundle, whose run.py runs there), compared with PyTorch and with this machine's run."""
     from . import parity as harness
+    from .arm.run import runtime_for
     from .bundle import device_parity
-    from .devices import open_device
+    from .devices import emulated_device, open_device
 
     check_threads(threads)
     device = _device(device)
-    with open_device(device.device, accept_new_host_key=device.accept_new_host_key, timeout=device.timeout) as place:
-        on_device = device_parity(place) if device.device is not None else None
-        if artifact is not None:
-            with _existing(artifact) as found:
-                return harness.parity_of(found, inputs=inputs, threads=threads, platform=platform,
-                                         on_device=on_device)
+    with open_device(device.device, accept_new_host_key=device.accept_new_host_key, timeout=device.timeout) as place, \
+            (_existing(artifact) if artifact is not None else nullcontext()) as found:
+        if platform.arm:  # an impossible combination is refused before anything is exported
+            runtime_for(found.backend if found else canonical_target(target), found.precision if found else precision,
+                        platform.cpu)
+        # the emulated CPU and a board are two devices, checked the same way (the bundle's run.py there)
+        on_devices = ([device_parity(emulated_device(platform.cpu, platform.arm_cache), into="arm")] if platform.arm
+                      else []) + ([device_parity(place)] if device.device is not None else [])
+        if found is not None:
+            return harness.parity_of(found, inputs=inputs, threads=threads, on_devices=on_devices)
         return harness.parity(_model(model, input_size, weights, seed), target, precision=precision,
                               batches=tuple(batches), inputs=inputs, out=out, threads=threads, int8=int8, trt=trt,
-                              platform=platform, on_device=on_device)
+                              on_devices=on_devices)
 
 
 def profile(model: str | ModelOptions = DEFAULT_MODEL, target: str = DEFAULT_TARGET, *, precision: str = "fp32",

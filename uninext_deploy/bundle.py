@@ -403,10 +403,11 @@ folder, a wrong `--public-key`, a missing or too old runtime, a bad image or opt
 """
 
 
-def device_parity(place: Device):
+def device_parity(place: Device, into: str = "device"):
     """Parity's check on a device: each artifact packaged as its bundle (proven here first, as any bundle), its
     run.py --infer run there on the photos and seeded inputs, and its outputs compared with PyTorch's with the
-    precision's tolerances and with this machine's run with the cross-machine ones (arm/run.py's)."""
+    precision's tolerances and with this machine's run with the cross-machine ones (arm/run.py's); kept in the
+    run's ``into`` field ("device"; "arm" for the emulated CPU) and its misses named so."""
     from .arm.run import CROSS_TOLERANCES
 
     def check(report: ParityReport, artifacts: list[Artifact], x_images, x_random, references) -> None:
@@ -419,13 +420,14 @@ def device_parity(place: Device):
                 progress.phase(f"running the bundle's run.py on {place.name} on {len(x)} inputs")
                 there, info = _outputs(run_bundle(place, folder, ["--json"], inputs=x), place)
             photos, noise = slice(None, len(x_images)), slice(len(x_images), None)
-            run.device = {"runner": f"{info['runtime']} {info['version']} on {place.name} ({info['machine']})",
-                          "images": compare(references[0], {n: y[photos] for n, y in there.items()}),
-                          "random": compare(references[1], {n: y[noise] for n, y in there.items()}),
-                          "vs_host": compare(here, there)}
+            found = {"runner": f"{info['runtime']} {info['version']} on {place.name} ({info['machine']})",
+                     "images": compare(references[0], {n: y[photos] for n, y in there.items()}),
+                     "random": compare(references[1], {n: y[noise] for n, y in there.items()}),
+                     "vs_host": compare(here, there)}
+            setattr(run, into, found)
             for kind in GATED_INPUTS[report.precision]:
-                run.failed += failures(run.device[kind], report.tolerance, f"device {kind}")
-            run.failed += failures(run.device["vs_host"], CROSS_TOLERANCES[report.precision], "device vs host")
+                run.failed += failures(found[kind], report.tolerance, f"{into} {kind}")
+            run.failed += failures(found["vs_host"], CROSS_TOLERANCES[report.precision], f"{into} vs host")
     return check
 
 

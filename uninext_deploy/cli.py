@@ -256,7 +256,7 @@ def _print_parity(report) -> None:
         if r.arm:
             for label, key, inputs, is_gated in (("arm photos", "images", "arm images", True),
                                                  ("arm random", "random", "arm random", "random" in gated),
-                                                 ("arm vs x86", "vs_x86", "arm vs x86", True)):
+                                                 ("arm vs host", "vs_host", "arm vs host", True)):
                 _metrics_row(table, str(r.batch), label, r.arm[key], r, inputs, is_gated)
         if r.device:
             for label, key, inputs, is_gated in (("device photos", "images", "device images", True),

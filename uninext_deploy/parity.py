@@ -1,5 +1,6 @@
-"""Parity: an artifact against PyTorch on the same inputs, at each batch size, on this CPU and on the
-emulated aarch64 CPU; a failure names where the graph first diverges.
+"""Parity: an artifact against PyTorch on the same inputs, at each batch size, on this CPU and on devices (the
+emulated aarch64 CPU, a board over SSH: checks the caller passes in); a failure names where the graph first
+diverges.
 
 Runs and verdicts are kept apart, as in Polygraphy: runners produce outputs, ``device/compare.py`` (the
 file bundles ship) turns them into metrics and structured misses.
@@ -8,7 +9,6 @@ file bundles ship) turns them into metrics and structured misses.
 from __future__ import annotations
 
 import tempfile
-import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +22,7 @@ from .console import progress
 from .device import runtimes
 from .device.compare import GATED_INPUTS, TOLERANCES, Metrics, Miss, compare, failures, run_batched
 from .errors import UserError
-from .options import DEFAULT_TARGET, Inputs, Int8Options, ModelOptions, PlatformOptions, TrtOptions, check_batch
+from .options import DEFAULT_TARGET, Inputs, Int8Options, ModelOptions, TrtOptions, check_batch
 from .pipeline import build_model, check_precision, export, images_tensor, model_of, torch_runner
 
 
@@ -50,9 +50,9 @@ class ParityRun:
     random: Metrics
     failed: list[Miss]
     divergence: str | None = None
-    arm: dict | None = None
+    arm: dict | None = None  # the same artifact on the emulated aarch64 CPU: runner, metrics, vs this machine
     device: dict | None = None  # the same artifact on a device (--device): runner, metrics, vs this machine
-    runtime: dict = field(default_factory=dict)  # what ran it: runtime, version, threads, inference precision  # the same artifact on the emulated aarch64 CPU: runner, metrics, vs x86
+    runtime: dict = field(default_factory=dict)  # what ran it: runtime, version, threads, inference precision
 
     @property
     def passed(self) -> bool:
@@ -159,11 +159,9 @@ def check_artifact(artifact: Artifact, torch_model: torch.nn.Module, x_images: n
 
 def parity(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str = "fp32", batches=(1, 2),
            inputs: Inputs = Inputs(), out: str | Path | None = None, threads: int | None = None,
-           int8: Int8Options | None = None, trt: TrtOptions | None = None,
-           platform: PlatformOptions = PlatformOptions(), on_device=None) -> ParityReport:
+           int8: Int8Options | None = None, trt: TrtOptions | None = None, on_devices=()) -> ParityReport:
     """Export ``model`` at each batch size and compare each artifact with PyTorch on the same inputs;
-    ``on_device``: also run them on a device (``bundle.device_parity``) and compare there."""
-    from .arm.run import runtime_for
+    ``on_devices``: checks that also run them on a device each (``bundle.device_parity``) and compare there."""
     from .backends import canonical_target
 
     target = canonical_target(target)
@@ -172,8 +170,6 @@ def parity(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str 
         raise UserError("--batches needs at least one batch size")
     for batch in batches:
         check_batch(batch, "--batches")
-    if platform.arm:
-        runtime_for(get_backend(target).name, precision, platform.cpu)  # refuse before exporting anything
     torch_model = build_model(model)
     x_images, x_random, references = reference_inputs(torch_model, inputs, model.seed)
     report = ParityReport(torch_model.spec.name, target, precision, TOLERANCES[precision])
@@ -188,20 +184,14 @@ def parity(model: ModelOptions, target: str = DEFAULT_TARGET, *, precision: str 
                                                   references=references))
             report.remedy = int8_remedy(artifact.manifest)
             artifacts.append(artifact)
-        if platform.arm:
-            _arm_parity(report, artifacts, x_images, x_random, references, platform)
-        if on_device:
-            on_device(report, artifacts, x_images, x_random, references)
+        for check in on_devices:
+            check(report, artifacts, x_images, x_random, references)
     return report
 
 
 def parity_of(artifact: Artifact, *, inputs: Inputs = Inputs(), threads: int | None = None,
-              platform: PlatformOptions = PlatformOptions(), on_device=None) -> ParityReport:
+              on_devices=()) -> ParityReport:
     """Compare an artifact (or bundle) that already exists with the PyTorch model it was exported from."""
-    from .arm.run import runtime_for
-
-    if platform.arm:
-        runtime_for(artifact.backend, artifact.precision, platform.cpu)
     model = model_of(artifact)
     torch_model = build_model(model)
     x_images, x_random, references = reference_inputs(torch_model, inputs, model.seed)
@@ -209,10 +199,8 @@ def parity_of(artifact: Artifact, *, inputs: Inputs = Inputs(), threads: int | N
                           TOLERANCES[artifact.precision], remedy=int8_remedy(artifact.manifest))
     report.runs.append(check_artifact(artifact, torch_model, x_images, x_random, threads=threads,
                                       references=references))
-    if platform.arm:
-        _arm_parity(report, [artifact], x_images, x_random, references, platform)
-    if on_device:
-        on_device(report, [artifact], x_images, x_random, references)
+    for check in on_devices:
+        check(report, [artifact], x_images, x_random, references)
     return report
 
 
@@ -221,32 +209,3 @@ def reference_inputs(torch_model, inputs: Inputs, seed: int):
     x_images = images_tensor(torch_model.spec.preprocessing(h, w), inputs.images)
     x_random = np.random.default_rng(seed).standard_normal((inputs.random, 3, h, w), dtype=np.float32)
     return x_images, x_random, torch_references(torch_model, x_images, x_random)
-
-
-def _arm_parity(report: ParityReport, artifacts: list[Artifact], x_images, x_random, references,
-                platform: PlatformOptions) -> None:
-    """Run every artifact on the emulated CPU in one worker; add its metrics and misses to the runs."""
-    from .arm.environment import ArmEnvironment
-    from .arm.run import CROSS_TOLERANCES, ArmJob, run_jobs
-
-    x = np.concatenate([x_images, x_random])
-    photos, noise = slice(None, len(x_images)), slice(len(x_images), None)
-    host_outputs, host_ms = [], 0.0
-    for artifact in artifacts:
-        runner = get_backend(artifact.backend).load(artifact, threads=1)
-        start = time.perf_counter()
-        host_outputs.append(run_batched(runner.run, x, artifact.input_shape[0]))
-        host_ms = max(host_ms, (time.perf_counter() - start) * 1000 * artifact.input_shape[0] / len(x))
-    outputs = run_jobs([ArmJob(a, x) for a in artifacts], platform.cpu, host_ms, ArmEnvironment(platform.arm_cache))
-    for run, artifact, host, arm in zip(report.runs, artifacts, host_outputs, outputs):
-        run.arm = {"runner": f"{artifact.backend} on emulated aarch64 {platform.cpu} (qemu)",
-                   "images": compare(references[0], _part(arm, photos)),
-                   "random": compare(references[1], _part(arm, noise)),
-                   "vs_x86": compare(host, arm)}
-        for kind in GATED_INPUTS[report.precision]:
-            run.failed += failures(run.arm[kind], report.tolerance, f"arm {kind}")
-        run.failed += failures(run.arm["vs_x86"], CROSS_TOLERANCES[report.precision], "arm vs x86")
-
-
-def _part(outputs: dict, samples: slice) -> dict:
-    return {name: y[samples] for name, y in outputs.items()}

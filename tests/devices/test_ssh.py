@@ -261,8 +261,9 @@ def test_bundle_on_the_device_is_proven_there_before_it_is_written(board, tmp_pa
     here, there = verified["linux/x86_64"], verified["linux/x86_64 on board"]
     facts = LocalDevice().describe()  # the board's commands run on this machine
     assert there["passed"] and there["runner"].startswith("run.py: onnxruntime ") and there["runner"].endswith(" on board")
-    assert there["device"] == {"name": "board", "cpu": facts["cpu"], "machine": facts["machine"],
-                               "python": there["device"]["python"]} and there["device"]["python"]
+    assert there["device"] == {"name": "board", "board": facts["board"], "cpu": facts["cpu"],
+                               "machine": facts["machine"], "python": there["device"]["python"]}
+    assert there["device"]["python"]
     assert there["metrics"]["cosine"] == pytest.approx(here["metrics"]["cosine"], abs=1e-6)
     refused = invoke("bundle", "-m", "test_convmlp", "--device", "board", "--platform", "linux/arm64",
                      "--out", str(tmp_path / "arm"))

@@ -1,3 +1,3 @@
 """Code that runs on the device: standalone modules needing only numpy, Pillow and one runtime (no torch,
-no package-relative imports). The host imports them as ``uninext_deploy.device.*``; bundles and the ARM
-worker run them as plain files side by side (``run.py`` and ``worker.py`` import their siblings)."""
+no package-relative imports). The host imports them as ``uninext_deploy.device.*``; bundles run them as plain
+files side by side (``run.py`` imports its siblings)."""

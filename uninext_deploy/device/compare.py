@@ -115,7 +115,7 @@ def compare(reference: Outputs, output: Outputs) -> Metrics:
 @dataclass(frozen=True)
 class Miss:
     """One metric outside its bound: ``value`` of ``metric`` against ``bound`` ("min": must be >=, "max": must
-    be <=), on the input set ``inputs`` ("images", "random", "arm images", "arm vs x86", "golden", ...)."""
+    be <=), on the input set ``inputs`` ("images", "random", "arm images", "arm vs host", "golden", ...)."""
 
     metric: str
     value: float

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from ..console import progress
 from ..device.integrity import read_manifest
 from ..device.runtimes import GRAPH_RUNTIME
 from ..errors import UserError
@@ -49,8 +50,11 @@ class EmulatedDevice:
         if cpp:
             raise UserError("the emulated CPU's C++ runner is cross-compiled and verified by bundle --cpp itself; "
                             "--device names a board to build it on")
+        if "--threads" not in args:  # emulated, a runtime's intra-op threads only contend for the host's cores
+            args = [*args, "--threads", "1"]
         command, environ = self.env.command(self._runtime(bundle), self.cpu, Path(bundle.path, "run.py"), *args)
-        result = subprocess.run(command, env=environ, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        with progress.step(f"running run.py {' '.join(args[:1])} on {self.name} (slow: emulated)"):
+            result = subprocess.run(command, env=environ, capture_output=True, text=True, stdin=subprocess.DEVNULL)
         return Ran(result.returncode, result.stdout, result.stderr)
 
     def _runtime(self, bundle: Placed) -> str:
