@@ -207,7 +207,7 @@ def package(artifact: Artifact, run: ParityRun, *, platform: PlatformOptions = P
                 progress.phase(f"verifying with run.py on the emulated aarch64 {platform.cpu} (qemu)")
                 checks[target] = run_verify(folder, manifest, threads, platform)
             if toolchain:
-                checks.update(_verify_cpp(folder, manifest, toolchain, target, threads, platform, progress.phase))
+                checks.update(_verify_cpp(folder, manifest, target, threads, platform, progress.phase))
             if device:
                 place, facts = device
                 progress.phase(f"verifying the bundle with its own run.py on {place.name}")
@@ -215,7 +215,7 @@ def package(artifact: Artifact, run: ParityRun, *, platform: PlatformOptions = P
                                                                  device=place)
                 if toolchain:
                     progress.phase(f"building the C++ runner on {place.name} with the bundle's CMake, and verifying")
-                    check = run_verify(folder, manifest, threads, PlatformOptions(), device=place, cpp_there=True)
+                    check = run_verify(folder, manifest, threads, PlatformOptions(), device=place, cpp=True)
                     check.runner = manifest["bundle"]["cpp"]["runner"] + check.runner.removeprefix("C++ runner")
                     checks[f"{target} on {place.name} (C++)"] = check
             manifest["bundle"]["verified"] = {where: check.record() for where, check in checks.items()}
@@ -268,32 +268,19 @@ def signing_key(path: str | Path | None):
         raise UserError(f"--sign-key: {exc}") from None
 
 
-def _verify_cpp(folder: Path, manifest: dict, toolchain, target: str, threads: int | None,
-                platform: PlatformOptions, tell) -> dict:
-    """Build the staged bundle's C++ runner with its own CMakeLists.txt and run its --verify: on this machine,
-    and for linux/arm64 cross-compiled and run on the emulated CPU. {where: VerifyReport}; build time and
+def _verify_cpp(folder: Path, manifest: dict, target: str, threads: int | None, platform: PlatformOptions,
+                tell) -> dict:
+    """The staged bundle's C++ runner, built from its own cpp/ by this machine and, for linux/arm64, by the
+    emulated CPU (cross-compiled), each running its --verify as a device. {where: VerifyReport}; build time and
     binary size go into the manifest."""
     checks, built = {}, manifest["bundle"]["cpp"].setdefault("built", {})
-    with tempfile.TemporaryDirectory(prefix="uninext-cpp-") as work:
-        for where, options in ((host_platform(), PlatformOptions()), *(((target, platform),) if emulated(target) else ())):
-            toolchain.ensure(where)
-            if where != host_platform():
-                from .arm.environment import ArmEnvironment
-                from .arm.run import runtime_for
-
-                ArmEnvironment(platform.arm_cache).ensure(runtime_for(manifest["backend"], manifest["precision"],
-                                                                      platform.cpu), platform.cpu)
-            tell(f"building the C++ runner for {where}")
-            start = time.perf_counter()
-            root = cpp_runner.runtime_root(manifest["backend"], where, platform.arm_cache)
-            binary = cpp_runner.build(folder / cpp_runner.FOLDER, where, root, Path(work) / where.replace("/", "-"),
-                                      toolchain)
-            built[where] = {"seconds": round(time.perf_counter() - start, 1), "binary_bytes": binary.stat().st_size}
-            tell(f"verifying with the C++ runner on {'the emulated aarch64 ' + platform.cpu if where != host_platform() else where}")
-            check = run_verify(folder, manifest, threads, options, cpp=binary)
-            # named by its path in the bundle, as run.py's check is by run.py: "C++" is in the key already
-            check.runner = manifest["bundle"]["cpp"]["runner"] + check.runner.removeprefix("C++ runner")
-            checks[f"{where} (C++)"] = check
+    for where, options in ((host_platform(), PlatformOptions()), *(((target, platform),) if emulated(target) else ())):
+        tell(f"building the C++ runner for {where} and verifying with it")
+        check = run_verify(folder, manifest, threads, options, cpp=True)
+        built[where] = check.device["cpp_build"]
+        # named by its path in the bundle, as run.py's check is by run.py: "C++" is in the key already
+        check.runner = manifest["bundle"]["cpp"]["runner"] + check.runner.removeprefix("C++ runner")
+        checks[f"{where} (C++)"] = check
     return checks
 
 

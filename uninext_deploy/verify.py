@@ -4,7 +4,6 @@ are the same shipped code."""
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,40 +128,24 @@ def checked_here(folder: Path, public_key: str | Path | None) -> tuple[dict, str
 
 
 def run_verify(folder: Path, manifest: dict, threads: int | None, platform: PlatformOptions,
-               cpp: Path | None = None, public_key: str | Path | None = None,
-               device: Device = LocalDevice(), cpp_there: bool = False) -> VerifyReport:
-    """``run.py --verify --json`` of the bundle in ``folder`` (or, given ``cpp``, that build of its C++ runner
-    here): on ``device`` (this machine's Python by default), or, for an ARM platform, on the emulated aarch64
-    CPU as a device (devices/emulated.py; the C++ runner under qemu directly). Where the bundle's runtime cannot run there, ``--graph`` checks its ONNX on the stand-in
-    runtime, and the runner says so. ``cpp_there``: the bundle's C++ runner on ``device``, built there by its CMake."""
+               public_key: str | Path | None = None, device: Device = LocalDevice(), cpp: bool = False) -> VerifyReport:
+    """``run.py --verify --json`` of the bundle in ``folder`` (``cpp``: its C++ runner, built by the device from
+    the bundle's cpp/) on ``device`` (this machine by default), or, for an ARM platform, on the emulated aarch64
+    CPU as a device (devices/emulated.py). Where the bundle's runtime cannot run there, ``--graph`` checks its
+    ONNX on the stand-in runtime, and the runner says so."""
     target = bundle_platform(platform.platform)
-    threads = 1 if emulated(target) else threads  # under emulation threads do not help (arm/run.py)
+    threads = 1 if emulated(target) else threads  # under emulation threads do not help (devices/emulated.py)
     args = ["--verify", "--json", *(["--threads", str(threads)] if threads else [])]
-    key = ["--public-key", str(Path(public_key).resolve())] if public_key else []
+    if emulated(target):
+        device = emulated_device(platform.cpu, platform.arm_cache)  # the emulated CPU: one kind of device
     backend = get_backend(manifest["backend"])
     reason = device.cannot_run(backend)
     if reason:
         args.append("--graph")
-    program = [str(cpp), "--bundle", str(folder)] if cpp else None
-    runner = "C++ runner" if cpp or cpp_there else "run.py"
-    if emulated(target) and not program:
-        device = emulated_device(platform.cpu, platform.arm_cache)  # the emulated CPU: one kind of device
-    where, ran = device.where, None
-    if emulated(target) and program:
-        from .arm.environment import ArmEnvironment
-        from .arm.run import runtime_for
-
-        env = ArmEnvironment(platform.arm_cache)
-        env.ensure(runtime_for(manifest["backend"], manifest["precision"], platform.cpu), platform.cpu)
-        command, environ = env.program(platform.cpu, *program, *args, *key)
-        where = f" on emulated aarch64 {platform.cpu} (qemu)"
-        result = subprocess.run(command, env=environ, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    elif program:
-        result = subprocess.run(program + args + key, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    else:
-        result = ran = run_bundle(device, folder, args, public_key, cpp=cpp_there)
+    runner, where = "C++ runner" if cpp else "run.py", device.where
+    ran = run_bundle(device, folder, args, public_key, cpp=cpp)
     # 1 with its report is a failed check; anything else (a crash's 1 or 139 too) is a problem to fix: 2
-    report = report_of(result, "verify", f"{runner} --verify", where or " here", (0, 1))
+    report = report_of(ran, "verify", f"{runner} --verify", where or " here", (0, 1))
     info, checked = report["runtime"], report["verify"]
     label = f"{runner}: {info['runtime']} {info['version']}{where}"
     if reason:
@@ -170,4 +153,4 @@ def run_verify(folder: Path, manifest: dict, threads: int | None, platform: Plat
     return VerifyReport(str(folder), platform_of(report["machine"]), label, report["files_checked"],
                         Metrics.from_dict(checked["metrics"]), checked["tolerance"],
                         [Miss.from_dict(m) for m in checked["failed"]], remedy=checked.get("remedy"),
-                        device=ran.record if ran else None)
+                        device=ran.record)

@@ -79,6 +79,7 @@ class Ran:
     stdout: str
     stderr: str
     record: dict | None = None
+    built: dict | None = None  # the C++ runner's build, where the host made it: seconds, binary_bytes
 
 
 class Device(Protocol):
@@ -145,7 +146,7 @@ def run_bundle(device: Device, folder: Path, args: list[str], public_key: str | 
         seconds["run"] = round(time.monotonic() - start, 3)
     ran.record = {"device": device.name, "bundle": bundle.path, "uploaded": bundle.uploaded,
                   "python": runtime.python, "runtime_created": runtime.created, "wheels": runtime.wheels,
-                  "seconds": seconds}
+                  "seconds": seconds, **({"cpp_build": ran.built} if cpp else {})}
     return ran
 
 

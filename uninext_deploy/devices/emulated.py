@@ -1,20 +1,21 @@
 """The emulated aarch64 CPU as a device: the verbs as qemu user-mode runs of the ARM environment's Python
 (arm/environment.py: Debian's arm64 sysroot and the runtimes' aarch64 wheels, set up once). A bundle runs in
-place; its runtime is the ARM environment's, for the CPU model asked (cortex-a76 by default). For correctness
-only: emulated time means nothing, so nothing times on it."""
+place; its runtime is the ARM environment's, for the CPU model asked (cortex-a76 by default). Its C++ runner is
+cross-compiled here (devices/local.built_runner). For correctness only: emulated time means nothing, so nothing
+times on it."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from ..console import progress
 from ..device.integrity import read_manifest
 from ..device.runtimes import GRAPH_RUNTIME
-from ..errors import UserError
 from .base import Placed, Ran, Runtime, probe_arguments
-from .local import run_probe
+from .local import built_runner, run_probe
 
 
 class EmulatedDevice:
@@ -47,15 +48,22 @@ class EmulatedDevice:
         return Runtime(str(self.env.cpu_root(self.cpu) / "usr/bin/python3.11"), created=False)
 
     def run(self, runtime: Runtime, bundle: Placed, args: list[str], cpp: bool = False) -> Ran:
-        if cpp:
-            raise UserError("the emulated CPU's C++ runner is cross-compiled and verified by bundle --cpp itself; "
-                            "--device names a board to build it on")
         if "--threads" not in args:  # emulated, a runtime's intra-op threads only contend for the host's cores
             args = [*args, "--threads", "1"]
-        command, environ = self.env.command(self._runtime(bundle), self.cpu, Path(bundle.path, "run.py"), *args)
-        with progress.step(f"running run.py {' '.join(args[:1])} on {self.name} (slow: emulated)"):
-            result = subprocess.run(command, env=environ, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-        return Ran(result.returncode, result.stdout, result.stderr)
+        if not cpp:
+            command, environ = self.env.command(self._runtime(bundle), self.cpu, Path(bundle.path, "run.py"), *args)
+            with progress.step(f"running run.py {' '.join(args[:1])} on {self.name} (slow: emulated)"):
+                result = subprocess.run(command, env=environ, capture_output=True, text=True,
+                                        stdin=subprocess.DEVNULL)
+            return Ran(result.returncode, result.stdout, result.stderr)
+        self.env.ensure(self._runtime(bundle), self.cpu)  # the aarch64 runtime the runner links
+        with tempfile.TemporaryDirectory(prefix="uninext-cpp-") as work:
+            binary, built = built_runner(Path(bundle.path), "linux/arm64", Path(work), self.env.root)
+            command, environ = self.env.program(self.cpu, str(binary), "--bundle", bundle.path, *args)
+            with progress.step(f"running the C++ runner {' '.join(args[:1])} on {self.name} (slow: emulated)"):
+                result = subprocess.run(command, env=environ, capture_output=True, text=True,
+                                        stdin=subprocess.DEVNULL)
+        return Ran(result.returncode, result.stdout, result.stderr, built=built)
 
     def _runtime(self, bundle: Placed) -> str:
         from ..arm.run import runtime_for
