@@ -30,20 +30,13 @@ from uninext_deploy.results import OptimizeResult  # noqa: E402
 # compilers are one thread); two workers of one core each keep both busy. Two at most: a worker peaks at 1.1 GB
 # and builds its own session fixtures, and the suite's budget is 4 GB.
 WORKERS = 2
-# Session fixtures made on one worker for every test that takes them (the rest are grouped by module, so a
-# module's fixtures are made once too)
-SHARED_FIXTURES = ("optimized", "eight_bit_int8_bundle")
+# --dist loadscope keeps each module's tests on one worker, so a module's fixtures are made once. Groups across
+# modules (xdist_group markers under --dist loadgroup) were not kept together here: with pytest-xdist 3.8.0 even
+# a seven-test project's marked tests ran on both workers, and the suite made its optimize fixture twice.
 
 
 def pytest_xdist_auto_num_workers(config):
     return min(WORKERS, usable_cpus())
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the groups into the test ids
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        shared = [name for name in SHARED_FIXTURES if name in getattr(item, "fixturenames", ())]
-        item.add_marker(pytest.mark.xdist_group(shared[0] if shared else item.module.__name__))
 
 
 def run_cli(*args: str, cwd=None, timeout: int = 900) -> subprocess.CompletedProcess:

@@ -388,6 +388,7 @@ def test_a_connection_dropped_mid_upload_leaves_no_half_bundle(board, tmp_path):
     assert placed.uploaded and Path(placed.path, "data.bin").stat().st_size == 64 << 20
 
 
+@pytest.mark.slow  # 63 s on a CI run: two bundles and the runner compiled there
 def test_bundle_cpp_builds_its_cpp_runner_on_the_device_with_its_cmake_and_verifies_there(board, tmp_path, monkeypatch):
     """The device is this machine, which has no libwebp-dev: its cmake stops in one line naming the package, and
     nothing is written; given the libraries `apt-get install ... libwebp-dev` would (CMAKE_PREFIX_PATH), the

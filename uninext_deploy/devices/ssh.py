@@ -22,7 +22,7 @@ from ..errors import UserError
 from .base import (REQUIREMENTS, Destination, Placed, Ran, Runtime, probe_arguments, requirements_digest,
                    tree_digest)
 from .local import PROBE
-from . import wheels
+from .wheels import download as download_wheels
 from .ssh_connection import connect
 
 GRACE_SECONDS = 15  # the host's own timer fires this long after the device's `timeout` should have
@@ -163,7 +163,7 @@ class SshDevice:
     def _host_wheels(self, bundle: Placed) -> str:
         """The wheels of the bundle's requirements for this device, downloaded here and put there: their path."""
         with tempfile.TemporaryDirectory(prefix="uninext-wheels-") as staging:
-            wheels.download(bundle.local / REQUIREMENTS, self.describe(), Path(staging, "wheels"), self.timeout)
+            download_wheels(bundle.local / REQUIREMENTS, self.describe(), Path(staging, "wheels"), self.timeout)
             return self.put(Path(staging, "wheels")).path
 
     def run(self, runtime: Runtime, bundle: Placed, args: list[str], cpp: bool = False) -> Ran:
