@@ -51,3 +51,21 @@ def test_a_device_without_the_index_installs_the_hosts_wheels_and_verifies(offli
     assert os.path.realpath(venv).startswith(str(offline_board.device_home))
     again = api.verify(bundle.path, device="board")
     assert again.passed and not again.device["runtime_created"] and again.device["wheels"] is None
+
+
+def test_requirements_neither_the_device_nor_this_machine_can_install_are_one_line(offline_board, tmp_path):
+    from uninext_deploy.devices.base import parse_destination
+    from uninext_deploy.devices.ssh import SshDevice
+
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    (folder / "requirements.txt").write_text("no-such-package-uninext==1.0\n")
+    with SshDevice(parse_destination("board"), timeout=120) as device:
+        with pytest.raises(UserError) as refused:
+            device.prepare(device.put(folder))
+    message = str(refused.value)
+    assert message.startswith("pip on board could not install requirements.txt (") and "\n" not in message
+    assert "this machine could not download the device's wheels either (Python 3." in message
+    assert "no-such-package-uninext" in message and message.endswith("publish wheels for")
+    venvs = offline_board.device_home / ".cache" / "uninext-deploy" / "device" / "venvs"
+    assert not venvs.exists() or list(venvs.iterdir()) == []  # nothing half-made left there

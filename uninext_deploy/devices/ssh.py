@@ -150,8 +150,13 @@ class SshDevice:
         with progress.step(f"the runtime on {self.name} (its venv, made once from {REQUIREMENTS})"):
             status, out, err = self.step("setting up the runtime", VENV, bundle.requirements[:16], requirements)
         if status == PIP_FAILED:
-            with progress.step(f"pip on {self.name} found no package index: its wheels downloaded here"):
-                wheels = self._host_wheels(bundle)
+            pip_said = (err.strip().splitlines() or ["no message"])[-1][:160]
+            try:
+                with progress.step(f"pip on {self.name} could not install: its wheels downloaded here"):
+                    wheels = self._host_wheels(bundle)
+            except UserError as exc:
+                raise UserError(f"pip on {self.name} could not install {REQUIREMENTS} ({pip_said}), and {exc}; give "
+                                "the device its package index or a platform the runtimes publish wheels for") from None
             source = "wheels from this machine"
             status, out, err = self.step("setting up the runtime", VENV, bundle.requirements[:16], requirements,
                                          "--no-index", "--find-links", wheels)

@@ -19,7 +19,7 @@ def platform_tags(machine: str, libc: str | None) -> list[str]:
     name, _, version = (libc or "").partition(" ")
     if name != "glibc" or not version.count("."):
         raise UserError(f"the device's C library is {libc or 'unknown'}, not glibc: the runtimes publish wheels "
-                        "for glibc only; give the device its package index, or a glibc system")
+                        "for glibc only")
     minor = int(version.split(".")[1])
     return [f"manylinux2014_{machine}", *(f"manylinux_2_{v}_{machine}" for v in range(OLDEST_MANYLINUX, minor + 1))]
 
@@ -38,5 +38,5 @@ def download(requirements: Path, facts: dict, into: Path, timeout: float) -> Non
                         "or give the device its package index") from None
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1][:200]
-        raise UserError(f"the device has no package index and this machine could not download its wheels "
-                        f"(Python {python}, {facts['machine']}): {last.removeprefix('ERROR: ')}")
+        raise UserError(f"this machine could not download the device's wheels either (Python {python}, "
+                        f"{facts['machine']}): {last.removeprefix('ERROR: ')}")
