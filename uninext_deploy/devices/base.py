@@ -119,6 +119,14 @@ def probe_arguments() -> list[str]:
     return ["--packages", ",".join(packages), "--flags", *CPU_FLAGS]
 
 
+def copy_in_place(path: str, into: Path) -> bool:
+    """``fetch`` where the bundle ran in place (this machine, the emulated CPU): a copy; False when it has none."""
+    if not Path(path).is_file():
+        return False
+    shutil.copyfile(path, into)
+    return True
+
+
 def platform_of(machine: str) -> str:
     return MACHINE_PLATFORMS.get(machine.lower(), f"linux/{machine}")
 

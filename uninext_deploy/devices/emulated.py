@@ -6,7 +6,6 @@ times on it."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 from ..console import progress
 from ..device.integrity import read_manifest
 from ..device.runtimes import GRAPH_RUNTIME
-from .base import Placed, Ran, Runtime, probe_arguments
+from .base import Placed, Ran, Runtime, copy_in_place, probe_arguments
 from .local import built_runner, run_probe
 
 
@@ -72,10 +71,7 @@ class EmulatedDevice:
         return runtime_for(manifest["backend"], manifest["precision"], self.cpu)
 
     def fetch(self, path: str, into: Path) -> bool:
-        if not Path(path).is_file():
-            return False
-        shutil.copyfile(path, into)  # the bundle ran in place
-        return True
+        return copy_in_place(path, into)
 
     def cannot_run(self, backend) -> str | None:
         return None  # its run.py says why where the runtime cannot run there (runtime_for refuses first)

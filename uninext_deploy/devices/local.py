@@ -5,7 +5,6 @@ its C++ runner is built here from the bundle's cpp/ (cpp_runner's toolchain)."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -16,7 +15,7 @@ from ..arm.platforms import host_platform
 from ..console import progress
 from ..device.integrity import read_manifest
 from ..errors import UserError
-from .base import Placed, Ran, Runtime, probe_arguments
+from .base import Placed, Ran, Runtime, copy_in_place, probe_arguments
 
 PROBE = Path(__file__).with_name("probe.py")
 
@@ -52,10 +51,7 @@ class LocalDevice:
         return Ran(result.returncode, result.stdout, result.stderr, built=built)
 
     def fetch(self, path: str, into: Path) -> bool:
-        if not Path(path).is_file():
-            return False
-        shutil.copyfile(path, into)  # the bundle ran in place
-        return True
+        return copy_in_place(path, into)
 
     def cannot_run(self, backend) -> str | None:
         return backend.cannot_run()
