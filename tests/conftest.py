@@ -37,6 +37,13 @@ WORKERS = 2
 # fresh-clone run each.
 
 
+@pytest.fixture(autouse=True)
+def own_results_store(tmp_path, monkeypatch):
+    """Each test its own results store (results/store.py): no test reuses another's timing, none writes the
+    user's ~/.local/share."""
+    monkeypatch.setenv("UNINEXT_RESULTS", str(tmp_path / "results.sqlite"))
+
+
 def pytest_xdist_auto_num_workers(config):
     return min(WORKERS, usable_cpus())
 

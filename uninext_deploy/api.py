@@ -28,11 +28,12 @@ if TYPE_CHECKING:
     from .parity import ParityReport
     from .profile import DeviceProfile, ProfileReport
     from .results import OptimizeResult
-    from .verify import FleetVerify, VerifyReport
+    from .devices.fleet import FleetRun
+    from .verify import VerifyReport
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_TARGET", "PRECISIONS", "DeviceOptions", "Inputs", "Int8Options", "ModelOptions",
            "PlatformOptions", "TimingOptions", "TrtOptions", "UserError", "ParityFailure", "__version__", "export",
-           "parity", "profile", "bundle", "verify", "optimize", "report", "models_table", "doctor", "describe",
+           "parity", "profile", "bundle", "verify", "optimize", "report", "results", "models_table", "doctor", "describe",
            "default_targets", "newest_bundle", "gated_inputs", "bounds_text", "candidate_table", "requirement_text",
            "canonical_target", "PUBLIC_KEY"]
 
@@ -88,7 +89,7 @@ def parity(model: str | ModelOptions = DEFAULT_MODEL, target: str = DEFAULT_TARG
     from .devices import emulated_device, open_device
 
     check_threads(threads)
-    device = _device(device)
+    device = _device(device, one="parity")
     with open_device(device.device, accept_new_host_key=device.accept_new_host_key, timeout=device.timeout) as place, \
             (_existing(artifact) if artifact is not None else nullcontext()) as found:
         if platform.arm:  # an impossible combination is refused before anything is exported
@@ -109,37 +110,66 @@ def profile(model: str | ModelOptions = DEFAULT_MODEL, target: str = DEFAULT_TAR
             per_layer: bool = False, eager: bool = True, out: str | Path | None = None,
             int8: Int8Options | None = None, trt: TrtOptions | None = None,
             artifact: str | Path | None = None, device: str | DeviceOptions | None = None,
-            public_key: str | Path | None = None) -> "ProfileReport | DeviceProfile":
+            public_key: str | Path | None = None) -> "ProfileReport | DeviceProfile | FleetRun":
     """Latency of the ``target`` artifact (or of ``artifact`` as it is) and of PyTorch eager, in one run; with
     ``device``, of the bundle ``artifact`` (or one made of the model for the device's platform) on that device,
-    by its own run.py (a :class:`DeviceProfile`)."""
+    by its own run.py (a :class:`DeviceProfile`, from the results store where timed so before: --fresh times
+    again); on several devices, on every one in parallel (a :class:`FleetRun` of them)."""
     from . import profile as harness
 
     device = _device(device)
-    if device.device is None and public_key is not None:
+    on_device = device.device is not None or device.fleet
+    if not on_device and public_key is not None:
         raise UserError("--public-key checks a bundle on a device; add --device DEST (here, `verify` checks it)")
-    if device.device is not None and per_layer:
+    if on_device and per_layer:
         raise UserError("--per-layer times layers here only (run.py --bench times the whole model); drop "
                         "--per-layer or --device")
-    if device.device is not None:
-        from .artifact import Artifact
-        from .devices import open_device, platform_of
+    if on_device:
+        from .devices import fleet, open_device
 
-        with open_device(device.device, accept_new_host_key=device.accept_new_host_key,
-                         timeout=device.timeout) as place:
-            if artifact is not None:
-                with _existing(artifact) as found:
-                    return harness.profile_on(place, found, timing, public_key)
-            with tempfile.TemporaryDirectory(prefix="uninext-profile-") as root:
-                made = bundle(model, target, precision=precision, batch=batch, input_size=input_size,
-                              weights=weights, seed=seed, out=Path(out or root) / "bundle", int8=int8, trt=trt,
-                              platform=PlatformOptions(platform_of(place.describe()["machine"])))
-                return harness.profile_on(place, Artifact.open(made.path), timing)
+        with (_existing(artifact) if artifact is not None else nullcontext()) as found, \
+                tempfile.TemporaryDirectory(prefix="uninext-profile-") as root:
+            # with no bundle given, one is made for each platform the devices are (once, as the first needs it)
+            bundle_for = _bundles_for(model, target, precision, batch, input_size, weights, seed, Path(out or root),
+                                      int8, trt)
+
+            def on(place):
+                return harness.profile_on(place, found or bundle_for(place), timing, public_key)
+
+            if device.fleet:
+                subject = str(artifact) if artifact else _model(model, input_size, weights, seed).model
+                return fleet.run("profile", subject, device.devices, on, timeout=device.timeout,
+                                 accept_new_host_key=device.accept_new_host_key)
+            with open_device(device.device, accept_new_host_key=device.accept_new_host_key,
+                             timeout=device.timeout) as place:
+                return on(place)
     if artifact is not None:
         with _existing(artifact) as found:
             return harness.profile_of(found, timing=timing, per_layer=per_layer, eager=eager)
     return harness.profile(_model(model, input_size, weights, seed), target, precision=precision, batch=batch,
                            timing=timing, per_layer=per_layer, eager=eager, out=out, int8=int8, trt=trt)
+
+
+def _bundles_for(model, target, precision, batch, input_size, weights, seed, root: Path, int8, trt):
+    """``bundle_for(device)``: the model's bundle for the device's platform, made under ``root`` the first time a
+    device of that platform asks (the fleet's threads wait for it, not make it twice)."""
+    import threading
+
+    from .artifact import Artifact
+    from .devices import platform_of
+
+    made, lock = {}, threading.Lock()
+
+    def bundle_for(place) -> "Artifact":
+        wanted = platform_of(place.describe()["machine"])
+        with lock:
+            if wanted not in made:
+                made[wanted] = Artifact.open(bundle(
+                    model, target, precision=precision, batch=batch, input_size=input_size, weights=weights,
+                    seed=seed, out=root / f"bundle-{wanted.replace('/', '-')}", int8=int8, trt=trt,
+                    platform=PlatformOptions(wanted)).path)
+        return made[wanted]
+    return bundle_for
 
 
 def bundle(model: str | ModelOptions = DEFAULT_MODEL, target: str = DEFAULT_TARGET, *, precision: str = "fp32",
@@ -158,7 +188,7 @@ def bundle(model: str | ModelOptions = DEFAULT_MODEL, target: str = DEFAULT_TARG
     check_threads(threads)
     return run(_model(model, input_size, weights, seed), target, precision=precision, platform=platform,
                batch=batch, out=out, threads=threads, int8=int8, trt=trt, labels=labels, cpp=cpp,
-               sign_key=sign_key, device=_device(device), fetch_engine=fetch_engine)
+               sign_key=sign_key, device=_device(device, one="bundle"), fetch_engine=fetch_engine)
 
 
 def newest_bundle(folder: str | Path = "bundles") -> Path:
@@ -167,30 +197,38 @@ def newest_bundle(folder: str | Path = "bundles") -> Path:
     return newest(Path(folder))
 
 
-def _device(device: str | DeviceOptions | None) -> DeviceOptions:
-    return device if isinstance(device, DeviceOptions) else DeviceOptions(device)
+def _device(device: str | list[str] | DeviceOptions | None, one: str | None = None) -> DeviceOptions:
+    """DEST, several DESTs (a fleet) or the options themselves; ``one``: the command, which takes one device."""
+    device = device if isinstance(device, DeviceOptions) else DeviceOptions(device)
+    if one is not None and device.fleet:
+        raise UserError(f"{one} runs on one device at a time; give --device once (verify and profile take several "
+                        "devices or --devices)")
+    return device
 
 
 def verify(path: str | Path | None = None, *, platform: PlatformOptions = PlatformOptions(),
            threads: int | None = None, public_key: str | Path | None = None,
-           device: str | DeviceOptions | None = None, devices: str | None = None) -> "VerifyReport | FleetVerify":
+           device: str | DeviceOptions | None = None) -> "VerifyReport | FleetRun":
     """Check a bundle folder or archive (default: the newest in ./bundles): with ``public_key``, its
     signature first (unsigned or otherwise signed bundles are refused); checksums, then its golden outputs,
     here or (``device``: DEST or DeviceOptions) by its run.py on that device over SSH, the bundle and its
-    runtime set up there once and reused. ``devices``: on every device an inventory (``FILE.yml[:GROUP]``) or
-    a list (``DEST,DEST``) names, in parallel (a :class:`FleetVerify`; ``device`` gives its SSH settings)."""
+    runtime set up there once and reused. With several devices (``DeviceOptions(devices=...)``: an inventory
+    ``FILE.yml[:GROUP]`` or ``DEST,DEST``), on every one in parallel (a :class:`FleetRun`)."""
     from .verify import verify as run, verify_fleet
 
     check_threads(threads)
     device = _device(device)
-    if (device.device is not None or devices is not None) and platform.platform != "host":
+    _on_devices_only(device, platform)
+    if device.fleet:
+        return verify_fleet(path or newest_bundle(), threads=threads, public_key=public_key, device=device)
+    return run(path or newest_bundle(), platform=platform, threads=threads, public_key=public_key, device=device)
+
+
+def _on_devices_only(device: DeviceOptions, platform: PlatformOptions) -> None:
+    """A bundle run on devices needs no emulated CPU here: --platform with --device is refused."""
+    if (device.device is not None or device.fleet) and platform.platform != "host":
         raise UserError(f"--device runs the bundle on {device.device or 'the devices'} itself; drop --platform (it "
                         "picks an emulated CPU here)")
-    if devices is not None:
-        if device.device is not None:
-            raise UserError("give the devices once: --device DEST for one, --devices for several")
-        return verify_fleet(path or newest_bundle(), devices, threads=threads, public_key=public_key, device=device)
-    return run(path or newest_bundle(), platform=platform, threads=threads, public_key=public_key, device=device)
 
 
 def keygen(out: str | Path = "keys") -> tuple[Path, Path, str]:
@@ -224,7 +262,7 @@ def optimize(model: str | ModelOptions = DEFAULT_MODEL, *, input_size=None, weig
     from .devices import of_platform, open_device
     from .optimize import optimize as run
 
-    device = _device(device)
+    device = _device(device, one="optimize")
     with open_device(device.device, accept_new_host_key=device.accept_new_host_key, timeout=device.timeout) as place:
         probed = (place, of_platform(place, bundle_platform(platform.platform))) if device.device else None
         return run(_model(model, input_size, weights, seed), min_cosine=min_cosine, max_top1_drop=max_top1_drop,
@@ -254,6 +292,18 @@ def report(results: str | Path | None = None, out: str | Path | None = None) -> 
     return result, folder
 
 
+def results(model: str | None = None, device: str | None = None, precision: str | None = None,
+            target: str | None = None) -> tuple[list[dict], Path]:
+    """The timings in the results store, newest first, of ``model``, ``device`` (name or fingerprint prefix),
+    ``precision`` and ``target`` where given; and the store's path."""
+    from .results import store
+
+    if precision is not None and precision not in PRECISIONS:
+        raise UserError(f"--precision {precision!r} is none of {', '.join(PRECISIONS)}")
+    target = canonical_target(target) if target is not None else None
+    return store.query(model=model, device=device, precision=precision, target=target), store.path()
+
+
 def models_table(family: str | None = None) -> list[dict]:
     """One row per registered variant: measured params and GMACs next to the official values."""
     from .model_table import rows
@@ -266,7 +316,7 @@ def doctor(device: str | DeviceOptions | None = None) -> dict:
     device has: architecture, Python, CPU, memory and disk free, runtimes, GPU / Jetson and TensorRT."""
     from .doctor import report as run
 
-    device = _device(device)
+    device = _device(device, one="doctor")
     if device.device is None:
         return run()
     from .devices import open_device

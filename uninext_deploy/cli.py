@@ -292,11 +292,13 @@ def profile(target: Target = api.DEFAULT_TARGET, fp16: Fp16 = False, int8: Int8 
             trt: TrtOptions, timing: TimingOptions, device: DeviceOptions) -> None:
     """Latency percentiles and throughput of an artifact, next to PyTorch eager; with --device, of a bundle on
     the device by its own run.py (load, first run and steady state apart, with the device's state)."""
-    with _steps(f"profiling {artifact or model.model + ' on ' + target}" + (f" on {device.device}" if device.device
-                                                                           else "")):
+    where = device.devices or device.device
+    with _steps(f"profiling {artifact or model.model + ' on ' + target}" + (f" on {where}" if where else "")):
         report = api.profile(model, target, precision=_precision(fp16, int8), batch=batch, timing=timing,
                              per_layer=per_layer, eager=eager, out=out_dir, int8=int8_options, trt=trt,
                              artifact=artifact, device=device, public_key=public_key)
+    if device.fleet:
+        return _end_fleet(report, as_json)
     if as_json:
         return _print_json(report.as_dict())
     if device.device is not None:
@@ -352,6 +354,9 @@ def _print_device_profile(report) -> None:
     out.print("device state: " + ", ".join(facts), highlight=False)
     for warning in report.warnings:
         out.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    if report.cached:
+        out.print(f"from the results store: this bundle was timed so on {report.device} at {report.cached}; --fresh "
+                  "times it again", highlight=False)
 
 
 @app.command(cls=_Command)
@@ -430,21 +435,14 @@ def verify(path: Annotated[Optional[Path], typer.Argument(help="Bundle folder or
            public_key: Annotated[Optional[Path], typer.Option(
                "--public-key", help="Refuse the bundle unless its manifest is signed by this Ed25519 public key "
                                     "(PEM, from keygen).", metavar="PEM")] = None,
-           devices: Annotated[Optional[str], typer.Option(
-               "--devices", help="Verify on many devices at once: an Ansible-style YAML inventory "
-                                 "(INVENTORY.yml, or INVENTORY.yml:GROUP) or DESTs separated by commas. Exit 0 all "
-                                 "passed, 1 any failed, 2 none reached.", rich_help_panel="Device",
-               metavar="INVENTORY")] = None,
            as_json: Json = False, *, platform: PlatformOptions, device: DeviceOptions, timing: TimingOptions) -> None:
     """Check a bundle: its signature (--public-key), every file's checksum, then its own run.py --verify (golden
     outputs vs PyTorch's), here or on a device over SSH (--device), or on many (--devices)."""
     path = path or api.newest_bundle()
-    if devices is not None:
-        with _steps(f"verifying {path} on {devices}"):
-            fleet = api.verify(path, threads=timing.threads, public_key=public_key, device=device, devices=devices,
-                               platform=platform)
-        _print_json(fleet.as_dict()) if as_json else _print_fleet(fleet)
-        raise typer.Exit(fleet.exit_code)
+    if device.fleet:
+        with _steps(f"verifying {path} on {device.devices}"):
+            fleet = api.verify(path, threads=timing.threads, public_key=public_key, device=device, platform=platform)
+        _end_fleet(fleet, as_json)
     with _steps(f"verifying {path}" + (f" on {device.device}" if device.device else "")):
         report = api.verify(path, platform=platform, threads=timing.threads, public_key=public_key, device=device)
     if as_json:
@@ -471,22 +469,40 @@ def verify(path: Annotated[Optional[Path], typer.Argument(help="Bundle folder or
         raise ParityFailure(f"bundle {path} failed its golden check: {'; '.join(map(str, report.failed))}{remedy}")
 
 
-def _print_fleet(fleet) -> None:
-    table = Table(title=f"verify {fleet.bundle}", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("device", "architecture", "runtime", "golden", "cosine", "why not"):
-        table.add_column(col, justify="right" if col == "cosine" else "left")
-    for o in fleet.outcomes:
-        r = o.result
-        if r is None:
-            table.add_row(o.device, "", "", "[red]unreachable[/red]" if not o.reached else "[red]error[/red]", "",
-                          o.error)
-        else:
-            runtime = r.runner.split(": ", 1)[-1].removesuffix(f" on {o.device}")
-            table.add_row(o.device, r.platform, runtime, "[green]PASS[/green]" if r.passed else "[red]FAIL[/red]",
-                          f"{r.metrics.cosine:.6f}", "; ".join(map(str, r.failed)))
+def _end_fleet(fleet, as_json: bool) -> None:
+    """A fleet's table (or JSON), then its exit code: 0 every device passed, 1 any failed, 2 none reached.
+    Columns: what any device's result has (a verify's golden check and cosine, a profile's latency and
+    temperature)."""
+    if as_json:
+        _print_json(fleet.as_dict())
+        raise typer.Exit(fleet.exit_code)
+    rows = [(o, _fleet_cells(o)) for o in fleet.outcomes]
+    shown = [col for col in ("architecture", "runtime", "result", "cosine", "p50 ms", "p90 ms", "°C", "cached")
+             if any(cells.get(col) for _, cells in rows)]
+    table = Table(title=f"{fleet.what} {fleet.subject}", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("device", *shown, "why not"):
+        table.add_column(col, justify="right" if col in ("cosine", "p50 ms", "p90 ms", "°C") else "left")
+    for o, cells in rows:
+        table.add_row(o.device, *(cells.get(col, "") for col in shown), cells.get("why not", ""))
     out.print(table)
-    passed = sum(o.result is not None and o.result.passed for o in fleet.outcomes)
+    passed = sum(o.passed for o in fleet.outcomes)
     out.print(f"{passed} of {len(fleet.outcomes)} devices passed", highlight=False)
+    raise typer.Exit(fleet.exit_code)
+
+
+def _fleet_cells(o) -> dict:
+    r = o.result
+    if r is None:
+        return {"result": "[red]unreachable[/red]" if not o.reached else "[red]error[/red]", "why not": o.error}
+    if hasattr(r, "metrics"):  # a VerifyReport
+        return {"architecture": r.platform, "runtime": r.runner.split(": ", 1)[-1].removesuffix(f" on {o.device}"),
+                "result": "[green]PASS[/green]" if r.passed else "[red]FAIL[/red]", "cosine": f"{r.metrics.cosine:.6f}",
+                "why not": "; ".join(map(str, r.failed))}
+    after = (r.state or {}).get("after") or {}  # a DeviceProfile
+    return {"architecture": r.machine, "runtime": f"{r.runner['runtime']} {r.runner['version']}",
+            "result": "[green]timed[/green]", "p50 ms": f"{r.latency.p50_ms:.3f}", "p90 ms": f"{r.latency.p90_ms:.3f}",
+            "°C": f"{after['temperature_c']:.0f}" if after.get("temperature_c") is not None else "",
+            "cached": r.cached or "", "why not": "; ".join(r.warnings)}
 
 
 @app.command(cls=_Command)
@@ -552,6 +568,36 @@ def report(results: Annotated[Optional[Path], typer.Argument(help="results.json 
     """Markdown and self-contained HTML report of an optimize run's candidates (it never starts a search)."""
     result, folder = api.report(results, out_dir)
     _print_search(result, folder, as_json)
+
+
+@app.command(cls=_Command)
+@_handle_errors
+def results(model: Annotated[Optional[str], typer.Option("--model", "-m", help="Only this model's timings.",
+                                                         metavar="NAME")] = None,
+            device: Annotated[Optional[str], typer.Option("--device", help="Only this device's (its name, or the "
+                                                          "start of its fingerprint).", metavar="DEST")] = None,
+            precision: Annotated[Optional[str], typer.Option(help="Only fp32, fp16 or int8.", metavar="P")] = None,
+            target: Annotated[Optional[str], typer.Option("--target", "-t", help="Only this runtime's.",
+                                                          metavar="TARGET")] = None,
+            as_json: Json = False) -> None:
+    """Every timing of a bundle on a device so far, newest first, from the results store (a SQLite file:
+    UNINEXT_RESULTS, else ~/.local/share/uninext-deploy/results.sqlite); profiling the same bundle on the same
+    device again reuses its row unless --fresh."""
+    rows, where = api.results(model=model, device=device, precision=precision, target=target)
+    if as_json:
+        return _print_json({"store": str(where), "timings": rows})
+    table = Table(title=f"timings in {where}", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("measured (UTC)", "model", "runtime", "precision", "batch", "device", "architecture", "p50 ms",
+                "p90 ms", "°C", "bundle"):
+        table.add_column(col, justify="right" if col in ("batch", "p50 ms", "p90 ms", "°C") else "left")
+    for r in rows:
+        table.add_row(r["measured_at"].replace("T", " ").removesuffix("+00:00"), r["model"], r["runtime"] or r["target"],
+                      r["precision"], str(r["batch"]), r["device"], r["machine"] or "", f"{r['p50_ms']:.3f}",
+                      f"{r['p90_ms']:.3f}", "" if r["temperature_c"] is None else f"{r['temperature_c']:.0f}",
+                      r["bundle_sha256"][:12])
+    out.print(table)
+    out.print(f"{len(rows)} timings" + ("" if rows else ": `uninext-deploy profile --device DEST` adds them"),
+              highlight=False)
 
 
 def _print_search(result, folder: Path, as_json: bool) -> None:

@@ -93,10 +93,15 @@ FLAGS: dict[type, dict[str, object]] = {
                                                        metavar="DIR")],
     },
     DeviceOptions: {
-        "device": Annotated[Optional[str], _option(
+        "device": Annotated[Optional[list[str]], _option(
             "--device", help="Run it on this device over SSH instead: user@host[:port] or a Host alias of "
-                             "~/.ssh/config (its keys, agent, ProxyJump and known_hosts as ssh uses them).",
+                             "~/.ssh/config (its keys, agent, ProxyJump and known_hosts as ssh uses them); "
+                             "again for more devices, run in parallel.",
             panel=DEVICE, metavar="DEST")],
+        "devices": Annotated[Optional[str], _option(
+            "--devices", help="Many devices at once, in parallel: an Ansible-style YAML inventory "
+                              "(FILE.yml, or FILE.yml:GROUP for one group and its children) or DEST,DEST.",
+            panel=DEVICE, metavar="INVENTORY[:GROUP]")],
         "accept_new_host_key": Annotated[bool, _option(
             "--accept-new-host-key", help="Trust and record the host key of a device known_hosts does not list "
                                           "yet (a changed key is refused all the same).", panel=DEVICE, metavar="")],
@@ -112,6 +117,9 @@ FLAGS: dict[type, dict[str, object]] = {
                                                   metavar="N")],
         "seconds": Annotated[Optional[float], _option("--seconds", help="Time budget instead of --iters.",
                                                       panel=TIMING, metavar="S")],
+        "fresh": Annotated[bool, _option("--fresh", help="Time it again on a device where the results store "
+                                                     "(`uninext-deploy results`) has this bundle timed there.",
+                                         panel=TIMING, metavar="")],
     },
 }
 

@@ -169,32 +169,47 @@ class PlatformOptions:
 @dataclass(frozen=True)
 class DeviceOptions:
     """Where the bundle runs instead of this machine: ``device``, DEST (``user@host[:port]`` or a Host alias of
-    ~/.ssh/config; None: this machine); ``accept_new_host_key``: trust the key of a host known_hosts does not
-    list yet (OpenSSH's accept-new; a changed key is refused all the same); ``timeout``: the seconds any one
-    remote step (upload, runtime set-up, run) may take before it is ended there."""
+    ~/.ssh/config; None: this machine), or several DESTs (a list: --device given again), which become ``devices``;
+    ``devices``: many devices at once, an Ansible-style inventory ``FILE.yml[:GROUP]`` or ``DEST,DEST``
+    (devices/inventory.py); ``accept_new_host_key``: trust the key of a host known_hosts does not list yet
+    (OpenSSH's accept-new; a changed key is refused all the same); ``timeout``: the seconds any one remote step
+    (upload, runtime set-up, run) may take before it is ended there."""
 
     device: str | None = None
+    devices: str | None = None
     accept_new_host_key: bool = False
     timeout: float = DEVICE_TIMEOUT
 
     def __post_init__(self):
         from .devices.base import parse_destination
 
-        if self.device is not None:
-            _set(self, "device", parse_destination(self.device).text)
-        elif self.accept_new_host_key:
+        named = [self.device] if isinstance(self.device, str) else list(self.device or [])
+        if named and self.devices is not None:
+            raise UserError("give the devices once: --device DEST (again for more), or --devices")
+        if len(named) > 1:
+            _set(self, "devices", ",".join(parse_destination(text).text for text in named))
+        _set(self, "device", parse_destination(named[0]).text if len(named) == 1 else None)
+        if self.device is None and self.devices is None and self.accept_new_host_key:
             raise UserError("--accept-new-host-key is for a device reached over SSH; add --device DEST")
         within("--device-timeout", self.timeout)
+
+    @property
+    def fleet(self) -> bool:
+        """Several devices (``devices``), each run in parallel (devices/fleet.py)."""
+        return self.devices is not None
 
 
 @dataclass(frozen=True)
 class TimingOptions:
-    """How latency is measured: threads (None: all cores), warm-up runs, then ``iters`` runs or ``seconds``."""
+    """How latency is measured: threads (None: all cores), warm-up runs, then ``iters`` runs or ``seconds``;
+    ``fresh``: time on a device again even where the results store has the same bundle timed there the same way
+    (results/store.py)."""
 
     threads: int | None = None
     warmup: int = 10
     iters: int | None = None
     seconds: float | None = None
+    fresh: bool = False
 
     def __post_init__(self):
         if self.iters is not None and self.seconds is not None:

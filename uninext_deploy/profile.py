@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -12,16 +12,19 @@ import torch
 
 from .artifact import Artifact
 from .device import runtimes
+from .device.integrity import sha256
 from .device.timing import Latency, measure, summarize
 from .options import DEFAULT_TARGET, Int8Options, ModelOptions, TimingOptions, TrtOptions
 from .backends import get_backend
 from .console import progress
 from .devices import Device, report_of, run_bundle
+from .devices.base import fingerprint, tree_digest
 from .errors import UserError
 from .kernel_mix import KernelMix, kernel_mix
 from .memory import footprint
 from .parity import refuse_timing, runner_for
 from .pipeline import build_model, export, model_of
+from .results import store
 
 
 @dataclass
@@ -124,30 +127,55 @@ class DeviceProfile:
     state: dict
     warnings: list[str] = field(default_factory=list)
     record: dict | None = None  # how run.py got to run there (devices.base.run_bundle)
+    cached: str | None = None  # from the results store: when it was measured (not timed this time)
 
     def as_dict(self) -> dict:
         return {"model": self.model, "target": self.target, "precision": self.precision, "batch": self.batch,
                 "device": self.device, "machine": self.machine, "runner": self.runner, "load_ms": self.load_ms,
                 "first_ms": self.first_ms, "latency": self.latency.as_dict(), "times_ms": self.times_ms,
                 "peak_rss_mb": self.peak_rss_mb, "state": self.state, "warnings": self.warnings,
-                "record": self.record}
+                "record": self.record, "cached": self.cached}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DeviceProfile":
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**{**fields, "latency": Latency(**data["latency"])})
+
+    def columns(self) -> dict:
+        """What the results store queries it by."""
+        after = (self.state or {}).get("after") or {}
+        return {"device": self.device, "machine": self.machine, "model": self.model, "target": self.target,
+                "precision": self.precision, "batch": self.batch,
+                "runtime": f"{self.runner.get('runtime')} {self.runner.get('version')}", "p50_ms": self.latency.p50_ms,
+                "p90_ms": self.latency.p90_ms, "temperature_c": after.get("temperature_c")}
 
 
 def profile_on(device: Device, bundle: Artifact, timing: TimingOptions = TimingOptions(),
                public_key: str | Path | None = None) -> DeviceProfile:
     """Time the bundle at ``bundle`` on ``device`` with its own ``run.py --bench`` (the same timing code as
-    here: device/timing.py ships in it)."""
+    here: device/timing.py ships in it). The timing is kept in the results store, and the stored one is returned
+    (``cached``) when this bundle was timed the same way (and checked with the same ``public_key``) on this device
+    before, unless ``timing.fresh``."""
     if "bundle" not in bundle.manifest:
         raise UserError(f"{bundle.path} is an artifact, not a bundle; a device runs bundles: make one with "
                         "`uninext-deploy bundle`, or profile it here without --device")
     if timing.seconds is not None:
         raise UserError("--seconds is not for --device (run.py --bench counts runs); pass --iters")
+    # the key checked there is part of how it ran: a run refused under another key is not this one
+    key = store.Key(tree_digest(bundle.path), fingerprint(device),
+                    {"iters": timing.runs, "warmup": timing.warmup, "threads": timing.threads,
+                     "public_key": sha256(Path(public_key)) if public_key else None})
+    found = None if timing.fresh else store.find(key)
+    if found is not None:
+        return replace(DeviceProfile.from_dict(found.report), cached=found.measured_at)
     args = ["--bench", "--json", "--iters", str(timing.runs), "--warmup", str(timing.warmup),
             *(["--threads", str(timing.threads)] if timing.threads else [])]
     ran = run_bundle(device, bundle.path, args, public_key)
     report = report_of(ran, "bench", "run.py --bench", device.where or " here")
     bench = report["bench"]
-    return DeviceProfile(report["model"], bundle.manifest["target"], report["precision"], bench["batch"],
-                         device.name, report["machine"], report["runtime"], bench["load_ms"], bench["first_ms"],
-                         summarize(bench["times_ms"], bench["batch"]), bench["times_ms"], bench["peak_rss_mb"],
-                         bench["state"], bench["warnings"], ran.record)
+    timed = DeviceProfile(report["model"], bundle.manifest["target"], report["precision"], bench["batch"],
+                          device.name, report["machine"], report["runtime"], bench["load_ms"], bench["first_ms"],
+                          summarize(bench["times_ms"], bench["batch"]), bench["times_ms"], bench["peak_rss_mb"],
+                          bench["state"], bench["warnings"], ran.record)
+    store.record(key, timed.columns(), timed.as_dict())
+    return timed

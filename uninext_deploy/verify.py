@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .archive import opened
 from .arm.platforms import bundle_platform, emulated
@@ -16,6 +17,9 @@ from .device.integrity import IntegrityError, check_files, check_tree, read_mani
 from .devices import Device, LocalDevice, emulated_device, open_device, platform_of, report_of, run_bundle
 from .errors import UserError
 from .options import DeviceOptions, PlatformOptions
+
+if TYPE_CHECKING:
+    from .devices.fleet import FleetRun
 
 
 @dataclass
@@ -70,43 +74,22 @@ def verify(path: str | Path, *, platform: PlatformOptions = PlatformOptions(), t
     return report
 
 
-@dataclass
-class FleetVerify:
-    """A bundle checked on many devices: each device's VerifyReport or one-line error (devices.fleet.Outcome)."""
+def verify_fleet(path: str | Path, *, threads: int | None = None, public_key: str | Path | None = None,
+                 device: DeviceOptions) -> "FleetRun":
+    """The bundle checked here once (signature, checksums), then its run.py --verify on every device
+    ``device.devices`` names (an inventory or DESTs, devices.inventory), in parallel."""
+    from .devices import fleet
 
-    bundle: str
-    outcomes: list
-
-    @property
-    def exit_code(self) -> int:
-        """0 every device passed, 2 none could be reached, else 1."""
-        if all(o.result is not None and o.result.passed for o in self.outcomes):
-            return 0
-        return 2 if not any(o.reached for o in self.outcomes) else 1
-
-    def as_dict(self) -> dict:
-        return {"bundle": self.bundle, "passed": self.exit_code == 0, "devices": [
-            {"device": o.device, "reached": o.reached, "error": o.error,
-             "verify": o.result.as_dict() if o.result is not None else None} for o in self.outcomes]}
-
-
-def verify_fleet(path: str | Path, devices: str, *, threads: int | None = None,
-                 public_key: str | Path | None = None, device: DeviceOptions = DeviceOptions()) -> FleetVerify:
-    """The bundle checked here once (signature, checksums), then its run.py --verify on every device ``devices``
-    names (an inventory or DESTs, devices.inventory), in parallel; ``device``: the key and time-out settings."""
-    from .devices import fleet, inventory
-
-    destinations = inventory.destinations(devices)
     with opened(path) as folder:
         manifest, _ = checked_here(folder, public_key)
-        outcomes = fleet.across(destinations, lambda place: run_verify(folder, manifest, threads, PlatformOptions(),
-                                                                      public_key=public_key, device=place),
-                                timeout=device.timeout, accept_new_host_key=device.accept_new_host_key,
-                                what="verifying")
-    for outcome in outcomes:
+        found = fleet.run("verify", str(path), device.devices,
+                          lambda place: run_verify(folder, manifest, threads, PlatformOptions(), public_key=public_key,
+                                                   device=place),
+                          timeout=device.timeout, accept_new_host_key=device.accept_new_host_key)
+    for outcome in found.outcomes:
         if outcome.result is not None:
             outcome.result.bundle = str(path)
-    return FleetVerify(str(path), outcomes)
+    return found
 
 
 def checked_here(folder: Path, public_key: str | Path | None) -> tuple[dict, str | None]:

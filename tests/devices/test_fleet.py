@@ -59,7 +59,7 @@ def client_home(fleet, monkeypatch):
 
 def test_verify_on_an_inventory_gives_every_device_its_end(fleet, small_bundle):
     _, inventory = fleet
-    report = api.verify(small_bundle.path, devices=str(inventory))
+    report = api.verify(small_bundle.path, device=api.DeviceOptions(devices=str(inventory)))
     ends = {o.device: o for o in report.outcomes}
     assert list(ends) == ["good", "full", "gone"]
     assert ends["good"].result.passed and ends["good"].result.runner.endswith(" on good")
@@ -83,3 +83,54 @@ def test_a_fleet_none_of_which_answers_exits_2_and_one_that_passes_0(fleet, smal
     port = good.split("ansible_port: ")[1].rstrip("}")
     passed = invoke("verify", str(small_bundle.path), "--devices", f"tester@127.0.0.1:{port}")
     assert passed.returncode == 0 and "1 of 1 devices passed" in passed.stdout, passed.stdout + passed.stderr
+
+
+def test_profile_on_the_fleet_times_every_device_it_reaches_and_keeps_the_timings(fleet, small_bundle):
+    """Each reached device's timing by its own run.py --bench, kept in the results store: a second run is the
+    stored one (same runs, `cached` saying when), --fresh times again; `results` lists what is kept."""
+    from uninext_deploy.results import store
+
+    _, inventory = fleet
+    timing = api.TimingOptions(iters=5, warmup=1)
+    first = api.profile(artifact=small_bundle.path, device=api.DeviceOptions(devices=str(inventory)), timing=timing)
+    ends = {o.device: o for o in first.outcomes}
+    assert list(ends) == ["good", "full", "gone"] and first.exit_code == 1
+    timed = ends["good"].result
+    assert timed.cached is None and len(timed.times_ms) == 5 and timed.latency.p50_ms > 0
+    assert timed.runner["runtime"] == "onnxruntime" and timed.device == "good"
+    assert "its disk is full" in ends["full"].error and not ends["gone"].reached
+    kept = store.query(device="good")
+    assert [(row["model"], row["p50_ms"]) for row in kept] == [("test_convmlp", timed.latency.p50_ms)]
+
+    again = api.profile(artifact=small_bundle.path, device=api.DeviceOptions(devices=f"{inventory}:shelf"),
+                        timing=timing).outcomes[0].result
+    assert again.cached == kept[0]["measured_at"] and again.times_ms == timed.times_ms
+    other_way = api.profile(artifact=small_bundle.path, device=api.DeviceOptions(devices=f"{inventory}:shelf"),
+                            timing=api.TimingOptions(iters=6, warmup=1)).outcomes[0].result
+    assert other_way.cached is None and len(other_way.times_ms) == 6  # timed another way: another row
+    fresh = api.profile(artifact=small_bundle.path, device=api.DeviceOptions(devices=f"{inventory}:shelf"),
+                        timing=api.TimingOptions(iters=5, warmup=1, fresh=True)).outcomes[0].result
+    assert fresh.cached is None and fresh.times_ms != timed.times_ms
+    assert len(store.query(device="good")) == 2  # the fresh timing replaced the first of its key
+
+    listed = invoke("results", "--model", "test_convmlp", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)["timings"]
+    assert {(r["device"], r["precision"], r["target"]) for r in rows} == {("good", "fp32", "ort")}
+    assert json.loads(invoke("results", "--precision", "int8", "--json").stdout)["timings"] == []
+    refused = invoke("results", "--precision", "int4")
+    assert refused.returncode == 2 and "--precision 'int4' is none of fp32, fp16, int8" in refused.stderr
+
+
+def test_device_given_twice_is_a_fleet_and_a_one_device_command_says_so(fleet, small_bundle):
+    _, inventory = fleet
+    ports = {line.split(":")[0].strip(): line.split("ansible_port: ")[1].split(",")[0].rstrip("}")
+             for line in inventory.read_text().splitlines() if "ansible_port" in line}
+    shown = invoke("profile", "--artifact", str(small_bundle.path), "--device", f"tester@127.0.0.1:{ports['good']}",
+                   "--device", f"tester@127.0.0.1:{ports['gone']}", "--iters", "3", "--warmup", "1")
+    assert shown.returncode == 1, shown.stderr
+    assert "1 of 2 devices passed" in shown.stdout and "p50 ms" in shown.stdout and "unreachable" in shown.stdout
+    refused = invoke("bundle", "-m", "test_convmlp", "--devices", str(inventory))
+    assert refused.returncode == 2 and "bundle runs on one device at a time; give --device once" in refused.stderr
+    both = invoke("verify", str(small_bundle.path), "--device", "a@b", "--devices", str(inventory))
+    assert both.returncode == 2 and "give the devices once" in both.stderr

@@ -112,6 +112,20 @@ def requirements_digest(folder: Path) -> str | None:
     return sha256(folder / REQUIREMENTS) if (folder / REQUIREMENTS).is_file() else None
 
 
+# the probe's facts that decide a timing there: the board, its CPU, memory, accelerators and Python (not what
+# changes between two runs: free memory and disk, the home folder)
+SPEED_FACTS = ("hostname", "machine", "system", "python", "cpu", "cores", "cpu_flags", "memory_total_mb", "gpus",
+               "board", "jetson_l4t", "tensorrt")
+
+
+def fingerprint(device: Device) -> str:
+    """sha256 of the device's name and its SPEED_FACTS: where a timing was taken (results/store.py); the same
+    board with a new CPU, memory, OS or JetPack is another device, two boards of one model are two."""
+    facts = device.describe()
+    identity = {"name": device.name, **{fact: facts.get(fact) for fact in SPEED_FACTS}}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
 def probe_arguments() -> list[str]:
     """The probe's arguments (probe.py runs on the device and names nothing itself): the packages worth a version
     (run.py's own, every declared runtime's, pip) and the CPU features worth naming."""

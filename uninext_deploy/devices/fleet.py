@@ -25,6 +25,42 @@ class Outcome:
     error: str | None = None
     reached: bool = False
 
+    @property
+    def passed(self) -> bool:
+        """It gave a result, and the result (a check's report) did not fail."""
+        return self.result is not None and getattr(self.result, "passed", True)
+
+
+@dataclass
+class FleetRun:
+    """One command on many devices: ``what`` it ran ("verify", "profile", ...) on ``subject`` (a bundle, a
+    model), and each device's Outcome, whose result has ``as_dict``."""
+
+    what: str
+    subject: str
+    outcomes: list[Outcome]
+
+    @property
+    def exit_code(self) -> int:
+        """0 every device passed, 2 none could be reached, else 1."""
+        if all(o.passed for o in self.outcomes):
+            return 0
+        return 2 if not any(o.reached for o in self.outcomes) else 1
+
+    def as_dict(self) -> dict:
+        return {"what": self.what, "subject": self.subject, "passed": self.exit_code == 0, "devices": [
+            {"device": o.device, "reached": o.reached, "error": o.error,
+             self.what: o.result.as_dict() if o.result is not None else None} for o in self.outcomes]}
+
+
+def run(what: str, subject: str, devices: str, work: Callable[[Device], Any], *, timeout: float,
+        accept_new_host_key: bool = False) -> FleetRun:
+    """``work(device)`` on every device ``devices`` names (an inventory or DESTs: inventory.py), in parallel."""
+    from .inventory import destinations
+
+    return FleetRun(what, subject, across(destinations(devices), work, timeout=timeout,
+                                          accept_new_host_key=accept_new_host_key, what=what))
+
 
 def across(destinations: list[Destination], work: Callable[[Device], Any], *, timeout: float,
            accept_new_host_key: bool = False, what: str = "checking") -> list[Outcome]:

@@ -76,6 +76,7 @@ def main():
     total, available = memory_mb()
     home = os.path.expanduser("~")
     print(json.dumps({
+        "hostname": platform.node(),
         "machine": platform.machine(),
         "system": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),

@@ -7,10 +7,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .device.compare import Metrics, Miss
-from .device.timing import Latency
-from .errors import UserError
-from .limits import within
+from ..device.compare import Metrics, Miss
+from ..device.timing import Latency
+from ..errors import UserError
+from ..limits import within
 
 RESULTS = "results.json"
 
