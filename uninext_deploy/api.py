@@ -19,7 +19,7 @@ from . import __version__
 from .backends.registry import canonical_target
 from .device.signature import PUBLIC_KEY
 from .errors import ParityFailure, UserError
-from .options import (DEFAULT_MODEL, DEFAULT_TARGET, PRECISIONS, DeviceOptions, Inputs, Int8Options, ModelOptions,
+from .options import (DEFAULT_MODEL, DEFAULT_TARGET, PRECISIONS, BuildOptions, DeviceOptions, Inputs, Int8Options, ModelOptions,
                       PlatformOptions, TimingOptions, TrtOptions, check_threads)
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .devices.fleet import FleetRun
     from .verify import VerifyReport
 
-__all__ = ["DEFAULT_MODEL", "DEFAULT_TARGET", "PRECISIONS", "DeviceOptions", "Inputs", "Int8Options", "ModelOptions",
+__all__ = ["DEFAULT_MODEL", "DEFAULT_TARGET", "PRECISIONS", "BuildOptions", "DeviceOptions", "Inputs", "Int8Options", "ModelOptions",
            "PlatformOptions", "TimingOptions", "TrtOptions", "UserError", "ParityFailure", "__version__", "export",
            "parity", "profile", "bundle", "verify", "optimize", "report", "results", "models_table", "doctor", "describe",
            "default_targets", "newest_bundle", "gated_inputs", "bounds_text", "candidate_table", "requirement_text",
@@ -253,10 +253,12 @@ def optimize(model: str | ModelOptions = DEFAULT_MODEL, *, input_size=None, weig
              images: str | Path | None = None, out: str | Path | None = None, make_bundle: bool = True,
              int8: Int8Options = Int8Options(), trt: TrtOptions = TrtOptions(),
              timing: TimingOptions = TimingOptions(), platform: PlatformOptions = PlatformOptions(),
-             labels: str | Path | None = None,
-             device: str | DeviceOptions | None = None) -> tuple["OptimizeResult", Path]:
+             labels: str | Path | None = None, device: str | DeviceOptions | None = None,
+             build: BuildOptions = BuildOptions()) -> tuple["OptimizeResult", Path]:
     """The fastest artifact within a budget (cosine or top-1 drop vs PyTorch on the photos): search, race,
-    report and bundle. With ``device``, every candidate is timed there too and the fastest there wins.
+    report and bundle. With ``device``, every candidate is timed there too and the fastest there wins. ``build``:
+    where candidates are built (a local Dask cluster by default; ``BuildOptions(workers=0)``: here, one after
+    another; ``cluster``: a scheduler's address) and whether an interrupted run is resumed.
     Returns the result and its folder."""
     from .arm.platforms import bundle_platform
     from .devices import of_platform, open_device
@@ -270,7 +272,7 @@ def optimize(model: str | ModelOptions = DEFAULT_MODEL, *, input_size=None, weig
                    precisions=tuple(precisions) if precisions is not None else None,
                    calib_methods=tuple(calib_methods), batch=batch, images=images, out=out,
                    make_bundle=make_bundle, int8=int8, trt=trt, timing=timing, platform=platform, labels=labels,
-                   device=probed)
+                   device=probed, build=build)
 
 
 def report(results: str | Path | None = None, out: str | Path | None = None) -> tuple["OptimizeResult", Path]:

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import api
-from .api import (DeviceOptions, Int8Options, ModelOptions, ParityFailure, PlatformOptions, TimingOptions,
+from .api import (BuildOptions, DeviceOptions, Int8Options, ModelOptions, ParityFailure, PlatformOptions, TimingOptions,
                   TrtOptions, UserError)
 from .cli_groups import grouped
 from .console import progress
@@ -520,7 +520,7 @@ def keygen(out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for
 @_handle_errors
 @grouped(model=ModelOptions, int8_options=(Int8Options, "calib", "calib_size", "min_cosine", "quantize_classifier"),
          trt=TrtOptions, timing=(TimingOptions, "threads", "warmup", "iters"), platform=PlatformOptions,
-         device=DeviceOptions)
+         device=DeviceOptions, build=BuildOptions)
 def optimize(min_cosine: Annotated[Optional[float], typer.Option(
                  "--min-cosine", help="Budget: worst per-photo cosine to PyTorch (default 0.99).", metavar="COS")] = None,
              max_top1_drop: Annotated[Optional[float], typer.Option(
@@ -542,16 +542,17 @@ def optimize(min_cosine: Annotated[Optional[float], typer.Option(
                                                                                     "bundle.", metavar="")] = True,
              labels: Labels = None, as_json: Json = False, *, model: ModelOptions, int8_options: Int8Options,
              trt: TrtOptions,
-             timing: TimingOptions, platform: PlatformOptions, device: DeviceOptions) -> None:
+             timing: TimingOptions, platform: PlatformOptions, device: DeviceOptions, build: BuildOptions) -> None:
     """The fastest artifact within an accuracy budget: search, report, bundle; with --device, timed on that
-    device and the fastest there wins."""
+    device and the fastest there wins. Candidates are built on a local Dask cluster (or --cluster), then timed
+    here in turns."""
     with _steps(f"searching {model.model}"):
         result, folder = api.optimize(
             model, min_cosine=min_cosine, max_top1_drop=max_top1_drop, targets=_listed(targets),
             precisions=_listed(precisions),
             calib_methods=_listed(calib_methods) or ("percentile", "entropy"), batch=batch, images=images,
             out=out_dir, make_bundle=make_bundle, int8=int8_options, trt=trt, timing=timing, platform=platform,
-            labels=labels, device=device)
+            labels=labels, device=device, build=build)
     _print_search(result, folder, as_json)
     if result.best is None:
         raise ParityFailure(result.note or "no candidate met the budget")

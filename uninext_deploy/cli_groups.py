@@ -18,7 +18,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .api import DeviceOptions, Int8Options, ModelOptions, PlatformOptions, TimingOptions, TrtOptions, UserError
+from .api import (BuildOptions, DeviceOptions, Int8Options, ModelOptions, PlatformOptions, TimingOptions, TrtOptions,
+                  UserError)
 
 DEFAULT_CPU = PlatformOptions().cpu
 
@@ -27,7 +28,8 @@ def _option(*names: str, help: str, panel: str, metavar: str | None = None, hidd
     return typer.Option(*names, help=help, rich_help_panel=panel, metavar=metavar, hidden=hidden)
 
 
-MODEL, INT8, TRT, PLATFORM, DEVICE, TIMING = "Model", "INT8", "TensorRT", "Platform / ARM", "Device", "Timing"
+MODEL, INT8, TRT, PLATFORM, DEVICE, TIMING, BUILD = ("Model", "INT8", "TensorRT", "Platform / ARM", "Device", "Timing",
+                                                     "Build (Dask)")
 
 # group -> {field: annotation}; the field's default is the dataclass default
 FLAGS: dict[type, dict[str, object]] = {
@@ -108,6 +110,18 @@ FLAGS: dict[type, dict[str, object]] = {
         "timeout": Annotated[float, _option("--device-timeout", help="Seconds any one step on the device "
                                                                      "(upload, runtime set-up, run) may take.",
                                             panel=DEVICE, metavar="S")],
+    },
+    BuildOptions: {
+        "cluster": Annotated[Optional[str], _option(
+            "--cluster", help="Build the candidates on the Dask scheduler at this address (its workers need this "
+                              "package installed); default: a local cluster of one-thread worker processes.",
+            panel=BUILD, metavar="tcp://HOST:PORT")],
+        "workers": Annotated[Optional[int], _option(
+            "--workers", help="Worker processes of the local cluster (default: one per CPU, as memory allows at "
+                              "4 GB each); 0 builds here, one after another.", panel=BUILD, metavar="N")],
+        "resume": Annotated[bool, _option("--resume", help="Reuse the builds an interrupted run of the same "
+                                                           "optimize finished (kept in OUT.partial/).",
+                                          panel=BUILD, metavar="")],
     },
     TimingOptions: {
         "threads": Annotated[Optional[int], _option("--threads", help="CPU threads (default: all cores).",

@@ -21,6 +21,7 @@ LIMITS: dict[str, tuple[float, float, bool]] = {
     "--opset": (MIN_OPSET, MAX_OPSET, True), "--input-size": (1, MAX_SIDE, True),
     "--int8-min-cosine": (0, 1, False), "--int8-weight-bits": (7, 8, True),
     "--min-cosine": (0, 1, False), "--max-top1-drop": (0, 100, True), "--device-timeout": (0, 86_400, False),
+    "--workers": (0, 256, True),
 }
 
 

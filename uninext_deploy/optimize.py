@@ -12,29 +12,28 @@ per-block float fallback (most sensitive block first), on the QDQ graph and on O
 from __future__ import annotations
 
 import tempfile
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from .artifact import DiskFull, atomic_folder
+from .artifact import atomic_folder
 from .arm.platforms import bundle_platform
-from .backends import BACKENDS, canonical_target, get_backend, options_for
+from .backends import BACKENDS, canonical_target, get_backend
 from .console import progress
 from .device import runtimes
-from .device.compare import failures
 from .device.timing import TURN_WARMUP, race, summarize
 from .devices import report_of, run_bundle
 from .errors import ParityFailure, UserError
-from .export.precision import LossyInt8Warning
-from .memory import footprint
 from .models import count_macs
-from .options import (CALIB_METHODS, PRECISIONS, Inputs, Int8Options, ModelOptions, PlatformOptions,
+from .options import (CALIB_METHODS, PRECISIONS, BuildOptions, Inputs, Int8Options, ModelOptions, PlatformOptions,
                       TimingOptions, TrtOptions)
-from .parity import check_artifact, reference_inputs, runner_for
-from .pipeline import build_model, check_precision, export
+from .parity import reference_inputs, runner_for
+from .pipeline import build_model, check_precision
 from .results import RESULTS, Candidate, OptimizeResult, budget_tolerance
+from .sweep import engine
+from .sweep.build import Built, Job, unpack
+from .sweep.journal import Journal
 
 DEFAULT_CALIB_METHODS = ("percentile", "entropy")
 RANDOM_INPUTS = 2  # reported, not budgeted
@@ -69,13 +68,15 @@ def optimize(model: ModelOptions, *, min_cosine: float | None = None, max_top1_d
              images: str | Path | None = None, out: str | Path | None = None, make_bundle: bool = True,
              int8: Int8Options = Int8Options(), trt: TrtOptions = TrtOptions(),
              timing: TimingOptions = TimingOptions(), platform: PlatformOptions = PlatformOptions(),
-             labels: str | Path | None = None, device=None) -> tuple[OptimizeResult, Path]:
+             labels: str | Path | None = None, device=None,
+             build: BuildOptions = BuildOptions()) -> tuple[OptimizeResult, Path]:
     """Search, pick and package; write ``out``/results.json, report.md, report.html (+ the bundle).
 
     A feature model (``model.features``) is judged on its worst output: the budget must be a cosine.
     ``labels``: the class names the bundle carries (see bundle.read_labels). ``device`` (a device and its
     probe's facts): every candidate is also timed there, packaged as its bundle, by its run.py --bench in turns,
-    and the fastest there within the budget wins.
+    and the fastest there within the budget wins. ``build``: where the candidates are built (sweep/engine.py: a
+    local Dask cluster by default); with ``build.resume``, an interrupted run's finished builds are reused.
 
     ``int8.min_cosine`` (the INT8 fallback target, cosine to the float graph) defaults to the budget's
     cosine (0.999 under a top-1 budget). The output folder is written atomically. Returns the result and
@@ -109,9 +110,12 @@ def optimize(model: ModelOptions, *, min_cosine: float | None = None, max_top1_d
     fallback = int8.min_cosine or (budget["cosine"][0] if "cosine" in budget else 0.999)
     result = OptimizeResult(name, shape, target_platform, threads, {k: list(v) for k, v in budget.items()},
                             None, count_macs(name, (h, w), batch, model.features) / 1e9, [], machine=machine_id())
+    journal = Journal(out.with_name(out.name + ".partial"), build.resume)
+    if journal.told():
+        progress.phase(journal.told())
     with atomic_folder(out, marker=RESULTS) as folder, tempfile.TemporaryDirectory(prefix="uninext-optimize-") as tmp:
-        evaluated = _search(result, candidates, model, batch, budget, Path(tmp), reference_model, inputs,
-                            replace(int8, min_cosine=fallback), trt, threads, final_steps)
+        evaluated = _search(result, candidates, model, batch, budget, Path(tmp), inputs,
+                            replace(int8, min_cosine=fallback), trt, threads, build, journal)
         done, steps = len(result.candidates), len(result.candidates) + final_steps
         progress.phase("latency of every candidate and PyTorch eager, in turns", done=done, total=steps)
         _race(result, {i: runner for i, (_, _, runner) in evaluated.items()}, torch_model, shape, threads,
@@ -124,59 +128,41 @@ def optimize(model: ModelOptions, *, min_cosine: float | None = None, max_top1_d
                           lambda text: progress.phase(text, done=done + 2, total=steps))
         progress.phase("writing the report", done=steps - 1, total=steps)
         write_report(result, folder)
+    journal.close()  # the output is written: an interrupted run's builds are of no more use
     return result, out
 
 
-def _search(result: OptimizeResult, queue: list[Candidate], model: ModelOptions, batch: int, budget: dict,
-            tmp: Path, reference_model, inputs, int8: Int8Options, trt: TrtOptions, threads: int,
-            final_steps: int) -> dict:
-    """Export and check every candidate (an INT8 one that misses the budget is retried next with float
-    fallback, before the rest); return {index: (artifact, ParityRun, runner)} of those that ran."""
-    evaluated = {}
-    queue = list(queue)
-    while queue:
-        candidate = queue.pop(0)
-        index = len(result.candidates)
-        result.candidates.append(candidate)
-        if candidate.skipped:
-            continue
-        progress.phase(f"{candidate.name}: export and parity", done=index, total=index + 1 + len(queue) + final_steps)
-        found = _evaluate(candidate, model, batch, budget, tmp / f"c{index}", reference_model, inputs, int8, trt,
-                          threads)
-        if found is not None:
-            evaluated[index] = found
-        if candidate.precision == "int8" and candidate.failed and not candidate.fallback and candidate.error is None:
-            queue.insert(0, Candidate(candidate.target, "int8", candidate.calib, fallback=True))
-    return evaluated
+def _search(result: OptimizeResult, planned: list[Candidate], model: ModelOptions, batch: int, budget: dict,
+            tmp: Path, inputs, int8: Int8Options, trt: TrtOptions, threads: int, build: BuildOptions,
+            journal: Journal) -> dict:
+    """Build every candidate on the engine (a Dask cluster, or here), an INT8 one that misses the budget followed
+    by its per-block float fallback; list them in plan order (each fallback after its own) and return
+    {index: (artifact, ParityRun, runner)} of those that were built, their artifacts unpacked under ``tmp``."""
+    def job_of(candidate: Candidate) -> Job:
+        return Job(model, candidate, batch, budget, int8, trt, threads)
 
-
-def _evaluate(candidate: Candidate, model: ModelOptions, batch: int, budget: dict, folder: Path, reference_model,
-              inputs, int8: Int8Options, trt: TrtOptions, threads: int):
-    """Export ``candidate`` and compare it with PyTorch; fill its fields; return (artifact, ParityRun, runner),
-    or None when it cannot be built here."""
-    options = replace(int8, method=candidate.calib or int8.method, min_cosine=int8.min_cosine if candidate.fallback
-                      else None) if candidate.precision == "int8" else None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", LossyInt8Warning)  # a missed budget is retried with fallback here
-            artifact = export(model, candidate.target, precision=candidate.precision, batch=batch, out=folder,
-                              int8=options, trt=TrtOptions(**options_for(candidate.target, trt.backend_options())))
-    except DiskFull:
-        raise
-    except UserError as exc:  # MissingDependency included
-        candidate.error = str(exc)
+    def fallback_of(job: Job, built: Built) -> Job | None:
+        c = built.candidate
+        if c.precision == "int8" and c.failed and not c.fallback and c.error is None:
+            return job_of(Candidate(c.target, "int8", c.calib, fallback=True))
         return None
-    graph = artifact.manifest.get("precision_graph") or {}
-    candidate.kept_float = len(graph.get("kept_float", []))
-    candidate.float_blocks = list(graph.get("fallback", []))
-    runner = runner_for(artifact, threads, timing=True)
-    memory = footprint(artifact, threads)
-    candidate.peak_rss_mb, candidate.artifact_mb = memory["peak_rss_mb"], memory["artifact_mb"]
-    x_images, x_random, references = inputs
-    run = check_artifact(artifact, reference_model, x_images, x_random, references=references, runner=runner)
-    candidate.photos, candidate.random, candidate.runner = run.images, run.random, run.runner
-    candidate.failed = failures(run.images, budget, "images")
-    return artifact, run, runner
+
+    builds = engine.build_all([job_of(c) for c in planned if not c.skipped], {model.model: inputs}, build,
+                              journal, fallback_of)
+    evaluated = {}
+    for candidate in planned:
+        if candidate.skipped:
+            result.candidates.append(candidate)
+            continue
+        job = job_of(candidate)
+        while job is not None:
+            built, index = builds[job.key], len(result.candidates)
+            result.candidates.append(built.candidate)
+            if built.files:
+                artifact = unpack(built, tmp / f"c{index}")
+                evaluated[index] = (artifact, built.run, runner_for(artifact, threads, timing=True))
+            job = fallback_of(job, built)
+    return evaluated
 
 
 def _race(result: OptimizeResult, runners: dict, torch_model, shape, threads: int, warmup: int, iters: int,

@@ -200,6 +200,28 @@ class DeviceOptions:
 
 
 @dataclass(frozen=True)
+class BuildOptions:
+    """Where optimize builds its candidates (export, calibration, parity against PyTorch; never timing): a
+    local Dask cluster of ``workers`` one-thread processes (None: one per CPU, as memory allows; 0: this
+    process, one after another), or the Dask scheduler at ``cluster`` (``tcp://HOST:8786``), whose workers have
+    this package installed; ``resume``: reuse the builds an interrupted run of the same sweep finished."""
+
+    cluster: str | None = None
+    workers: int | None = None
+    resume: bool = False
+
+    def __post_init__(self):
+        within("--workers", self.workers)
+        if self.cluster is not None:
+            if self.workers is not None:
+                raise UserError("--workers sizes the local cluster; the --cluster scheduler has its own workers, "
+                                "so drop one of them")
+            if not re.fullmatch(r"(tcp|tls)://[\w.\-\[\]:]+:\d{1,5}", self.cluster):
+                raise UserError(f"--cluster {self.cluster!r} is not a Dask scheduler address; give "
+                                "tcp://HOST:PORT, e.g. tcp://10.0.0.5:8786")
+
+
+@dataclass(frozen=True)
 class TimingOptions:
     """How latency is measured: threads (None: all cores), warm-up runs, then ``iters`` runs or ``seconds``;
     ``fresh``: time on a device again even where the results store has the same bundle timed there the same way

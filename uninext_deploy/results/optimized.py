@@ -36,6 +36,8 @@ class Candidate:
     runner: str = ""
     peak_rss_mb: float | None = None  # of a process running it with its runtime alone (memory.py)
     artifact_mb: float | None = None
+    built_on: str | None = None  # the process that built it, host:pid (a Dask worker, or this one: sweep/)
+    build_seconds: float | None = None
 
     @property
     def name(self) -> str:
