@@ -48,7 +48,7 @@ def main() -> None:
                 report = api.verify(bundle.path, device="board")
                 print(f"| {label} | {time.perf_counter() - start:.2f} | {report.device['uploaded']} | "
                       f"{report.device['runtime_created']} |")
-            timing = api.TimingOptions(iters=args.iters, warmup=10)
+            timing = api.TimingOptions(iters=args.iters, warmup=10, fresh=True)  # each round timed, not the store's
             # directly: the same run.py with the device's own venv (the runtime its requirements.txt resolved
             # to there, which may be newer than this environment's pinned one), so only the path differs
             direct = [report.device["python"], str(bundle.path / "run.py"), "--bench", "--json", "--iters",

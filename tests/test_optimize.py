@@ -57,14 +57,21 @@ def test_int8_missing_the_budget_is_retried_with_float_fallback(tmp_path):
     assert f"{len(fallback.float_blocks)} block(s) back in float" in (tmp_path / "o" / "report.md").read_text()
 
 
-def test_interrupted_optimize_leaves_nothing_behind(tmp_path, monkeypatch):
+def test_interrupted_optimize_leaves_no_output_only_its_finished_builds_for_resume(tmp_path, monkeypatch):
+    """Ctrl-C after the builds: no output folder, only the journal of whole builds beside it (o.partial), which
+    --resume takes up (nothing built again) and which goes once the output is written."""
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("uninext_deploy.optimize._race", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        api.optimize("test_convmlp", targets=("ort",), precisions=("fp32",), out=tmp_path / "o")
-    assert list(tmp_path.iterdir()) == []
+    with monkeypatch.context() as patched:
+        patched.setattr("uninext_deploy.optimize._race", interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            api.optimize("test_convmlp", targets=("ort",), precisions=("fp32",), out=tmp_path / "o")
+    assert [p.name for p in tmp_path.iterdir()] == ["o.partial"]
+    assert len(list((tmp_path / "o.partial").glob("*/built.pickle"))) == 1
+    result, _ = api.optimize("test_convmlp", targets=("ort",), precisions=("fp32",), out=tmp_path / "o",
+                             build=api.BuildOptions(resume=True), timing=api.TimingOptions(iters=3))
+    assert result.best is not None and [p.name for p in tmp_path.iterdir()] == ["o"]
 
 
 def test_tensorrt_options_reach_only_the_backend_that_takes_them(tmp_path):

@@ -27,8 +27,9 @@ if TYPE_CHECKING:
     from .bundle import Bundle
     from .parity import ParityReport
     from .profile import DeviceProfile, ProfileReport
-    from .results import OptimizeResult
     from .devices.fleet import FleetRun
+    from .results import OptimizeResult
+    from .sweep.pareto import Sweep
     from .verify import VerifyReport
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_TARGET", "PRECISIONS", "BuildOptions", "DeviceOptions", "Inputs", "Int8Options", "ModelOptions",
@@ -254,25 +255,51 @@ def optimize(model: str | ModelOptions = DEFAULT_MODEL, *, input_size=None, weig
              int8: Int8Options = Int8Options(), trt: TrtOptions = TrtOptions(),
              timing: TimingOptions = TimingOptions(), platform: PlatformOptions = PlatformOptions(),
              labels: str | Path | None = None, device: str | DeviceOptions | None = None,
-             build: BuildOptions = BuildOptions()) -> tuple["OptimizeResult", Path]:
+             build: BuildOptions = BuildOptions(),
+             models: list[str | ModelOptions] | None = None) -> tuple["OptimizeResult | Sweep", Path]:
     """The fastest artifact within a budget (cosine or top-1 drop vs PyTorch on the photos): search, race,
     report and bundle. With ``device``, every candidate is timed there too and the fastest there wins. ``build``:
     where candidates are built (a local Dask cluster by default; ``BuildOptions(workers=0)``: here, one after
-    another; ``cluster``: a scheduler's address) and whether an interrupted run is resumed.
-    Returns the result and its folder."""
+    another; ``cluster``: a scheduler's address) and whether an interrupted run is resumed. ``models``: several
+    models under the same budget instead of ``model`` (``NAME`` or ``NAME=WEIGHTS`` each, with ``model``'s input
+    size, seed and features; or ModelOptions), each reported in its own folder, with the Pareto front across them
+    (a :class:`Sweep`). Returns the result and its folder."""
     from .arm.platforms import bundle_platform
     from .devices import of_platform, open_device
-    from .optimize import optimize as run
+    from .optimize import sweep
 
     device = _device(device, one="optimize")
+    base = _model(model, input_size, weights, seed)
+    swept = _models(models, base) if models is not None else [base]
     with open_device(device.device, accept_new_host_key=device.accept_new_host_key, timeout=device.timeout) as place:
         probed = (place, of_platform(place, bundle_platform(platform.platform))) if device.device else None
-        return run(_model(model, input_size, weights, seed), min_cosine=min_cosine, max_top1_drop=max_top1_drop,
-                   targets=tuple(targets or default_targets()),
-                   precisions=tuple(precisions) if precisions is not None else None,
-                   calib_methods=tuple(calib_methods), batch=batch, images=images, out=out,
-                   make_bundle=make_bundle, int8=int8, trt=trt, timing=timing, platform=platform, labels=labels,
-                   device=probed, build=build)
+        found, folder = sweep(swept, min_cosine=min_cosine, max_top1_drop=max_top1_drop,
+                              targets=tuple(targets or default_targets()),
+                              precisions=tuple(precisions) if precisions is not None else None,
+                              calib_methods=tuple(calib_methods), batch=batch, images=images, out=out,
+                              make_bundle=make_bundle, int8=int8, trt=trt, timing=timing, platform=platform,
+                              labels=labels, device=probed, build=build)
+    return (found if models is not None else found.results[0]), folder
+
+
+def _models(models: list[str | ModelOptions], base: ModelOptions) -> list[ModelOptions]:
+    """``NAME`` or ``NAME=WEIGHTS`` each, built like ``base`` (its input size, seed, features, classes)."""
+    from dataclasses import replace
+
+    if not models:
+        raise UserError("--models names no model; give registered names separated by commas, e.g. "
+                        "uninext_t,convmlp_s (see `models`)")
+    if base.model != DEFAULT_MODEL or base.weights is not None:
+        raise UserError("--models replaces --model and --weights: give each model's weights as NAME=WEIGHTS, "
+                        "e.g. --models uninext_t=in1k,convmlp_s=in1k")
+    built = []
+    for item in models:
+        if isinstance(item, ModelOptions):
+            built.append(item)
+            continue
+        name, _, checkpoint = item.strip().partition("=")
+        built.append(replace(base, model=name.strip(), weights=checkpoint.strip() or None))
+    return built
 
 
 def report(results: str | Path | None = None, out: str | Path | None = None) -> tuple["OptimizeResult", Path]:

@@ -540,22 +540,46 @@ def optimize(min_cosine: Annotated[Optional[float], typer.Option(
                                                                                   "winner's bundle.", metavar="DIR")] = None,
              make_bundle: Annotated[bool, typer.Option("--bundle/--no-bundle", help="Write the winner as a "
                                                                                     "bundle.", metavar="")] = True,
+             models: Annotated[Optional[list[str]], typer.Option(
+                 "--models", help="Sweep several models under the same budget instead of --model, repeated or "
+                                  "comma-separated: NAME, or NAME=WEIGHTS (see `models`); each gets its folder, "
+                                  "with the Pareto front across them.", metavar="M,M")] = None,
              labels: Labels = None, as_json: Json = False, *, model: ModelOptions, int8_options: Int8Options,
              trt: TrtOptions,
              timing: TimingOptions, platform: PlatformOptions, device: DeviceOptions, build: BuildOptions) -> None:
     """The fastest artifact within an accuracy budget: search, report, bundle; with --device, timed on that
     device and the fastest there wins. Candidates are built on a local Dask cluster (or --cluster), then timed
     here in turns."""
-    with _steps(f"searching {model.model}"):
+    swept = _listed(models)
+    with _steps(f"searching {', '.join(swept) if swept is not None else model.model}"):
         result, folder = api.optimize(
             model, min_cosine=min_cosine, max_top1_drop=max_top1_drop, targets=_listed(targets),
             precisions=_listed(precisions),
             calib_methods=_listed(calib_methods) or ("percentile", "entropy"), batch=batch, images=images,
             out=out_dir, make_bundle=make_bundle, int8=int8_options, trt=trt, timing=timing, platform=platform,
-            labels=labels, device=device, build=build)
+            labels=labels, device=device, build=build, models=swept)
+    if swept is not None:
+        return _print_sweep(result, folder, as_json)
     _print_search(result, folder, as_json)
     if result.best is None:
         raise ParityFailure(result.note or "no candidate met the budget")
+
+
+def _print_sweep(swept, folder: Path, as_json: bool) -> None:
+    if as_json:
+        _print_json({"folder": str(folder), **swept.as_dict()})
+    else:
+        for result, sub in zip(swept.results, swept.folders):
+            _print_search(result, folder / sub, False)
+        table = Table(title="Pareto front across models: latency against cosine to PyTorch", box=box.SIMPLE_HEAD)
+        for col in ("model", "candidate", "p50 ms", "cosine", "its model's winner"):
+            table.add_column(col, justify="right" if col in ("p50 ms", "cosine") else "left")
+        for p in swept.front:
+            table.add_row(p.model, p.candidate, f"{p.p50_ms:.3f}", f"{p.cosine:.6f}", "yes" if p.winner else "")
+        out.print(table)
+        out.print(f"sweep: {folder / 'sweep.md'}", highlight=False)
+    if not any(r.best for r in swept.results):
+        raise ParityFailure("no candidate of any model met the budget")
 
 
 @app.command(cls=_Command)

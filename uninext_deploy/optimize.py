@@ -12,7 +12,7 @@ per-block float fallback (most sensitive block first), on the QDQ graph and on O
 from __future__ import annotations
 
 import tempfile
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ from .results import RESULTS, Candidate, OptimizeResult, budget_tolerance
 from .sweep import engine
 from .sweep.build import Built, Job, unpack
 from .sweep.journal import Journal
+from .sweep.pareto import SWEEP, Sweep
 
 DEFAULT_CALIB_METHODS = ("percentile", "entropy")
 RANDOM_INPUTS = 2  # reported, not budgeted
@@ -63,127 +64,175 @@ def plan(targets=BACKENDS, precisions=None, calib_methods=DEFAULT_CALIB_METHODS)
     return plans
 
 
-def optimize(model: ModelOptions, *, min_cosine: float | None = None, max_top1_drop: float | None = None,
-             targets=BACKENDS, precisions=None, calib_methods=DEFAULT_CALIB_METHODS, batch: int = 1,
-             images: str | Path | None = None, out: str | Path | None = None, make_bundle: bool = True,
-             int8: Int8Options = Int8Options(), trt: TrtOptions = TrtOptions(),
-             timing: TimingOptions = TimingOptions(), platform: PlatformOptions = PlatformOptions(),
-             labels: str | Path | None = None, device=None,
-             build: BuildOptions = BuildOptions()) -> tuple[OptimizeResult, Path]:
-    """Search, pick and package; write ``out``/results.json, report.md, report.html (+ the bundle).
+def optimize(model: ModelOptions, **options) -> tuple[OptimizeResult, Path]:
+    """Search, pick and package one model (:func:`sweep` of it alone); write ``out``/results.json, report.md,
+    report.html (+ the bundle). Returns the result and the output folder."""
+    swept, out = sweep([model], **options)
+    return swept.results[0], out
+
+
+def sweep(models: list[ModelOptions], *, min_cosine: float | None = None, max_top1_drop: float | None = None,
+          targets=BACKENDS, precisions=None, calib_methods=DEFAULT_CALIB_METHODS, batch: int = 1,
+          images: str | Path | None = None, out: str | Path | None = None, make_bundle: bool = True,
+          int8: Int8Options = Int8Options(), trt: TrtOptions = TrtOptions(),
+          timing: TimingOptions = TimingOptions(), platform: PlatformOptions = PlatformOptions(),
+          labels: str | Path | None = None, device=None,
+          build: BuildOptions = BuildOptions()) -> tuple[Sweep, Path]:
+    """Every model's candidates under one budget: all built on the engine at once (``build``: sweep/engine.py, a
+    local Dask cluster by default; ``build.resume`` reuses an interrupted run's builds), then timed here in one
+    race (and with ``device``, a device and its probe's facts, on the device by each bundle's run.py --bench in
+    turns: the fastest there wins); each model's winner packaged and reported in its own folder. One model: that
+    folder is ``out``; several: ``out``/MODEL-.../ each, beside sweep.json, sweep.md and the Pareto plot across
+    models (sweep/pareto.py).
 
     A feature model (``model.features``) is judged on its worst output: the budget must be a cosine.
-    ``labels``: the class names the bundle carries (see bundle.read_labels). ``device`` (a device and its
-    probe's facts): every candidate is also timed there, packaged as its bundle, by its run.py --bench in turns,
-    and the fastest there within the budget wins. ``build``: where the candidates are built (sweep/engine.py: a
-    local Dask cluster by default); with ``build.resume``, an interrupted run's finished builds are reused.
-
-    ``int8.min_cosine`` (the INT8 fallback target, cosine to the float graph) defaults to the budget's
-    cosine (0.999 under a top-1 budget). The output folder is written atomically. Returns the result and
-    the output folder.
+    ``labels``: the class names the bundles carry (see bundle.read_labels). ``int8.min_cosine`` (the INT8
+    fallback target, cosine to the float graph) defaults to the budget's cosine (0.999 under a top-1 budget).
+    The output folder is written atomically.
     """
-    from .report import write_report
-    from .roofline import machine_id
-
     from .bundle import read_labels
+    from .report import write_report
+    from .sweep.report import write_sweep
 
     budget = budget_tolerance(min_cosine, max_top1_drop)
-    if model.features is not None and "top1" in budget:
+    if any(m.features is not None for m in models) and "top1" in budget:
         raise UserError("--max-top1-drop needs class logits; a --features model is judged on its worst feature "
                         "map, so give --min-cosine instead")
-    names = read_labels(labels, model)
     if timing.seconds is not None:
         raise UserError("optimize times every candidate in turns for --iters runs; drop --seconds")
+    twice = sorted({m.model for m in models if [n.model for n in models].count(m.model) > 1})
+    if twice:
+        raise UserError(f"--models names {', '.join(twice)} twice; name each model once")
     target_platform = bundle_platform(platform.platform)
     threads = timing.threads or runtimes.usable_cpus()
-    candidates = plan(targets, precisions, calib_methods)
-    torch_model = build_model(model, batch)
-    reference_model = torch_model if batch == 1 else build_model(model)
-    shape = list(torch_model.input_shape)
-    h, w = shape[2:]
-    name = torch_model.spec.name
-    out = Path(out) if out is not None else \
-        Path("optimized") / f"{name}-b{batch}-{h}x{w}-{target_platform.replace('/', '-')}"
+    planned = plan(targets, precisions, calib_methods)
     final_steps = 3 + make_bundle  # race, per-layer profile, (bundle), report
-    progress.phase("PyTorch references on the photos", total=len(candidates) + final_steps)
-    inputs = reference_inputs(reference_model, Inputs(images, RANDOM_INPUTS), model.seed)
-    fallback = int8.min_cosine or (budget["cosine"][0] if "cosine" in budget else 0.999)
-    result = OptimizeResult(name, shape, target_platform, threads, {k: list(v) for k, v in budget.items()},
-                            None, count_macs(name, (h, w), batch, model.features) / 1e9, [], machine=machine_id())
+    progress.phase("PyTorch references on the photos", total=len(planned) * len(models) + final_steps)
+    searches = [_Search.start(m, planned, budget, batch, images, threads, target_platform, read_labels(labels, m))
+                for m in models]
+    out = Path(out) if out is not None else Path("optimized") / (
+        searches[0].folder_name if len(searches) == 1 else
+        f"sweep-{'-'.join(m.model for m in models)}-b{batch}-{target_platform.replace('/', '-')}")
     journal = Journal(out.with_name(out.name + ".partial"), build.resume)
     if journal.told():
         progress.phase(journal.told())
-    with atomic_folder(out, marker=RESULTS) as folder, tempfile.TemporaryDirectory(prefix="uninext-optimize-") as tmp:
-        evaluated = _search(result, candidates, model, batch, budget, Path(tmp), inputs,
-                            replace(int8, min_cosine=fallback), trt, threads, build, journal)
-        done, steps = len(result.candidates), len(result.candidates) + final_steps
+    fallback = int8.min_cosine or (budget["cosine"][0] if "cosine" in budget else 0.999)
+    with atomic_folder(out, marker=RESULTS if len(searches) == 1 else SWEEP) as folder, \
+            tempfile.TemporaryDirectory(prefix="uninext-optimize-") as tmp:
+        jobs = {id(s): [s.job(c, replace(int8, min_cosine=fallback), trt) for c in s.planned if not c.skipped]
+                for s in searches}
+        builds = engine.build_all([job for s in searches for job in jobs[id(s)]],
+                                  {s.model.model: s.inputs for s in searches}, build, journal, _fallback_of)
+        for i, s in enumerate(searches):
+            s.assemble(builds, replace(int8, min_cosine=fallback), trt, Path(tmp) / f"m{i}")
+        done = sum(len(s.result.candidates) for s in searches)
+        steps = done + final_steps
         progress.phase("latency of every candidate and PyTorch eager, in turns", done=done, total=steps)
-        _race(result, {i: runner for i, (_, _, runner) in evaluated.items()}, torch_model, shape, threads,
-              timing.warmup, timing.runs)
-        if device is not None:
-            progress.phase(f"latency of every candidate on {device[0].name}, in turns", done=done, total=steps)
-            _race_on_device(result, evaluated, device, budget, Path(tmp), timing, platform)
-        progress.phase("per-layer profile of the winner", done=done + 1, total=steps)
-        _pick_and_package(result, evaluated, budget, folder if make_bundle else None, threads, platform, names,
-                          lambda text: progress.phase(text, done=done + 2, total=steps))
-        progress.phase("writing the report", done=steps - 1, total=steps)
-        write_report(result, folder)
+        _race(searches, threads, timing.warmup, timing.runs)
+        for i, s in enumerate(searches):
+            if device is not None:
+                progress.phase(f"latency of every {s.model.model} candidate on {device[0].name}, in turns",
+                               done=done, total=steps)
+                _race_on_device(s.result, s.evaluated, device, budget, Path(tmp) / f"m{i}", timing, platform)
+            progress.phase(f"per-layer profile of the {s.model.model} winner", done=done + 1, total=steps)
+            into = folder if len(searches) == 1 else folder / s.folder_name
+            into.mkdir(exist_ok=True)
+            _pick_and_package(s.result, s.evaluated, budget, into if make_bundle else None, threads, platform,
+                              s.labels, lambda text: progress.phase(text, done=done + 2, total=steps))
+            progress.phase("writing the report", done=steps - 1, total=steps)
+            write_report(s.result, into)
+        swept = Sweep([s.result for s in searches], [s.folder_name for s in searches] if len(searches) > 1 else ["."])
+        if len(searches) > 1:
+            write_sweep(swept, folder)
     journal.close()  # the output is written: an interrupted run's builds are of no more use
-    return result, out
+    return swept, out
 
 
-def _search(result: OptimizeResult, planned: list[Candidate], model: ModelOptions, batch: int, budget: dict,
-            tmp: Path, inputs, int8: Int8Options, trt: TrtOptions, threads: int, build: BuildOptions,
-            journal: Journal) -> dict:
-    """Build every candidate on the engine (a Dask cluster, or here), an INT8 one that misses the budget followed
-    by its per-block float fallback; list them in plan order (each fallback after its own) and return
-    {index: (artifact, ParityRun, runner)} of those that were built, their artifacts unpacked under ``tmp``."""
-    def job_of(candidate: Candidate) -> Job:
-        return Job(model, candidate, batch, budget, int8, trt, threads)
-
-    def fallback_of(job: Job, built: Built) -> Job | None:
-        c = built.candidate
-        if c.precision == "int8" and c.failed and not c.fallback and c.error is None:
-            return job_of(Candidate(c.target, "int8", c.calib, fallback=True))
-        return None
-
-    builds = engine.build_all([job_of(c) for c in planned if not c.skipped], {model.model: inputs}, build,
-                              journal, fallback_of)
-    evaluated = {}
-    for candidate in planned:
-        if candidate.skipped:
-            result.candidates.append(candidate)
-            continue
-        job = job_of(candidate)
-        while job is not None:
-            built, index = builds[job.key], len(result.candidates)
-            result.candidates.append(built.candidate)
-            if built.files:
-                artifact = unpack(built, tmp / f"c{index}")
-                evaluated[index] = (artifact, built.run, runner_for(artifact, threads, timing=True))
-            job = fallback_of(job, built)
-    return evaluated
+def _fallback_of(job: Job, built: Built) -> Job | None:
+    """An INT8 candidate that misses the budget is built again with per-block float fallback."""
+    c = built.candidate
+    if c.precision == "int8" and c.failed and not c.fallback and c.error is None:
+        return replace(job, candidate=Candidate(c.target, "int8", c.calib, fallback=True))
+    return None
 
 
-def _race(result: OptimizeResult, runners: dict, torch_model, shape, threads: int, warmup: int, iters: int,
-          rounds: int = 5) -> None:
-    """Time every candidate and PyTorch eager in turns (timing.race); fill in their latencies."""
+@dataclass
+class _Search:
+    """One model's search under way: its PyTorch model (timed as eager) and references, its result so far, the
+    candidates planned and, once built, {index: (artifact, ParityRun, runner)} of those that were."""
+
+    model: ModelOptions
+    torch_model: object
+    inputs: tuple
+    result: OptimizeResult
+    planned: list[Candidate]
+    labels: list[str] | None
+    folder_name: str
+    batch: int
+    evaluated: dict = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, model: ModelOptions, planned: list[Candidate], budget: dict, batch: int, images, threads: int,
+              target_platform: str, labels) -> "_Search":
+        from .roofline import machine_id
+
+        torch_model = build_model(model, batch)
+        reference_model = torch_model if batch == 1 else build_model(model)
+        shape = list(torch_model.input_shape)
+        h, w = shape[2:]
+        name = torch_model.spec.name
+        inputs = reference_inputs(reference_model, Inputs(images, RANDOM_INPUTS), model.seed)
+        result = OptimizeResult(name, shape, target_platform, threads, {k: list(v) for k, v in budget.items()},
+                                None, count_macs(name, (h, w), batch, model.features) / 1e9, [],
+                                machine=machine_id())
+        return cls(model, torch_model, inputs, result, [replace(c) for c in planned], labels,
+                   f"{name}-b{batch}-{h}x{w}-{target_platform.replace('/', '-')}", batch)
+
+    def job(self, candidate: Candidate, int8: Int8Options, trt: TrtOptions) -> Job:
+        return Job(self.model, candidate, self.batch, {k: tuple(v) for k, v in self.result.budget.items()}, int8,
+                   trt, self.result.threads)
+
+    def assemble(self, builds: dict, int8: Int8Options, trt: TrtOptions, tmp: Path) -> None:
+        """The candidates in plan order (each fallback after its own), their artifacts unpacked under ``tmp``
+        and loaded for timing."""
+        for candidate in self.planned:
+            if candidate.skipped:
+                self.result.candidates.append(candidate)
+                continue
+            job = self.job(candidate, int8, trt)
+            while job is not None:
+                built, index = builds[job.key], len(self.result.candidates)
+                self.result.candidates.append(built.candidate)
+                if built.files:
+                    artifact = unpack(built, tmp / f"c{index}")
+                    self.evaluated[index] = (artifact, built.run, runner_for(artifact, self.result.threads,
+                                                                              timing=True))
+                job = _fallback_of(job, built)
+
+
+def _race(searches: list[_Search], threads: int, warmup: int, iters: int, rounds: int = 5) -> None:
+    """Time every model's candidates and its PyTorch eager in one race, in turns (timing.race), so that the
+    machine's drift hits all alike, across models too; fill in their latencies."""
     import torch
 
-    x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-    xt = torch.from_numpy(x)
-    contestants = {i: (lambda r=runner: r.run(x)) for i, runner in runners.items()}
-    contestants["eager"] = lambda: torch_model(xt)
+    contestants = {}
+    for m, s in enumerate(searches):
+        x = np.random.default_rng(0).standard_normal(s.result.input_shape, dtype=np.float32)
+        xt = torch.from_numpy(x)
+        contestants.update({(m, i): (lambda r=runner, x=x: r.run(x)) for i, (_, _, runner) in s.evaluated.items()})
+        contestants[(m, "eager")] = lambda model=s.torch_model, xt=xt: model(xt)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         with torch.inference_mode():
-            latencies = race(contestants, batch=shape[0], warmup=warmup, iters=iters, rounds=rounds)
+            latencies = race(contestants, batch=searches[0].batch, warmup=warmup, iters=iters, rounds=rounds)
     finally:
         torch.set_num_threads(previous)
-    result.eager = latencies.pop("eager")
-    for index, latency in latencies.items():
-        result.candidates[index].latency = latency
+    for (m, index), latency in latencies.items():
+        if index == "eager":
+            searches[m].result.eager = latency
+        else:
+            searches[m].result.candidates[index].latency = latency
 
 
 def _race_on_device(result: OptimizeResult, evaluated: dict, device, budget: dict, tmp: Path, timing: TimingOptions,

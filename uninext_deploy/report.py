@@ -127,16 +127,16 @@ def markdown(result: OptimizeResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _nines(cosine: float) -> float:
+def nines(cosine: float) -> float:
     """-log10(1 - cosine), capped: 0.99 -> 2, 0.9999 -> 4; spreads the cosines that matter."""
     return min(9.0, -math.log10(max(1e-9, 1.0 - cosine)))
 
 
 def scatter_svg(result: OptimizeResult, width: int = 760, height: int = 360) -> str:
-    points = [(c, _nines(c.photos.cosine), c.latency.p50_ms) for c in result.candidates if c.latency and c.photos]
+    points = [(c, nines(c.photos.cosine), c.latency.p50_ms) for c in result.candidates if c.latency and c.photos]
     left, right, top, bottom = 70, 140, 20, 50  # room on the right for the labels of near-exact candidates
     plot_w, plot_h = width - left - right, height - top - bottom
-    xs = [p[1] for p in points] + [_nines(bound) for metric, (bound, _) in result.budget.items() if metric == "cosine"]
+    xs = [p[1] for p in points] + [nines(bound) for metric, (bound, _) in result.budget.items() if metric == "cosine"]
     x_lo, x_hi = (math.floor(min(xs)), math.ceil(max(xs)) + 0.5) if xs else (0, 1)
     y_hi = max([p[2] for p in points] + [result.eager.p50_ms]) * 1.1
 
@@ -165,8 +165,8 @@ def scatter_svg(result: OptimizeResult, width: int = 760, height: int = 360) -> 
                  f'fill="#666">PyTorch eager</text>')
     for metric, (bound, _) in result.budget.items():
         if metric == "cosine":
-            parts.append(f'<line x1="{sx(_nines(bound)):.1f}" y1="{top}" x2="{sx(_nines(bound)):.1f}" '
-                         f'y2="{top + plot_h}" stroke="#c33" stroke-dasharray="5 3"/><text x="{sx(_nines(bound)) + 4:.1f}" '
+            parts.append(f'<line x1="{sx(nines(bound)):.1f}" y1="{top}" x2="{sx(nines(bound)):.1f}" '
+                         f'y2="{top + plot_h}" stroke="#c33" stroke-dasharray="5 3"/><text x="{sx(nines(bound)) + 4:.1f}" '
                          f'y="{top + 12}" fill="#c33">budget {bound:g}</text>')
     placed: list[tuple[float, float, float]] = []  # label boxes (x, y, width) already drawn
     for c, x, y in points:

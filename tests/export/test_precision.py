@@ -15,9 +15,11 @@ from uninext_deploy.options import Int8Options
 from uninext_deploy.pipeline import build_model, int8_request
 
 
-# UniNeXt-T INT8 at 128 px on 16 samples keeps this test short; its memory no longer depends on them (calibration
-# streams: 1.4 GB peak for the whole export at 224 on 32 samples, where ORT's one-pass calibrator took 8.4 GB)
-SIZES = {"convmlp_s": (None, 32), "uninext_t": (128, 16)}
+# UniNeXt-T INT8 at 160 px on 16 samples keeps this test short; its memory no longer depends on them (calibration
+# streams: 1.4 GB peak for the whole export at 224 on 32 samples, where ORT's one-pass calibrator took 8.4 GB).
+# Not 128 px: on a CPU without VNNI (AMD EPYC Zen 3, AVX2), whose 7-bit weights lose a little, 128 px reached
+# cosine 0.9897 on 16 samples and 0.9919 on 32; 160 px on 16 reached 0.9956, and the default 224 on 32 0.9982.
+SIZES = {"convmlp_s": (None, 32), "uninext_t": (160, 16)}
 
 
 # the default run: INT8 of the default model and FP16 of ConvMLP-S; the other two under the slow marker (30 s on

@@ -88,16 +88,22 @@ def test_a_worker_killed_mid_build_loses_only_its_candidate_which_is_built_again
     recorder = Recorder()
     killer.start()
     with progress.reporting(recorder):
-        result, _ = api.optimize("test_convmlp", out=tmp_path / "swept", build=api.BuildOptions(cluster=address),
-                                 **SWEEP)
+        swept, folder = api.optimize(models=["test_convmlp", "test_uninet"], out=tmp_path / "swept",
+                                     build=api.BuildOptions(cluster=address), **SWEEP)
     killer.join(timeout=10)
     assert "pid" in killed, "no build was seen running"
-    built = [c for c in result.candidates if not c.skipped]
-    assert [c.name for c in built] == ["ort fp32", "ort int8 (percentile)", "ort int8 (entropy)"]
-    assert all(c.error is None and c.photos is not None and c.latency is not None for c in built)
-    assert not any(c.built_on.endswith(f":{killed['pid']}") for c in built)  # what it held was built again
+    assert [r.model for r in swept.results] == ["test_convmlp", "test_uninet"]
+    for result in swept.results:
+        built = [c for c in result.candidates if not c.skipped]
+        assert [c.name for c in built] == ["ort fp32", "ort int8 (percentile)", "ort int8 (entropy)"]
+        assert all(c.error is None and c.photos is not None and c.latency is not None for c in built)
+        assert not any(c.build["on"].endswith(f":{killed['pid']}") for c in built)  # what it held was built again
+        assert all(c.build["seconds"] > 0 and c.build["peak_mb"] > 0 and c.build["fetch_seconds"] < 5 for c in built)
+        assert result.best is not None and (folder / swept.folders[swept.results.index(result)] / "results.json").is_file()
     assert any("its worker died; building it once more" in line for line in recorder.lines), recorder.lines
-    assert result.best is not None
+    kept = json.loads((folder / "sweep.json").read_text())
+    assert kept["models"] == ["test_convmlp", "test_uninet"] and kept["front"]
+    assert {p["model"] for p in kept["front"]} <= {"test_convmlp", "test_uninet"}
     dead = [p for p in workers if p.poll() is not None]
     assert len(dead) == 1 and dead[0].returncode == -signal.SIGKILL
 

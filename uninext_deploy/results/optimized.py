@@ -36,8 +36,9 @@ class Candidate:
     runner: str = ""
     peak_rss_mb: float | None = None  # of a process running it with its runtime alone (memory.py)
     artifact_mb: float | None = None
-    built_on: str | None = None  # the process that built it, host:pid (a Dask worker, or this one: sweep/)
-    build_seconds: float | None = None
+    # how it was built (sweep/): {"on": host:pid of the process (a Dask worker, or this one), "seconds",
+    # "peak_mb": that process's peak resident memory so far, "fetch_seconds": its result's way back here}
+    build: dict | None = None
 
     @property
     def name(self) -> str:

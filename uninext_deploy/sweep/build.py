@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from ..artifact import Artifact, DiskFull
 from ..backends import options_for
+from ..device.timing import peak_rss_mb
 from ..errors import UserError
 from ..options import Int8Options, ModelOptions, TrtOptions
 from ..results import Candidate
@@ -63,7 +64,7 @@ def build(job: Job, inputs) -> Built:
     """Run ``job`` here: ``inputs`` are the model's (x_images, x_random, references), made once by the host."""
     from ..parity import check_artifact
 
-    start, candidate = time.monotonic(), replace(job.candidate, built_on=f"{socket.gethostname()}:{os.getpid()}")
+    start, candidate = time.monotonic(), replace(job.candidate)
     with tempfile.TemporaryDirectory(prefix="uninext-build-") as root:
         artifact = _export(job, candidate, Path(root) / "artifact")
         run = None
@@ -84,8 +85,9 @@ def build(job: Job, inputs) -> Built:
             candidate.failed = failures(run.images, job.budget, "images")
         files = {p.relative_to(artifact.path).as_posix(): p.read_bytes()
                  for p in sorted(artifact.path.rglob("*")) if p.is_file()} if artifact is not None else {}
-    candidate.build_seconds = round(time.monotonic() - start, 3)
-    return Built(candidate, run, files, candidate.built_on, candidate.build_seconds)
+    seconds, on = round(time.monotonic() - start, 3), f"{socket.gethostname()}:{os.getpid()}"
+    candidate.build = {"on": on, "seconds": seconds, "peak_mb": round(peak_rss_mb())}
+    return Built(candidate, run, files, on, seconds)
 
 
 def _export(job: Job, candidate: Candidate, out: Path) -> Artifact | None:

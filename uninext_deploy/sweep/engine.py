@@ -14,6 +14,7 @@ import time
 from dataclasses import replace
 from typing import Callable, Iterator
 
+from ..artifact import DiskFull
 from ..console import progress
 from ..errors import UserError
 from ..options import BuildOptions
@@ -61,7 +62,7 @@ def client(options: BuildOptions) -> Iterator[object]:
         return
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
             LocalCluster(n_workers=local_workers(options), threads_per_worker=1, processes=True, host="127.0.0.1",
-                         dashboard_address=None, silence_logs=logging.ERROR,
+                         dashboard_address=None, silence_logs=logging.CRITICAL,
                          memory_limit=0) as cluster, Client(cluster) as connected:
         # memory_limit 0: no worker is paused or restarted for its memory (an export peaks and then lets go)
         yield connected
@@ -103,6 +104,8 @@ def build_all(jobs: list[Job], inputs: dict[str, object], options: BuildOptions,
             progress.phase(f"{job.model.model} {job.candidate.name}: export and parity", done=len(done), total=total)
             try:
                 built = build(job, inputs[job.model.model])
+            except DiskFull:
+                raise
             except UserError as exc:  # as a worker's: this candidate's end, not the sweep's
                 built = Built(replace(job.candidate, error=str(exc)), None, {}, "this process", 0.0)
             follow = finished(job, built)
@@ -146,9 +149,13 @@ def _on_cluster(connected, pending: list[Job], inputs: dict, finished, total: in
                 continue
             built = Built(replace(job.candidate, error=f"its worker died twice while building it ({exc})"), None, {},
                           "", 0.0)
+        except DiskFull:
+            raise  # this machine's or a worker's disk: the sweep stops, in one line
         except UserError as exc:
             built = Built(replace(job.candidate, error=str(exc)), None, {}, "", 0.0)
         built.fetched = round(time.monotonic() - start, 3)
+        if built.candidate.build is not None:
+            built.candidate.build["fetch_seconds"] = built.fetched
         follow = finished(job, built)
         if follow is not None:
             running.add(submit(follow))
