@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_MODEL", "DEFAULT_TARGET", "PRECISIONS", "BuildOptions", "DeviceOptions", "Inputs", "Int8Options", "ModelOptions",
            "PlatformOptions", "TimingOptions", "TrtOptions", "UserError", "ParityFailure", "__version__", "export",
            "parity", "profile", "bundle", "verify", "optimize", "report", "results", "models_table", "doctor", "describe",
-           "default_targets", "newest_bundle", "gated_inputs", "bounds_text", "candidate_table", "requirement_text",
+           "default_targets", "newest_bundle", "gated_inputs", "bounds_text", "candidate_table", "device_table", "requirement_text",
            "canonical_target", "PUBLIC_KEY"]
 
 
@@ -202,8 +202,8 @@ def _device(device: str | list[str] | DeviceOptions | None, one: str | None = No
     """DEST, several DESTs (a fleet) or the options themselves; ``one``: the command, which takes one device."""
     device = device if isinstance(device, DeviceOptions) else DeviceOptions(device)
     if one is not None and device.fleet:
-        raise UserError(f"{one} runs on one device at a time; give --device once (verify and profile take several "
-                        "devices or --devices)")
+        raise UserError(f"{one} runs on one device at a time; give --device once (verify, profile and optimize "
+                        "take several devices or --devices)")
     return device
 
 
@@ -255,20 +255,24 @@ def optimize(model: str | ModelOptions = DEFAULT_MODEL, *, input_size=None, weig
              int8: Int8Options = Int8Options(), trt: TrtOptions = TrtOptions(),
              timing: TimingOptions = TimingOptions(), platform: PlatformOptions = PlatformOptions(),
              labels: str | Path | None = None, device: str | DeviceOptions | None = None,
-             build: BuildOptions = BuildOptions(),
-             models: list[str | ModelOptions] | None = None) -> tuple["OptimizeResult | Sweep", Path]:
+             build: BuildOptions = BuildOptions(), models: list[str | ModelOptions] | None = None,
+             pick: str = "each-device") -> tuple["OptimizeResult | Sweep", Path]:
     """The fastest artifact within a budget (cosine or top-1 drop vs PyTorch on the photos): search, race,
     report and bundle. With ``device``, every candidate is timed there too and the fastest there wins. ``build``:
     where candidates are built (a local Dask cluster by default; ``BuildOptions(workers=0)``: here, one after
     another; ``cluster``: a scheduler's address) and whether an interrupted run is resumed. ``models``: several
     models under the same budget instead of ``model`` (``NAME`` or ``NAME=WEIGHTS`` each, with ``model``'s input
     size, seed and features; or ModelOptions), each reported in its own folder, with the Pareto front across them
-    (a :class:`Sweep`). Returns the result and its folder."""
+    (a :class:`Sweep`). With several devices (a fleet), every candidate is timed on each; each device's winner is
+    reported and (``pick`` "each-device") bundled for it, or (``pick`` "slowest-device") only the one artifact
+    that is fastest where it is slowest. Returns the result and its folder."""
     from .arm.platforms import bundle_platform
     from .devices import of_platform, open_device
     from .optimize import sweep
 
-    device = _device(device, one="optimize")
+    device = _device(device)
+    if device.fleet and platform.platform != "host":
+        raise UserError("--devices bundles each winner for its device's own platform; drop --platform")
     base = _model(model, input_size, weights, seed)
     swept = _models(models, base) if models is not None else [base]
     with open_device(device.device, accept_new_host_key=device.accept_new_host_key, timeout=device.timeout) as place:
@@ -278,7 +282,8 @@ def optimize(model: str | ModelOptions = DEFAULT_MODEL, *, input_size=None, weig
                               precisions=tuple(precisions) if precisions is not None else None,
                               calib_methods=tuple(calib_methods), batch=batch, images=images, out=out,
                               make_bundle=make_bundle, int8=int8, trt=trt, timing=timing, platform=platform,
-                              labels=labels, device=probed, build=build)
+                              labels=labels, device=probed, fleet=device if device.fleet else None, pick=pick,
+                              build=build)
     return (found if models is not None else found.results[0]), folder
 
 
@@ -383,6 +388,14 @@ def candidate_table(result: "OptimizeResult") -> tuple[list[str], list[dict]]:
     for row in table:
         row["cells"] = [cell(row, key, spec) for _, key, spec in columns(result)]
     return [title for title, _, _ in columns(result)], table
+
+
+def device_table(result: "OptimizeResult") -> list[dict]:
+    """Over a fleet, a row per device ({"device", "architecture", "cpu", "winner", "p50", "temperature", "bundle",
+    "why"}), as both reports show it; empty otherwise."""
+    from .report import fleet_rows
+
+    return fleet_rows(result)
 
 
 def describe(artifact: "Artifact") -> list[str]:

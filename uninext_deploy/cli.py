@@ -544,12 +544,17 @@ def optimize(min_cosine: Annotated[Optional[float], typer.Option(
                  "--models", help="Sweep several models under the same budget instead of --model, repeated or "
                                   "comma-separated: NAME, or NAME=WEIGHTS (see `models`); each gets its folder, "
                                   "with the Pareto front across them.", metavar="M,M")] = None,
+             pick: Annotated[str, typer.Option(
+                 "--pick", help="Over several devices: each-device bundles every device's winner for it; "
+                                "slowest-device bundles only the one artifact fastest where it is slowest.",
+                 metavar="each-device|slowest-device")] = "each-device",
              labels: Labels = None, as_json: Json = False, *, model: ModelOptions, int8_options: Int8Options,
              trt: TrtOptions,
              timing: TimingOptions, platform: PlatformOptions, device: DeviceOptions, build: BuildOptions) -> None:
     """The fastest artifact within an accuracy budget: search, report, bundle; with --device, timed on that
-    device and the fastest there wins. Candidates are built on a local Dask cluster (or --cluster), then timed
-    here in turns."""
+    device and the fastest there wins; with several (--device again, --devices), on each: every device's winner
+    and the one fastest where it is slowest. Candidates are built on a local Dask cluster (or --cluster), then
+    timed here in turns; --models sweeps several models."""
     swept = _listed(models)
     with _steps(f"searching {', '.join(swept) if swept is not None else model.model}"):
         result, folder = api.optimize(
@@ -557,10 +562,15 @@ def optimize(min_cosine: Annotated[Optional[float], typer.Option(
             precisions=_listed(precisions),
             calib_methods=_listed(calib_methods) or ("percentile", "entropy"), batch=batch, images=images,
             out=out_dir, make_bundle=make_bundle, int8=int8_options, trt=trt, timing=timing, platform=platform,
-            labels=labels, device=device, build=build, models=swept)
+            labels=labels, device=device, build=build, models=swept, pick=pick)
     if swept is not None:
         return _print_sweep(result, folder, as_json)
     _print_search(result, folder, as_json)
+    if result.fleet:  # as every fleet command: 0 each device has its winner, 2 none was reached, else 1
+        won = sum(d.get("winner") is not None and not d.get("bundle_error") for d in result.fleet)
+        if not as_json:
+            out.print(f"{won} of {len(result.fleet)} devices have a winner", highlight=False)
+        raise typer.Exit(0 if won == len(result.fleet) else 2 if not any(d["reached"] for d in result.fleet) else 1)
     if result.best is None:
         raise ParityFailure(result.note or "no candidate met the budget")
 
@@ -645,6 +655,16 @@ def _print_search(result, folder: Path, as_json: bool) -> None:
             out.print(f"{row['candidate']}: {row['why']}", highlight=False)
     if result.class_change:
         out.print(f"[yellow]note:[/yellow] {result.class_change}", highlight=False)
+    devices = api.device_table(result)
+    if devices:
+        fleet = Table(title=f"on each device (best where it is slowest: {result.best.name if result.best else 'none'})",
+                      box=box.SIMPLE_HEAD)
+        for col in ("device", "architecture", "its winner", "p50 ms there", "°C", "bundle", "why not"):
+            fleet.add_column(col, justify="right" if col in ("p50 ms there", "°C") else "left")
+        for r in devices:
+            fleet.add_row(r["device"], r["architecture"], r["winner"], "" if r["p50"] is None else f"{r['p50']:.2f}",
+                          "" if r["temperature"] is None else f"{r['temperature']:.0f}", r["bundle"], r["why"])
+        out.print(fleet)
     out.print(f"report: {folder / 'report.html'}  {folder / 'report.md'}", highlight=False)
     if result.bundle:
         out.print(f"bundle: {folder / result.bundle}  {folder / (result.bundle + '.tar.gz')}", highlight=False)

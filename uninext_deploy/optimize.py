@@ -22,8 +22,7 @@ from .arm.platforms import bundle_platform
 from .backends import BACKENDS, canonical_target, get_backend
 from .console import progress
 from .device import runtimes
-from .device.timing import TURN_WARMUP, race, summarize
-from .devices import report_of, run_bundle
+from .device.timing import race
 from .errors import ParityFailure, UserError
 from .models import count_macs
 from .options import (CALIB_METHODS, PRECISIONS, BuildOptions, Inputs, Int8Options, ModelOptions, PlatformOptions,
@@ -31,13 +30,14 @@ from .options import (CALIB_METHODS, PRECISIONS, BuildOptions, Inputs, Int8Optio
 from .parity import reference_inputs, runner_for
 from .pipeline import build_model, check_precision
 from .results import RESULTS, Candidate, OptimizeResult, budget_tolerance
-from .sweep import engine
+from .sweep import engine, on_devices
 from .sweep.build import Built, Job, unpack
 from .sweep.journal import Journal
 from .sweep.pareto import SWEEP, Sweep
 
 DEFAULT_CALIB_METHODS = ("percentile", "entropy")
 RANDOM_INPUTS = 2  # reported, not budgeted
+PICKS = ("each-device", "slowest-device")  # over a fleet: a bundle per device's winner, or the one best where slowest
 
 
 def plan(targets=BACKENDS, precisions=None, calib_methods=DEFAULT_CALIB_METHODS) -> list[Candidate]:
@@ -76,14 +76,16 @@ def sweep(models: list[ModelOptions], *, min_cosine: float | None = None, max_to
           images: str | Path | None = None, out: str | Path | None = None, make_bundle: bool = True,
           int8: Int8Options = Int8Options(), trt: TrtOptions = TrtOptions(),
           timing: TimingOptions = TimingOptions(), platform: PlatformOptions = PlatformOptions(),
-          labels: str | Path | None = None, device=None,
+          labels: str | Path | None = None, device=None, fleet=None, pick: str = "each-device",
           build: BuildOptions = BuildOptions()) -> tuple[Sweep, Path]:
     """Every model's candidates under one budget: all built on the engine at once (``build``: sweep/engine.py, a
     local Dask cluster by default; ``build.resume`` reuses an interrupted run's builds), then timed here in one
     race (and with ``device``, a device and its probe's facts, on the device by each bundle's run.py --bench in
     turns: the fastest there wins); each model's winner packaged and reported in its own folder. One model: that
     folder is ``out``; several: ``out``/MODEL-.../ each, beside sweep.json, sweep.md and the Pareto plot across
-    models (sweep/pareto.py).
+    models (sweep/pareto.py). ``fleet`` (DeviceOptions naming several devices): every candidate timed on every
+    device at once; each device's winner, and the one artifact best where it is slowest; ``pick``
+    "each-device" bundles every device's winner for its platform, "slowest-device" that one artifact only.
 
     A feature model (``model.features``) is judged on its worst output: the budget must be a cosine.
     ``labels``: the class names the bundles carry (see bundle.read_labels). ``int8.min_cosine`` (the INT8
@@ -100,6 +102,8 @@ def sweep(models: list[ModelOptions], *, min_cosine: float | None = None, max_to
                         "map, so give --min-cosine instead")
     if timing.seconds is not None:
         raise UserError("optimize times every candidate in turns for --iters runs; drop --seconds")
+    if pick not in PICKS:
+        raise UserError(f"--pick {pick!r} is none of {', '.join(PICKS)}")
     twice = sorted({m.model for m in models if [n.model for n in models].count(m.model) > 1})
     if twice:
         raise UserError(f"--models names {', '.join(twice)} twice; name each model once")
@@ -133,12 +137,24 @@ def sweep(models: list[ModelOptions], *, min_cosine: float | None = None, max_to
             if device is not None:
                 progress.phase(f"latency of every {s.model.model} candidate on {device[0].name}, in turns",
                                done=done, total=steps)
-                _race_on_device(s.result, s.evaluated, device, budget, Path(tmp) / f"m{i}", timing, platform)
+                on_devices.race_on_device(s.result, s.evaluated, device, budget, Path(tmp) / f"m{i}", timing, platform)
+            if fleet is not None:
+                progress.phase(f"latency of every {s.model.model} candidate on {fleet.devices}, each device in "
+                               "turns", done=done, total=steps)
+                on_devices.race_on_fleet(s.result, s.evaluated, fleet, budget, Path(tmp) / f"m{i}", timing)
+                on_devices.fleet_winners(s.result)
+                s.result.pick = pick
             progress.phase(f"per-layer profile of the {s.model.model} winner", done=done + 1, total=steps)
             into = folder if len(searches) == 1 else folder / s.folder_name
             into.mkdir(exist_ok=True)
-            _pick_and_package(s.result, s.evaluated, budget, into if make_bundle else None, threads, platform,
-                              s.labels, lambda text: progress.phase(text, done=done + 2, total=steps))
+
+            def tell(text: str) -> None:
+                progress.phase(text, done=done + 2, total=steps)
+
+            _pick_and_package(s.result, s.evaluated, budget, into if make_bundle and fleet is None else None,
+                              threads, platform, s.labels, tell)
+            if fleet is not None and make_bundle:
+                on_devices.package_for_fleet(s.result, s.evaluated, budget, into, threads, s.labels, pick, tell)
             progress.phase("writing the report", done=steps - 1, total=steps)
             write_report(s.result, into)
         swept = Sweep([s.result for s in searches], [s.folder_name for s in searches] if len(searches) > 1 else ["."])
@@ -233,32 +249,6 @@ def _race(searches: list[_Search], threads: int, warmup: int, iters: int, rounds
             searches[m].result.eager = latency
         else:
             searches[m].result.candidates[index].latency = latency
-
-
-def _race_on_device(result: OptimizeResult, evaluated: dict, device, budget: dict, tmp: Path, timing: TimingOptions,
-                    platform: PlatformOptions, rounds: int = 5) -> None:
-    """Each evaluated candidate packaged as its bundle and timed on the device by its run.py --bench, in
-    ``rounds`` turns (each after TURN_WARMUP runs, as the host's race), so that the device's drift (heat, other
-    load) hits every candidate alike; fill in their device latencies and the device's record."""
-    from .bundle import package
-
-    place, facts = device
-    bundles = {index: package(artifact, run, platform=platform, tolerance=budget, out=tmp / f"device-{index}").path
-               for index, (artifact, run, _) in evaluated.items()}
-    times: dict = {index: [] for index in bundles}
-    args = ["--bench", "--json", "--iters", str(max(1, timing.runs // rounds)), "--warmup", str(TURN_WARMUP),
-            *(["--threads", str(timing.threads)] if timing.threads else [])]
-    states, warned = [], []
-    for _ in range(rounds):
-        for index, folder in bundles.items():
-            bench = report_of(run_bundle(place, folder, args), "bench", "run.py --bench", place.where)["bench"]
-            times[index] += bench["times_ms"]
-            states.append(bench["state"])
-            warned += [w for w in bench["warnings"] if w not in warned]
-    for index, samples in times.items():
-        result.candidates[index].device_latency = summarize(samples, result.input_shape[0])
-    result.device = {"name": place.name, "cpu": facts["cpu"], "machine": facts["machine"],
-                     "state": states[-1]["after"] if states else None, "warnings": warned}
 
 
 def _pick_and_package(result: OptimizeResult, evaluated: dict, budget: dict, folder: Path | None, threads: int,

@@ -11,6 +11,8 @@ import html
 import json
 import math
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from .arm.platforms import host_platform
@@ -22,10 +24,16 @@ TOP_LAYERS = 15
 
 
 def write_report(result: OptimizeResult, folder: Path) -> list[Path]:
-    """Write results.json, report.md, report.html and the two SVG plots into ``folder`` (each file atomically)."""
-    files = {RESULTS: json.dumps(result.as_dict(), indent=1, default=str) + "\n",
-             SCATTER: scatter_svg(result), LAYERS: layers_svg(result),
-             "report.md": markdown(result), "report.html": page(result)}
+    """Write results.json, report.md, report.html and the SVG plots (over a fleet, one more per device) into
+    ``folder`` (each file atomically)."""
+    return write_files(folder, {RESULTS: json.dumps(result.as_dict(), indent=1, default=str) + "\n",
+                                SCATTER: scatter_svg(result), LAYERS: layers_svg(result),
+                                **{device_plot(name): scatter_svg(result, device=name) for name in fleet_timed(result)},
+                                "report.md": markdown(result), "report.html": page(result)})
+
+
+def write_files(folder: Path, files: dict[str, str]) -> list[Path]:
+    """Each {name: text} into ``folder``, each atomically (staged beside it, then renamed)."""
     written = []
     for name, text in files.items():
         path = Path(folder) / name
@@ -50,6 +58,11 @@ def _context(result: OptimizeResult) -> str:
     if result.platform != host_platform():
         text += (f" Target platform {result.platform}: the winner's bundle is verified there under emulation "
                  "(parity only: emulated latency means nothing).")
+    if result.fleet:
+        timed = fleet_timed(result)
+        text += (f" Timed on {len(timed)} of {len(result.fleet)} devices too, every candidate's bundle by its run.py "
+                 "--bench, in turns on each device at once; each device's p50 picks its winner, the p50 where a "
+                 "candidate is slowest ranks the one artifact for them all.")
     if result.device:
         d = result.device
         text += (f" Timed on the device too, {d['name']} ({d['machine']}, {d['cpu']}): every candidate's bundle by "
@@ -75,8 +88,15 @@ def rows(result: OptimizeResult) -> list[dict]:
             "why": c.skipped or c.error or "; ".join([*map(str, c.failed)] + ([f"bundle: {c.bundle_error}"]
                                                                               if c.bundle_error else [])),
             "detail": f"{len(c.float_blocks)} block(s) back in float: {', '.join(c.float_blocks)}" if c.float_blocks
-            else ""})
+            else "",
+            **{f"at:{name}": c.fleet_latency[name].p50_ms if name in c.fleet_latency else None
+               for name in fleet_timed(result)}})
     return table
+
+
+def fleet_timed(result: OptimizeResult) -> list[str]:
+    """The devices of a fleet that timed the candidates."""
+    return [d["name"] for d in result.fleet or [] if d.get("platform")]
 
 
 def cell(row: dict, key: str, spec: str) -> str:
@@ -96,8 +116,63 @@ DEVICE_COLUMNS = [("device p50 ms", "device_p50", ".2f"), ("device p90 ms", "dev
 
 
 def columns(result: OptimizeResult) -> list[tuple[str, str, str]]:
-    """The table's columns: the device's latency beside this machine's where candidates were timed there."""
+    """The table's columns: the device's latency beside this machine's where candidates were timed there; over a
+    fleet, each device's p50 and the slowest."""
+    if result.fleet:
+        return [*COLUMNS[:4], *[(f"{name} p50 ms", f"at:{name}", ".2f") for name in fleet_timed(result)],
+                ("slowest device p50 ms", "device_p50", ".2f"), *COLUMNS[4:]]
     return [*COLUMNS[:4], *DEVICE_COLUMNS, *COLUMNS[4:]] if result.device else COLUMNS
+
+
+def fleet_rows(result: OptimizeResult) -> list[dict]:
+    """Over a fleet, one row per device: its winner and p50 there, its bundle, state, or why it has none."""
+    table = []
+    for d in result.fleet or []:
+        winner = result.candidates[d["winner"]] if d.get("winner") is not None else None
+        state = d.get("state") or {}
+        table.append({"device": d["name"], "architecture": d.get("platform", ""), "cpu": d.get("cpu", ""),
+                      "winner": winner.name if winner else "", "p50": winner.fleet_latency[d["name"]].p50_ms
+                      if winner else None, "temperature": state.get("temperature_c"),
+                      "bundle": d.get("bundle", ""), "why": d.get("error") or d.get("bundle_error")
+                      or "; ".join(d.get("warnings") or []) or ("" if winner else "no candidate met the budget")})
+    return table
+
+
+def _fleet_markdown(result: OptimizeResult) -> list[str]:
+    if not result.fleet:
+        return []
+    pick = result.best.name if result.best else "none"
+    lines = ["", f"## On each device ({'a bundle per device winner' if result.pick == 'each-device' else 'one bundle: the best where it is slowest'})",
+             "", f"Best where it is slowest: **{pick}**"
+             + (f", {result.best.device_latency.p50_ms:.2f} ms on its slowest device" if result.best and
+                result.best.device_latency else ""), "",
+             "| device | architecture | CPU | its winner | p50 ms there | °C | bundle | why not / warnings |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in fleet_rows(result):
+        lines.append(f"| {r['device']} | {r['architecture']} | {r['cpu']} | {r['winner']} | "
+                     f"{'' if r['p50'] is None else format(r['p50'], '.2f')} | "
+                     f"{'' if r['temperature'] is None else format(r['temperature'], '.0f')} | {r['bundle']} | "
+                     f"{r['why']} |")
+    lines += [""] + [f"![latency vs cosine on {name}]({device_plot(name)})" for name in fleet_timed(result)]
+    return lines
+
+
+def _fleet_html(result: OptimizeResult) -> str:
+    if not result.fleet:
+        return ""
+    head = "".join(f"<th>{t}</th>" for t in ("device", "architecture", "CPU", "its winner", "p50 ms there", "°C",
+                                              "bundle", "why not / warnings"))
+    body = "".join("<tr>" + "".join(f"<td>{html.escape('' if v is None else format(v, '.2f') if isinstance(v, float) else str(v))}</td>"
+                                    for v in (r["device"], r["architecture"], r["cpu"], r["winner"], r["p50"],
+                                              r["temperature"], r["bundle"], r["why"])) + "</tr>"
+                   for r in fleet_rows(result))
+    plots = "".join(f"<h3>On {html.escape(name)}</h3>{scatter_svg(result, device=name)}" for name in fleet_timed(result))
+    return f'<h2>On each device</h2><table id="devices"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{plots}'
+
+
+def device_plot(name: str) -> str:
+    """The file of a fleet device's latency-against-cosine plot."""
+    return f"latency_vs_cosine_{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.svg"
 
 
 def markdown(result: OptimizeResult) -> str:
@@ -106,7 +181,8 @@ def markdown(result: OptimizeResult) -> str:
              _context(result),
              "", f"**Winner: {best.name}**, p50 {best.latency.p50_ms:.2f} ms "
              f"({result.eager.p50_ms / best.latency.p50_ms:.2f}x eager)"
-             + (f", on {result.device['name']} {best.device_latency.p50_ms:.2f} ms" if best.device_latency else "")
+             + (f", on {result.device['name']} {best.device_latency.p50_ms:.2f} ms" if result.device else
+                f", {best.device_latency.p50_ms:.2f} ms on its slowest device" if best.device_latency else "")
              + f", cosine {best.photos.cosine:.6f}"
              + (f"; bundle `{result.bundle}`" if result.bundle else "") if best else f"**No winner**: {result.note}",
              *(["", f"**Note:** {result.class_change}"] if result.class_change else []),
@@ -119,7 +195,7 @@ def markdown(result: OptimizeResult) -> str:
         lines += ["", "Notes (misses, errors, INT8 float fallback):", *notes]
     lines += ["", "% GEMM roofline: the model's MACs x 2 / p50, over the best GFLOP/s of a 1024^3 MatMul on the same "
               "runtime, precision and threads on this machine (cached per machine).", "",
-              f"![latency vs cosine]({SCATTER})", ""]
+              f"![latency vs cosine]({SCATTER})", "", *_fleet_markdown(result)]
     if result.layers:
         lines += [f"## Where the winner's time goes ({best.name if best else ''})", "", f"![time by operator]({LAYERS})",
                   "", "| slowest layers | op | ms | % |", "|---|---|---|---|"]
@@ -132,33 +208,76 @@ def nines(cosine: float) -> float:
     return min(9.0, -math.log10(max(1e-9, 1.0 - cosine)))
 
 
-def scatter_svg(result: OptimizeResult, width: int = 760, height: int = 360) -> str:
-    points = [(c, nines(c.photos.cosine), c.latency.p50_ms) for c in result.candidates if c.latency and c.photos]
-    left, right, top, bottom = 70, 140, 20, 50  # room on the right for the labels of near-exact candidates
-    plot_w, plot_h = width - left - right, height - top - bottom
+@dataclass
+class Plot:
+    """A latency-against-cosine plot under way: cosine on a log scale of 1 - cosine (``nines``), p50 upwards,
+    its frame and ticks drawn; ``sx``/``sy`` place a value, ``parts`` the SVG so far."""
+
+    width: int
+    height: int
+    x_lo: float
+    x_hi: float
+    y_hi: float
+    left: int = 70
+    right: int = 140  # room on the right for labels
+    top: int = 20
+    bottom: int = 50
+
+    @property
+    def plot_w(self) -> float:
+        return self.width - self.left - self.right
+
+    @property
+    def plot_h(self) -> float:
+        return self.height - self.top - self.bottom
+
+    def sx(self, v: float) -> float:
+        return self.left + (v - self.x_lo) / max(self.x_hi - self.x_lo, 1e-9) * self.plot_w
+
+    def sy(self, v: float) -> float:
+        return self.top + self.plot_h - v / self.y_hi * self.plot_h
+
+    @classmethod
+    def framed(cls, xs: list[float], ys: list[float], width: int, height: int, label: str,
+               right: int = 140) -> tuple["Plot", list[str]]:
+        """The plot of cosines ``xs`` (as nines) and latencies ``ys``, with its frame, ticks and grid drawn."""
+        x_lo, x_hi = (math.floor(min(xs)), math.ceil(max(xs)) + 0.5) if xs else (0, 1)
+        plot = cls(width, height, x_lo, x_hi, max(ys or [1.0]) * 1.1, right=right)
+        left, top, plot_w, plot_h, sx, sy = plot.left, plot.top, plot.plot_w, plot.plot_h, plot.sx, plot.sy
+        parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+                 f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11" role="img" '
+                 f'aria-label="{label}">',
+                 f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fafafa" stroke="#999"/>']
+        for tick in range(int(x_lo), int(math.ceil(x_hi)) + 1):
+            if x_lo <= tick <= x_hi:
+                text = "0" if tick == 0 else f"0.{'9' * tick}"
+                parts.append(f'<line x1="{sx(tick):.1f}" y1="{top + plot_h}" x2="{sx(tick):.1f}" '
+                             f'y2="{top + plot_h + 4}" stroke="#666"/><text x="{sx(tick):.1f}" y="{top + plot_h + 16}" '
+                             f'text-anchor="middle">{text}</text>')
+        for i in range(5):
+            value = plot.y_hi * i / 4
+            parts.append(f'<text x="{left - 6}" y="{sy(value) + 4:.1f}" text-anchor="end">{value:.1f}</text>'
+                         f'<line x1="{left}" y1="{sy(value):.1f}" x2="{left + plot_w}" y2="{sy(value):.1f}" '
+                         'stroke="#eee"/>')
+        return plot, parts
+
+    def axes_titles(self, x_title: str) -> str:
+        return (f'<text x="{self.left + self.plot_w / 2}" y="{self.height - 10}" text-anchor="middle">{x_title}</text>'
+                f'<text x="16" y="{self.top + self.plot_h / 2}" text-anchor="middle" transform="rotate(-90 16 '
+                f'{self.top + self.plot_h / 2})">p50 latency (ms)</text></svg>')
+
+
+def scatter_svg(result: OptimizeResult, width: int = 760, height: int = 360, device: str | None = None) -> str:
+    """Every candidate's p50 (here; ``device``: on that device of a fleet) against its cosine to PyTorch."""
+    def p50(c):
+        there = c.fleet_latency.get(device) if device else c.latency
+        return there.p50_ms if there else None
+
+    points = [(c, nines(c.photos.cosine), p50(c)) for c in result.candidates if p50(c) is not None and c.photos]
     xs = [p[1] for p in points] + [nines(bound) for metric, (bound, _) in result.budget.items() if metric == "cosine"]
-    x_lo, x_hi = (math.floor(min(xs)), math.ceil(max(xs)) + 0.5) if xs else (0, 1)
-    y_hi = max([p[2] for p in points] + [result.eager.p50_ms]) * 1.1
-
-    def sx(v):
-        return left + (v - x_lo) / max(x_hi - x_lo, 1e-9) * plot_w
-
-    def sy(v):
-        return top + plot_h - v / y_hi * plot_h
-
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11" role="img" '
-             'aria-label="latency against cosine to PyTorch">',
-             f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fafafa" stroke="#999"/>']
-    for tick in range(int(x_lo), int(math.ceil(x_hi)) + 1):
-        if x_lo <= tick <= x_hi:
-            label = "0" if tick == 0 else f"0.{'9' * tick}"
-            parts.append(f'<line x1="{sx(tick):.1f}" y1="{top + plot_h}" x2="{sx(tick):.1f}" y2="{top + plot_h + 4}" '
-                         f'stroke="#666"/><text x="{sx(tick):.1f}" y="{top + plot_h + 16}" text-anchor="middle">{label}</text>')
-    for i in range(5):
-        value = y_hi * i / 4
-        parts.append(f'<text x="{left - 6}" y="{sy(value) + 4:.1f}" text-anchor="end">{value:.1f}</text>'
-                     f'<line x1="{left}" y1="{sy(value):.1f}" x2="{left + plot_w}" y2="{sy(value):.1f}" stroke="#eee"/>')
+    plot, parts = Plot.framed(xs, [p[2] for p in points] + [result.eager.p50_ms], width, height,
+                              "latency against cosine to PyTorch")
+    left, top, plot_w, plot_h, sx, sy = plot.left, plot.top, plot.plot_w, plot.plot_h, plot.sx, plot.sy
     parts.append(f'<line x1="{left}" y1="{sy(result.eager.p50_ms):.1f}" x2="{left + plot_w}" '
                  f'y2="{sy(result.eager.p50_ms):.1f}" stroke="#888" stroke-dasharray="4 3"/>'
                  f'<text x="{left + plot_w - 4}" y="{sy(result.eager.p50_ms) - 4:.1f}" text-anchor="end" '
@@ -169,9 +288,11 @@ def scatter_svg(result: OptimizeResult, width: int = 760, height: int = 360) -> 
                          f'y2="{top + plot_h}" stroke="#c33" stroke-dasharray="5 3"/><text x="{sx(nines(bound)) + 4:.1f}" '
                          f'y="{top + 12}" fill="#c33">budget {bound:g}</text>')
     placed: list[tuple[float, float, float]] = []  # label boxes (x, y, width) already drawn
+    device_winner = next((d.get("winner") for d in result.fleet or [] if d["name"] == device), None)
     for c, x, y in points:
         color = "#1a7f37" if c.passed else "#cf222e"
-        winner = result.best is c
+        winner = result.best is c if device is None else (device_winner is not None and
+                                                           result.candidates[device_winner] is c)
         label_x, label_w = sx(x) + 9, 6.2 * len(c.name)
         label_y = next((sy(y) + dy for dy in (4, -9, 17, -22, 30, -35, 43)
                         if not any(abs(sy(y) + dy - py) < 12 and label_x < px + pw and px < label_x + label_w
@@ -181,10 +302,7 @@ def scatter_svg(result: OptimizeResult, width: int = 760, height: int = 360) -> 
                      f'stroke="{"#000" if winner else "none"}" stroke-width="2"><title>{html.escape(c.name)}: '
                      f'{y:.2f} ms, cosine {c.photos.cosine:.6f}</title></circle>'
                      f'<text x="{label_x:.1f}" y="{label_y:.1f}">{html.escape(c.name)}</text>')
-    parts.append(f'<text x="{left + plot_w / 2}" y="{height - 10}" text-anchor="middle">cosine to PyTorch (worst photo; '
-                 'log scale of 1 - cosine)</text>'
-                 f'<text x="16" y="{top + plot_h / 2}" text-anchor="middle" transform="rotate(-90 16 {top + plot_h / 2})">'
-                 'p50 latency (ms)</text></svg>')
+    parts.append(plot.axes_titles("cosine to PyTorch (worst photo; log scale of 1 - cosine)"))
     return "".join(parts) + "\n"
 
 
@@ -274,6 +392,7 @@ def page(result: OptimizeResult) -> str:
 runtime, precision and threads on this machine (cached per machine).</p>
 <h2>Latency against cosine to PyTorch</h2>
 {scatter_svg(result)}
+{_fleet_html(result)}
 <h2>Where the winner's time goes{f" ({html.escape(best.name)})" if best else ""}</h2>
 {layers_svg(result)}
 <table id="layers"><thead><tr><th>slowest layers</th><th>op</th><th>ms</th><th>%</th></tr></thead><tbody>

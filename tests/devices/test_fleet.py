@@ -134,3 +134,28 @@ def test_device_given_twice_is_a_fleet_and_a_one_device_command_says_so(fleet, s
     assert refused.returncode == 2 and "bundle runs on one device at a time; give --device once" in refused.stderr
     both = invoke("verify", str(small_bundle.path), "--device", "a@b", "--devices", str(inventory))
     assert both.returncode == 2 and "give the devices once" in both.stderr
+
+
+def test_optimize_over_the_fleet_times_every_candidate_on_each_device_and_bundles_each_winner(fleet, tmp_path):
+    """Candidates built once here, then timed on every device at once (each in turns); the device that takes no
+    bundle and the one that is gone end in their one line; the reached one's winner is bundled for it."""
+    _, inventory = fleet
+    result, out = api.optimize("test_convmlp", targets=["ort"], precisions=["fp32", "int8"],
+                               calib_methods=("percentile",), timing=api.TimingOptions(iters=5, warmup=1),
+                               out=tmp_path / "o", device=api.DeviceOptions(devices=str(inventory)),
+                               build=api.BuildOptions(workers=0))
+    ends = {d["name"]: d for d in result.fleet}
+    assert list(ends) == ["good", "full", "gone"]
+    assert ends["good"]["platform"] == "linux/x86_64" and ends["good"]["winner"] is not None
+    assert "its disk is full" in ends["full"]["error"] and not ends["gone"]["reached"]
+    timed = [c for c in result.candidates if c.latency is not None]
+    assert timed and all(set(c.fleet_latency) == {"good"} and c.fleet_latency["good"].runs == 5 for c in timed)
+    assert all(c.device_latency == c.fleet_latency["good"] for c in timed)  # the only timed device is the slowest
+    winner = result.candidates[ends["good"]["winner"]]
+    assert winner.passed and all(winner.fleet_latency["good"].p50_ms <= c.fleet_latency["good"].p50_ms
+                                 for c in timed if c.passed)
+    assert api.verify(out / ends["good"]["bundle"]).passed
+    report = (out / "report.md").read_text()
+    assert "## On each device" in report and "good p50 ms" in report and (out / "latency_vs_cosine_good.svg").is_file()
+    refused = invoke("optimize", "-m", "test_convmlp", "--devices", str(inventory), "--pick", "fastest")
+    assert refused.returncode == 2 and "--pick 'fastest' is none of each-device, slowest-device" in refused.stderr

@@ -22,7 +22,9 @@ class Candidate:
     calib: str | None = None
     fallback: bool = False
     latency: Latency | None = None  # on this machine, in turns with the others
-    device_latency: Latency | None = None  # on the --device, in turns there (it ranks the candidates then)
+    device_latency: Latency | None = None  # on the --device, in turns there (it ranks the candidates then); over
+    # a fleet, on the device where it is slowest
+    fleet_latency: dict[str, Latency] = field(default_factory=dict)  # over a fleet: on each device, in turns there
     photos: Metrics | None = None
     random: Metrics | None = None
     failed: list[Miss] = field(default_factory=list)  # budget misses; empty and no error: it meets the budget
@@ -69,6 +71,7 @@ class Candidate:
         fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         for key in ("latency", "device_latency"):
             fields[key] = Latency(**fields[key]) if fields.get(key) else None
+        fields["fleet_latency"] = {name: Latency(**lat) for name, lat in (fields.get("fleet_latency") or {}).items()}
         for key in ("photos", "random"):
             fields[key] = Metrics.from_dict(fields[key]) if fields.get(key) else None
         fields["failed"] = [Miss.from_dict(miss) for miss in fields.get("failed", [])]
@@ -91,6 +94,10 @@ class OptimizeResult:
     machine: str = ""
     note: str = ""
     device: dict | None = None  # --device: its name, CPU, architecture, state and warnings while timed
+    # a fleet: each device's name, reached, error or CPU, architecture, platform, state, warnings, and its winner
+    # (a candidate index), bundle (or bundle_error); ``pick``: each-device or slowest-device (optimize.PICKS)
+    fleet: list[dict] | None = None
+    pick: str | None = None
 
     def as_dict(self) -> dict:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}

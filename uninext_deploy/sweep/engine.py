@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from concurrent.futures import CancelledError
 from dataclasses import replace
 from typing import Callable, Iterator
 
@@ -74,34 +75,34 @@ def build_all(jobs: list[Job], inputs: dict[str, object], options: BuildOptions,
     ``follow_up(job, built)``: a job to build next because of this one (an INT8 miss's fallback), or None.
     Finished builds in ``journal`` (a resumed sweep) are read back instead of built."""
     done: dict[str, Built] = {}
-    queue = list(jobs)
-    while queue:  # what an earlier run finished, and what it led to
+    pending, queue = [], list(jobs)
+    while queue:  # what an earlier run finished (and what that led to) is read back; the rest is built
         job = queue.pop(0)
         built = journal.load(job)
         if built is None:
-            break
+            pending.append(job)
+            continue
         done[job.key] = built
         queue[:0] = [f for f in [follow_up(job, built)] if f is not None]
-    else:
-        job = None
-    pending = ([job] if job is not None else []) + queue
-    pending = [j for j in pending if j.key not in done]
     if not pending:
         return done
-    total = len(done) + len(pending)
+    total = [len(done) + len(pending)]  # grows by each follow-up
 
     def finished(job: Job, built: Built) -> Job | None:
         journal.save(job, built)
         done[job.key] = built
         state = built.candidate.error or ("meets the budget" if not built.candidate.failed else "misses the budget")
         progress.phase(f"{job.model.model} {built.candidate.name}: built on {built.worker} in {built.seconds:.0f} s, "
-                       f"{state}", done=len(done), total=total)
-        return follow_up(job, built)
+                       f"{state}", done=len(done), total=total[0])
+        follow = follow_up(job, built)
+        total[0] += follow is not None
+        return follow
 
     if options.cluster is None and local_workers(options) <= 1:  # a cluster of one worker adds only its start
         while pending:
             job = pending.pop(0)
-            progress.phase(f"{job.model.model} {job.candidate.name}: export and parity", done=len(done), total=total)
+            progress.phase(f"{job.model.model} {job.candidate.name}: export and parity", done=len(done),
+                           total=total[0])
             try:
                 built = build(job, inputs[job.model.model])
             except DiskFull:
@@ -111,14 +112,13 @@ def build_all(jobs: list[Job], inputs: dict[str, object], options: BuildOptions,
             follow = finished(job, built)
             if follow is not None:
                 pending.insert(0, follow)
-                total += 1
         return done
     with client(options) as connected:
-        _on_cluster(connected, pending, inputs, finished, total)
+        _on_cluster(connected, pending, inputs, finished, len(done))
     return done
 
 
-def _on_cluster(connected, pending: list[Job], inputs: dict, finished, total: int) -> None:
+def _on_cluster(connected, pending: list[Job], inputs: dict, finished, resumed: int) -> None:
     """The jobs submitted at once (the scheduler hands them to idle workers), taken back as they finish."""
     from distributed import as_completed
     from distributed.scheduler import KilledWorker
@@ -136,7 +136,7 @@ def _on_cluster(connected, pending: list[Job], inputs: dict, finished, total: in
 
     running = as_completed([submit(job) for job in pending])
     progress.phase(f"{len(pending)} builds on {len(connected.scheduler_info()['workers'])} Dask workers",
-                   done=total - len(pending), total=total)
+                   done=resumed, total=resumed + len(pending))
     for future in running:
         job = jobs.pop(future.key)
         start = time.monotonic()
@@ -153,6 +153,9 @@ def _on_cluster(connected, pending: list[Job], inputs: dict, finished, total: in
             raise  # this machine's or a worker's disk: the sweep stops, in one line
         except UserError as exc:
             built = Built(replace(job.candidate, error=str(exc)), None, {}, "", 0.0)
+        except (CancelledError, OSError) as exc:  # the scheduler went away (CommClosedError is an OSError)
+            raise UserError(f"lost the Dask cluster while building {job.candidate.name} ({type(exc).__name__}: "
+                            f"{exc}); the builds that finished are kept: run again with --resume") from None
         built.fetched = round(time.monotonic() - start, 3)
         if built.candidate.build is not None:
             built.candidate.build["fetch_seconds"] = built.fetched

@@ -4,12 +4,10 @@ winner and front) and the plot of every candidate within the budget, latency aga
 from __future__ import annotations
 
 import json
-import math
-import os
 from html import escape
 from pathlib import Path
 
-from ..report import nines
+from ..report import Plot, nines, write_files
 from .pareto import SWEEP, Sweep, front
 
 PLOT = "sweep_latency_vs_cosine.svg"
@@ -17,15 +15,8 @@ COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#1
 
 
 def write_sweep(swept: Sweep, folder: Path) -> list[Path]:
-    files = {SWEEP: json.dumps(swept.as_dict(), indent=1) + "\n", PLOT: plot_svg(swept), "sweep.md": markdown(swept)}
-    written = []
-    for name, text in files.items():
-        path = Path(folder) / name
-        staged = path.with_name(f".{name}.{os.getpid()}.tmp")
-        staged.write_text(text)
-        os.replace(staged, path)
-        written.append(path)
-    return written
+    return write_files(folder, {SWEEP: json.dumps(swept.as_dict(), indent=1) + "\n", PLOT: plot_svg(swept),
+                                "sweep.md": markdown(swept)})
 
 
 def markdown(swept: Sweep) -> str:
@@ -51,29 +42,9 @@ def markdown(swept: Sweep) -> str:
 
 def plot_svg(swept: Sweep, width: int = 760, height: int = 380) -> str:
     points = swept.points()
-    left, right, top, bottom = 70, 150, 20, 50
-    plot_w, plot_h = width - left - right, height - top - bottom
-    xs = [nines(p.cosine) for p in points]
-    x_lo, x_hi = (math.floor(min(xs)), math.ceil(max(xs)) + 0.5) if xs else (0, 1)
-    y_hi = max([p.p50_ms for p in points] or [1.0]) * 1.1
-
-    def sx(v):
-        return left + (v - x_lo) / max(x_hi - x_lo, 1e-9) * plot_w
-
-    def sy(v):
-        return top + plot_h - v / y_hi * plot_h
-
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} '
-             f'{height}" font-family="sans-serif" font-size="11" role="img" aria-label="latency against cosine, '
-             'by model">', f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fafafa" '
-             'stroke="#999"/>']
-    for tick in range(int(x_lo), int(math.ceil(x_hi)) + 1):
-        if x_lo <= tick <= x_hi:
-            label = "0" if tick == 0 else f"0.{'9' * tick}"
-            parts.append(f'<text x="{sx(tick):.1f}" y="{top + plot_h + 16}" text-anchor="middle">{label}</text>')
-    for i in range(5):
-        value = y_hi * i / 4
-        parts.append(f'<text x="{left - 6}" y="{sy(value) + 4:.1f}" text-anchor="end">{value:.1f}</text>')
+    plot, parts = Plot.framed([nines(p.cosine) for p in points], [p.p50_ms for p in points], width, height,
+                              "latency against cosine, by model", right=150)
+    sx, sy = plot.sx, plot.sy
     best = swept.front
     if len(best) > 1:
         parts.append('<polyline fill="none" stroke="#444" stroke-dasharray="4 3" points="'
@@ -84,12 +55,10 @@ def plot_svg(swept: Sweep, width: int = 760, height: int = 380) -> str:
         parts.append(f'<circle cx="{sx(nines(p.cosine)):.1f}" cy="{sy(p.p50_ms):.1f}" r="{6 if p.winner else 4}" '
                      f'fill="{colour}"><title>{escape(p.model)} {escape(p.candidate)}: {p.p50_ms:.3f} ms, cosine '
                      f'{p.cosine:.6f}</title></circle>')
+    legend_x = plot.left + plot.plot_w + 16
     for i, model in enumerate(models):
-        parts.append(f'<circle cx="{left + plot_w + 16}" cy="{top + 10 + 16 * i}" r="4" '
-                     f'fill="{COLOURS[i % len(COLOURS)]}"/><text x="{left + plot_w + 24}" y="{top + 14 + 16 * i}">'
-                     f'{escape(model)}</text>')
-    parts.append(f'<text x="{left + plot_w / 2}" y="{height - 10}" text-anchor="middle">cosine to PyTorch (worst '
-                 'photo); dashed: the front across models; large: each model\'s winner</text>'
-                 f'<text x="16" y="{top + plot_h / 2}" text-anchor="middle" transform="rotate(-90 16 '
-                 f'{top + plot_h / 2})">p50 latency (ms)</text></svg>')
+        parts.append(f'<circle cx="{legend_x}" cy="{plot.top + 10 + 16 * i}" r="4" fill="{COLOURS[i % len(COLOURS)]}"/>'
+                     f'<text x="{legend_x + 8}" y="{plot.top + 14 + 16 * i}">{escape(model)}</text>')
+    parts.append(plot.axes_titles("cosine to PyTorch (worst photo); dashed: the front across models; large: each "
+                                  "model's winner"))
     return "\n".join(parts) + "\n"
