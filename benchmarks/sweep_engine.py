@@ -54,7 +54,8 @@ def child(models: list[str], workers: int, targets: list[str] | None, precisions
     peaks: dict[str, float] = {}
     for c in built:
         peaks[c.build["on"]] = max(peaks.get(c.build["on"], 0), c.build["peak_mb"])
-    return {"seconds": round(seconds, 1), "build_seconds": round(clock.builds_done, 1), "host_peak_mb": round(peak_rss_mb()),
+    return {"seconds": round(seconds, 1), "build_seconds": round(clock.builds_done, 1),
+            "host_peak_mb": round(peak_rss_mb()),
             "worker_peaks_mb": sorted(peaks.values()), "candidates": len(built),
             "fetch_s": [c.build.get("fetch_seconds", 0.0) for c in built],
             "work_s": round(sum(c.build["seconds"] for c in built), 1),

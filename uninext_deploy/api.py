@@ -19,8 +19,8 @@ from . import __version__
 from .backends.registry import canonical_target
 from .device.signature import PUBLIC_KEY
 from .errors import ParityFailure, UserError
-from .options import (DEFAULT_MODEL, DEFAULT_TARGET, PRECISIONS, BuildOptions, DeviceOptions, Inputs, Int8Options, ModelOptions,
-                      PlatformOptions, TimingOptions, TrtOptions, check_threads)
+from .options import (DEFAULT_MODEL, DEFAULT_TARGET, PRECISIONS, BuildOptions, DeviceOptions, Inputs, Int8Options,
+                      ModelOptions, PlatformOptions, TimingOptions, TrtOptions, check_threads)
 
 if TYPE_CHECKING:
     from .artifact import Artifact
@@ -32,11 +32,11 @@ if TYPE_CHECKING:
     from .sweep.pareto import Sweep
     from .verify import VerifyReport
 
-__all__ = ["DEFAULT_MODEL", "DEFAULT_TARGET", "PRECISIONS", "BuildOptions", "DeviceOptions", "Inputs", "Int8Options", "ModelOptions",
-           "PlatformOptions", "TimingOptions", "TrtOptions", "UserError", "ParityFailure", "__version__", "export",
-           "parity", "profile", "bundle", "verify", "optimize", "report", "results", "models_table", "doctor", "describe",
-           "default_targets", "newest_bundle", "gated_inputs", "bounds_text", "candidate_table", "device_table", "requirement_text",
-           "canonical_target", "PUBLIC_KEY"]
+__all__ = ["DEFAULT_MODEL", "DEFAULT_TARGET", "PRECISIONS", "BuildOptions", "DeviceOptions", "Inputs", "Int8Options",
+           "ModelOptions", "PlatformOptions", "TimingOptions", "TrtOptions", "UserError", "ParityFailure",
+           "__version__", "export", "parity", "profile", "bundle", "verify", "optimize", "report", "results",
+           "models_table", "doctor", "describe", "default_targets", "newest_bundle", "gated_inputs", "bounds_text",
+           "candidate_table", "device_table", "requirement_text", "canonical_target", "PUBLIC_KEY"]
 
 
 def _model(model: str | ModelOptions, input_size=None, weights=None, seed: int = 0) -> ModelOptions:

@@ -626,8 +626,8 @@ def results(model: Annotated[Optional[str], typer.Option("--model", "-m", help="
                 "p90 ms", "°C", "bundle"):
         table.add_column(col, justify="right" if col in ("batch", "p50 ms", "p90 ms", "°C") else "left")
     for r in rows:
-        table.add_row(r["measured_at"].replace("T", " ").removesuffix("+00:00"), r["model"], r["runtime"] or r["target"],
-                      r["precision"], str(r["batch"]), r["device"], r["machine"] or "", f"{r['p50_ms']:.3f}",
+        table.add_row(r["measured_at"].replace("T", " ").removesuffix("+00:00"), r["model"],
+                      r["runtime"] or r["target"], r["precision"], str(r["batch"]), r["device"], r["machine"] or "", f"{r['p50_ms']:.3f}",
                       f"{r['p90_ms']:.3f}", "" if r["temperature_c"] is None else f"{r['temperature_c']:.0f}",
                       r["bundle_sha256"][:12])
     out.print(table)

@@ -142,7 +142,9 @@ def _fleet_markdown(result: OptimizeResult) -> list[str]:
     if not result.fleet:
         return []
     pick = result.best.name if result.best else "none"
-    lines = ["", f"## On each device ({'a bundle per device winner' if result.pick == 'each-device' else 'one bundle: the best where it is slowest'})",
+    bundles = ("a bundle per device's winner" if result.pick == "each-device" else
+               "one bundle: the best where it is slowest")
+    lines = ["", f"## On each device ({bundles})",
              "", f"Best where it is slowest: **{pick}**"
              + (f", {result.best.device_latency.p50_ms:.2f} ms on its slowest device" if result.best and
                 result.best.device_latency else ""), "",
@@ -162,12 +164,17 @@ def _fleet_html(result: OptimizeResult) -> str:
         return ""
     head = "".join(f"<th>{t}</th>" for t in ("device", "architecture", "CPU", "its winner", "p50 ms there", "°C",
                                               "bundle", "why not / warnings"))
-    body = "".join("<tr>" + "".join(f"<td>{html.escape('' if v is None else format(v, '.2f') if isinstance(v, float) else str(v))}</td>"
-                                    for v in (r["device"], r["architecture"], r["cpu"], r["winner"], r["p50"],
-                                              r["temperature"], r["bundle"], r["why"])) + "</tr>"
-                   for r in fleet_rows(result))
-    plots = "".join(f"<h3>On {html.escape(name)}</h3>{scatter_svg(result, device=name)}" for name in fleet_timed(result))
-    return f'<h2>On each device</h2><table id="devices"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{plots}'
+
+    def shown(v) -> str:
+        return html.escape("" if v is None else format(v, ".2f") if isinstance(v, float) else str(v))
+
+    body = "".join("<tr>" + "".join(f"<td>{shown(v)}</td>" for v in (
+        r["device"], r["architecture"], r["cpu"], r["winner"], r["p50"], r["temperature"], r["bundle"], r["why"]))
+        + "</tr>" for r in fleet_rows(result))
+    plots = "".join(f"<h3>On {html.escape(name)}</h3>{scatter_svg(result, device=name)}"
+                    for name in fleet_timed(result))
+    return (f'<h2>On each device</h2><table id="devices"><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
+            f'</table>{plots}')
 
 
 def device_plot(name: str) -> str:

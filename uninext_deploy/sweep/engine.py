@@ -1,6 +1,7 @@
 """Candidates built on Dask distributed: a local cluster of one-thread worker processes by default, or the
 scheduler the user runs (``--cluster tcp://HOST:8786``; its workers need only this package installed), or
-this process one build after another (``--workers 0`` or 1, or one usable CPU). Builds only: nothing is timed on a worker.
+this process one build after another (``--workers 0`` or 1, or one usable CPU). Builds only: nothing is timed on
+a worker.
 
 A worker that dies mid-build loses only its job, which is submitted once more and then reported as failed (our
 local cluster's scheduler is told not to retry on its own, so "once" is ours; a user's scheduler may retry first,
