@@ -95,8 +95,8 @@ def rows(result: OptimizeResult) -> list[dict]:
 
 
 def fleet_timed(result: OptimizeResult) -> list[str]:
-    """The devices of a fleet that timed the candidates."""
-    return [d["name"] for d in result.fleet or [] if d.get("platform")]
+    """The names of a fleet's devices that timed the candidates."""
+    return [d["name"] for d in result.timed_devices]
 
 
 def cell(row: dict, key: str, spec: str) -> str:

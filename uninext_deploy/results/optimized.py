@@ -130,6 +130,11 @@ class OptimizeResult:
             raise UserError(f"{path} is not a results.json written by `uninext-deploy optimize` or `report`") from None
 
     @property
+    def timed_devices(self) -> list[dict]:
+        """Over a fleet, the devices that timed the candidates (reached, with their bundles run there)."""
+        return [d for d in self.fleet or [] if d.get("platform")]
+
+    @property
     def best(self) -> Candidate | None:
         return self.candidates[self.winner] if self.winner is not None else None
 

@@ -59,6 +59,11 @@ class Built:
     seconds: float
     fetched: float = 0.0
 
+    @classmethod
+    def failed(cls, job: "Job", why: str, worker: str = "") -> "Built":
+        """The job's end without an artifact: its candidate with ``error`` saying why."""
+        return cls(replace(job.candidate, error=why), None, {}, worker, 0.0)
+
 
 def build(job: Job, inputs) -> Built:
     """Run ``job`` here: ``inputs`` are the model's (x_images, x_random, references), made once by the host."""

@@ -13,7 +13,6 @@ import contextlib
 import logging
 import time
 from concurrent.futures import CancelledError
-from dataclasses import replace
 from typing import Callable, Iterator
 
 from ..artifact import DiskFull
@@ -109,7 +108,7 @@ def build_all(jobs: list[Job], inputs: dict[str, object], options: BuildOptions,
             except DiskFull:
                 raise
             except UserError as exc:  # as a worker's: this candidate's end, not the sweep's
-                built = Built(replace(job.candidate, error=str(exc)), None, {}, "this process", 0.0)
+                built = Built.failed(job, str(exc), "this process")
             follow = finished(job, built)
             if follow is not None:
                 pending.insert(0, follow)
@@ -148,12 +147,11 @@ def _on_cluster(connected, pending: list[Job], inputs: dict, finished, resumed: 
                 progress.phase(f"{job.model.model} {job.candidate.name}: its worker died; building it once more")
                 running.add(submit(job))
                 continue
-            built = Built(replace(job.candidate, error=f"its worker died twice while building it ({exc})"), None, {},
-                          "", 0.0)
+            built = Built.failed(job, f"its worker died twice while building it ({exc})")
         except DiskFull:
             raise  # this machine's or a worker's disk: the sweep stops, in one line
         except UserError as exc:
-            built = Built(replace(job.candidate, error=str(exc)), None, {}, "", 0.0)
+            built = Built.failed(job, str(exc))
         except (CancelledError, OSError) as exc:  # the scheduler went away (CommClosedError is an OSError)
             raise UserError(f"lost the Dask cluster while building {job.candidate.name} ({type(exc).__name__}: "
                             f"{exc}); the builds that finished are kept: run again with --resume") from None

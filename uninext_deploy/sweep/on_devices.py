@@ -95,7 +95,7 @@ def package_for_fleet(result: OptimizeResult, evaluated: dict, budget: dict, fol
     record names the bundle meant for it."""
     from ..bundle import default_out, package
 
-    timed = [d for d in result.fleet if d.get("platform")]
+    timed = result.timed_devices
     wanted = {}
     for device in timed:
         index = device["winner"] if pick == "each-device" else result.winner
@@ -120,7 +120,7 @@ def fleet_winners(result: OptimizeResult) -> None:
     """Each timed device's fastest candidate within the budget, and every candidate's latency where it is
     slowest (as its ``device_latency``: it ranks the one artifact best where it is slowest) when it was timed
     on every device that was."""
-    timed = [d["name"] for d in result.fleet if d.get("platform")]
+    timed = [d["name"] for d in result.timed_devices]
     for device in result.fleet:
         there = [i for i, c in enumerate(result.candidates) if c.passed and device["name"] in c.fleet_latency]
         device["winner"] = (min(there, key=lambda i: result.candidates[i].fleet_latency[device["name"]].p50_ms)
